@@ -1,0 +1,104 @@
+"""What every database engine provides. Engine-specific SQL, binaries and parsing live behind this."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dbrunbook.execution.command import Command
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.sql import DbSession
+from dbrunbook.inventory.model import Host, Role
+from dbrunbook.redact import Secret
+
+
+@dataclass(frozen=True)
+class Login:
+    """Resolved credentials for one connection."""
+
+    user: str
+    password: Secret | None
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    """What a server says about itself: a snapshot the checks reason about."""
+
+    version: str
+    major: str
+    role: Role
+    upstream_host: str | None = None
+    upstream_port: int | None = None
+    replication_state: str | None = None
+    lag_seconds: float | None = None
+    system_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BinaryInfo:
+    name: str
+    path: str | None
+    version_line: str | None
+    major: str | None
+
+    @property
+    def present(self) -> bool:
+        return self.path is not None
+
+
+_MARK = "@@dbrunbook@@"
+
+
+class EngineDriver(ABC):
+    name: str
+    #: client programs every host of this engine needs, for backups, restores and checks
+    required_binaries: tuple[str, ...]
+
+    @abstractmethod
+    @contextmanager
+    def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:
+        """An audited SQL session to the host's server, through the executor's tunnel."""
+
+    @abstractmethod
+    def probe(self, db: DbSession) -> ServerProbe: ...
+
+    @abstractmethod
+    def binary_major(self, name: str, version_line: str) -> str | None:
+        """The server major version a client binary belongs to, or None when it does not say."""
+
+    @staticmethod
+    @abstractmethod
+    def major_of(version: str) -> str: ...
+
+    def binaries_command(self, host: Host) -> Command:
+        """One round trip that locates every required binary and prints its version line."""
+        names = [f"{host.bin_dir.rstrip('/')}/{b}" if host.bin_dir else b for b in self.required_binaries]
+        script = (
+            'for b in "$@"; do p=$(command -v "$b") || { echo "' + _MARK + '$b ' + _MARK + 'missing"; continue; }; '
+            'echo "' + _MARK + '$b ' + _MARK + '$p"; "$p" --version 2>&1 | head -n 1; done'
+        )
+        return Command(("sh", "-c", script, "sh", *names), description="locate client binaries", mutating=False)
+
+    def parse_binaries(self, output: str) -> list[BinaryInfo]:
+        found: list[BinaryInfo] = []
+        lines = output.splitlines()
+        for i, line in enumerate(lines):
+            if not line.startswith(_MARK):
+                continue
+            name, _, where = line[len(_MARK) :].partition(" " + _MARK)
+            short = name.rsplit("/", 1)[-1]
+            if where == "missing":
+                found.append(BinaryInfo(short, None, None, None))
+                continue
+            version = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith(_MARK) else ""
+            found.append(BinaryInfo(short, where, version or None, self.binary_major(short, version)))
+        return found
+
+
+def first_match(pattern: str, text: str) -> str | None:
+    m = re.search(pattern, text)
+    return m.group(1) if m else None

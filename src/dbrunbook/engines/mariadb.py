@@ -1,0 +1,104 @@
+"""MariaDB and MySQL: connections with PyMySQL, role from the replica status.
+
+MySQL 8 differences are kept here: it calls binaries mysql*, says SHOW REPLICA STATUS with
+Source_* columns from 8.0.22, and has no mariadb-backup (Percona XtraBackup takes its place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
+from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed
+from dbrunbook.execution.command import SqlStatement
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.sql import DbSession
+from dbrunbook.inventory.model import Host, Role
+from dbrunbook.redact import REDACTOR
+
+VERSION_SQL = SqlStatement("SELECT VERSION(), @@server_id", description="server version", mutating=False)
+# MariaDB >= 10.5.1 and MySQL >= 8.0.22 accept the REPLICA spelling; older servers only SLAVE.
+REPLICA_STATUS_SQL = SqlStatement("SHOW SLAVE STATUS", description="replica status", mutating=False)
+
+_AUTH_CODES = {1044, 1045, 1698}  # access denied to database / for user / unix socket auth
+
+
+def map_error(exc: Exception, host: str) -> DatabaseError:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    text = REDACTOR.redact(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+    if code in _AUTH_CODES:
+        return DatabaseAuthError(f"{host}: MariaDB refused the login: {text}")
+    if code in (2002, 2003, 2006, 2013):
+        return DatabaseUnreachableError(f"{host}: MariaDB unreachable: {text}")
+    return QueryFailed(f"{host}: MariaDB error {code}: {text}")
+
+
+class MariaDB(EngineDriver):
+    name = "mariadb"
+    required_binaries: tuple[str, ...] = ("mariadb", "mariadb-dump", "mariadb-backup", "mariadb-binlog")
+
+    @contextmanager
+    def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:
+        import pymysql
+
+        with executor.tunnel(host.address, host.port) as (address, port):
+            params: dict[str, Any] = {
+                "host": address,
+                "port": port,
+                "user": login.user,
+                "connect_timeout": 10,
+                "autocommit": True,
+                "charset": "utf8mb4",
+            }
+            if login.database:
+                params["database"] = login.database
+            if login.password is not None:
+                params["password"] = login.password.reveal()
+            try:
+                conn = pymysql.connect(**params)
+            except pymysql.Error as exc:
+                raise map_error(exc, executor.name) from None
+            db = DbSession(executor.name, executor.settings, conn, map_error=map_error)
+            try:
+                yield db
+            finally:
+                db.close()
+
+    def probe(self, db: DbSession) -> ServerProbe:
+        version, _server_id = db.execute(VERSION_SQL)[0]
+        status = db.records(REPLICA_STATUS_SQL)
+        if not status:
+            return ServerProbe(version=version, major=self.major_of(version), role=Role.PRIMARY)
+        row = status[0]
+        io_ok = row.get("Slave_IO_Running") or row.get("Replica_IO_Running")
+        sql_ok = row.get("Slave_SQL_Running") or row.get("Replica_SQL_Running")
+        lag = row.get("Seconds_Behind_Master")
+        return ServerProbe(
+            version=version,
+            major=self.major_of(version),
+            role=Role.REPLICA,
+            upstream_host=row.get("Master_Host") or row.get("Source_Host"),
+            upstream_port=int(row.get("Master_Port") or row.get("Source_Port") or 0) or None,
+            replication_state="streaming" if (io_ok, sql_ok) == ("Yes", "Yes") else f"io={io_ok} sql={sql_ok}",
+            lag_seconds=float(lag) if lag is not None else None,
+        )
+
+    def binary_major(self, name: str, version_line: str) -> str | None:
+        full = first_match(r"(\d+\.\d+\.\d+)-MariaDB", version_line)
+        return self.major_of(full) if full else None
+
+    @staticmethod
+    def major_of(version: str) -> str:
+        # MariaDB's compatible unit is major.minor: mariadb-backup 10.11 cannot read a 10.6 data dir.
+        return ".".join(version.split("-")[0].split(".")[:2])
+
+
+class MySQL(MariaDB):
+    name = "mysql"
+    required_binaries = ("mysql", "mysqldump", "mysqlbinlog")
+
+    def binary_major(self, name: str, version_line: str) -> str | None:
+        full = first_match(r"Ver (\d+\.\d+\.\d+)", version_line)
+        return self.major_of(full) if full else None

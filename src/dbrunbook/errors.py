@@ -1,0 +1,150 @@
+"""The exception tree.
+
+One root, one base per domain. Every class carries a distinct process exit code so cron jobs and
+runbooks can branch on the failure class, and every message is one line a tired operator can act on.
+Messages never contain secrets: callers build them from redacted text only.
+"""
+
+from __future__ import annotations
+
+
+class DbrunbookError(Exception):
+    """Root of every expected failure. Anything else is a bug and may show a traceback."""
+
+    exit_code = 1
+    domain = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # Collapse to one line: a multi-line driver message must not break log parsers.
+        flat = " ".join(message.split())
+        super().__init__(flat)
+        self.message = flat
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+class ConfigError(DbrunbookError):
+    exit_code = 10
+    domain = "config"
+
+
+class InventoryError(ConfigError):
+    """The inventory file is missing, malformed or inconsistent."""
+
+    exit_code = 11
+    domain = "inventory"
+
+
+class SecretError(ConfigError):
+    """A secret reference cannot be resolved."""
+
+    exit_code = 12
+    domain = "secret"
+
+
+# --- reaching hosts ------------------------------------------------------------------------------
+
+
+class HostError(DbrunbookError):
+    exit_code = 20
+    domain = "host"
+
+
+class HostUnreachableError(HostError):
+    """The host does not answer (refused, timed out, name does not resolve)."""
+
+    exit_code = 21
+
+
+class HostAuthError(HostError):
+    """The host answered but refused our key or user."""
+
+    exit_code = 22
+
+
+class CommandFailed(HostError):
+    """A command on a host exited non-zero."""
+
+    exit_code = 23
+
+
+class SecretLeakRefused(HostError):
+    """A command was built with a secret where only non-secret data may go (argv, inline env)."""
+
+    exit_code = 24
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+class DatabaseError(DbrunbookError):
+    exit_code = 30
+    domain = "database"
+
+
+class DatabaseUnreachableError(DatabaseError):
+    exit_code = 31
+
+
+class DatabaseAuthError(DatabaseError):
+    exit_code = 32
+
+
+class QueryFailed(DatabaseError):
+    exit_code = 33
+
+
+class EngineNotSupported(DatabaseError):
+    exit_code = 34
+
+
+# --- checks and safety -----------------------------------------------------------------------------
+
+
+class CheckFailed(DbrunbookError):
+    """A health or consistency check found a problem (role mismatch, version mismatch...)."""
+
+    exit_code = 40
+    domain = "check"
+
+
+class ConfirmationRequired(DbrunbookError):
+    """A destructive task needs confirmation and there is no TTY to ask on."""
+
+    exit_code = 50
+    domain = "safety"
+
+
+class Aborted(DbrunbookError):
+    """The operator answered no."""
+
+    exit_code = 51
+    domain = "safety"
+
+
+# --- sandbox -------------------------------------------------------------------------------------
+
+
+class SandboxError(DbrunbookError):
+    exit_code = 60
+    domain = "sandbox"
+
+
+class PortBusyError(SandboxError):
+    exit_code = 61
+
+
+def all_error_classes() -> list[type[DbrunbookError]]:
+    """Every error class, for the docs table and the uniqueness test."""
+    seen: list[type[DbrunbookError]] = []
+    stack: list[type[DbrunbookError]] = [DbrunbookError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

