@@ -22,7 +22,9 @@ VERSION_SQL = SqlStatement(
 )
 RECEIVER_SQL = SqlStatement(
     "SELECT status, sender_host, sender_port, "
-    "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 "
+    # An idle primary sends no transactions: time since the last replay would look like lag.
+    "CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END "
     "FROM pg_stat_wal_receiver",
     description="WAL receiver state",
     mutating=False,

@@ -7,7 +7,6 @@ non-secret variables are written as an explicit ``env`` prefix that shows up in 
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 from dbrunbook.errors import HostAuthError, HostError, HostUnreachableError
 from dbrunbook.execution.command import Command, Result
-from dbrunbook.execution.executor import HostExecutor, RunSettings, free_local_port
+from dbrunbook.execution.executor import HostExecutor, RunSettings, free_local_port, stdin_for
 from dbrunbook.redact import Secret
 
 
@@ -115,7 +114,7 @@ class SshExecutor(HostExecutor):
             hide=True,
             warn=True,
             pty=False,
-            in_stream=io.StringIO(cmd.stdin) if cmd.stdin is not None else False,
+            in_stream=stdin_for(cmd),
             timeout=cmd.timeout,
         )
         return Result(
@@ -139,12 +138,22 @@ class SshExecutor(HostExecutor):
         with conn.forward_local(
             local_port=local_port, remote_port=port, remote_host=address, local_host="127.0.0.1"
         ):
+            # fabric binds the listener in a thread; do not hand out the port before it listens.
+            deadline = time.monotonic() + 5
+            while not _listening(local_port) and time.monotonic() < deadline:
+                time.sleep(0.01)
             yield "127.0.0.1", local_port
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _reason(exc: BaseException) -> str:

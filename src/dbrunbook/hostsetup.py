@@ -1,0 +1,117 @@
+"""``hosts.setup``: install this very dbrunbook build into a virtual environment on each host, so data-path
+work (WAL push, backup streaming) runs where the data is.
+
+The same wheel goes everywhere; its SHA-256 is stored in the venv, so a second run that finds the same
+build does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbrunbook import __version__
+from dbrunbook.errors import CommandFailed, HostError
+from dbrunbook.execution.command import Command
+from dbrunbook.execution.executor import HostExecutor, LocalExecutor
+from dbrunbook.hostcmd import MARKER
+
+
+@dataclass(frozen=True)
+class Wheel:
+    path: Path
+    sha256: str
+
+
+def source_root() -> Path | None:
+    """The checkout this package runs from, when it is an editable install."""
+    here = Path(__file__).resolve().parent
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "src" / "dbrunbook").is_dir():
+            return parent
+    return None
+
+
+def build_wheel(local: LocalExecutor, out_dir: Path, python: str) -> Wheel:
+    explicit = os.environ.get("DBRUNBOOK_WHEEL")
+    if explicit:
+        path = Path(explicit)
+    else:
+        root = source_root()
+        if root is None:
+            raise HostError(
+                "cannot build a wheel of this installation",
+                hint="run from a source checkout, or point DBRUNBOOK_WHEEL at dbrunbook's wheel",
+            )
+        local.run(
+            Command(
+                (python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out_dir), str(root)),
+                description="build dbrunbook wheel",
+                mutating=False,
+            )
+        )
+        path = next(out_dir.glob("dbrunbook-*.whl"))
+    return Wheel(path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def venv_path(executor: HostExecutor, configured: str) -> str:
+    if configured.startswith("~/"):
+        return executor.home().rstrip("/") + configured[1:]
+    return configured
+
+
+def installed(executor: HostExecutor, venv: str) -> dict[str, str] | None:
+    res = executor.run(
+        Command((f"{venv}/bin/dbrunbook-host", "version"), description="installed version", mutating=False, check=False)
+    )
+    if not res.ok:
+        return None
+    try:
+        data: dict[str, str] = json.loads(res.stdout)
+    except ValueError:
+        return None
+    return data
+
+
+def setup_host(executor: HostExecutor, venv: str, wheel: Wheel, *, python: str = "python3", force: bool = False) -> dict[str, str]:
+    """Install ``wheel`` into ``venv`` on the host; returns what was done and the version found after."""
+    current = installed(executor, venv)
+    if current and current.get("wheel_sha256") == wheel.sha256 and not force:
+        return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}
+    staging = executor.run(
+        Command(("mktemp", "-d", "-t", "dbrunbook-setup.XXXXXXXX"), description="staging folder")
+    ).stdout.strip() or "/tmp/dbrunbook-setup"
+    remote_wheel = f"{staging}/{wheel.path.name}"
+    try:
+        executor.put(wheel.path, remote_wheel)
+        executor.run(Command((python, "-m", "venv", venv), description="create virtual environment"))
+        executor.run(
+            Command(
+                (f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", remote_wheel),
+                description="install dbrunbook into the venv",
+                timeout=900,
+            )
+        )
+        executor.run(
+            Command(
+                ("sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", wheel.sha256, f"{venv}/{MARKER}"),
+                description="record the installed build",
+            )
+        )
+    finally:
+        executor.run(Command(("rm", "-rf", staging), description="remove staging folder", check=False))
+    if executor.settings.dry_run:
+        return {"host": executor.name, "venv": venv, "action": "would install", "version": __version__}
+    after = installed(executor, venv)
+    if not after or after.get("wheel_sha256") != wheel.sha256:
+        raise CommandFailed(f"{executor.name}: dbrunbook-host in {shlex.quote(venv)} does not answer after install")
+    return {"host": executor.name, "venv": venv, "action": "installed", "version": after["version"]}
+
+
+def temp_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="dbrunbook-wheel-")

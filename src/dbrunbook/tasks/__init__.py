@@ -1,0 +1,16 @@
+"""The task tree shared by ``invoke`` (the repository's tasks.py) and the ``dbrunbook`` console script.
+
+Each later capability adds one module and one line here (backup, restore, archive, drill, migrate,
+replica, routines, runbook).
+"""
+
+from invoke import Collection
+
+from dbrunbook.tasks import hosts_tasks, inventory_tasks, sandbox_tasks
+
+namespace = Collection()
+namespace.add_collection(Collection.from_module(inventory_tasks, name="inventory"))
+namespace.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
+namespace.add_collection(Collection.from_module(hosts_tasks, name="hosts"))
+
+__all__ = ["namespace"]

@@ -1,0 +1,68 @@
+"""hosts.*: prepare database hosts for host-side work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from invoke import task
+from invoke.context import Context
+
+from dbrunbook.execution.executor import LocalExecutor
+from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
+from dbrunbook.tasks.common import TaskRun, guarded
+
+
+@task(
+    help={
+        "env": "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)",
+        "cluster": "only this cluster's hosts",
+        "host": "only this host",
+        "force": "reinstall even when the same build is there",
+        "dry_run": "print what would be done, change nothing",
+        "json": "print JSON",
+    }
+)
+@guarded
+def setup(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    host: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Install this dbrunbook build into a venv on each host (for WAL push and backup streaming there)."""
+    run = TaskRun.start("hosts.setup", env=env, json_mode=json, dry_run=dry_run)
+    results: list[dict[str, str]] = []
+    done: set[tuple[str, str]] = set()
+    try:
+        with temp_dir() as tmp, run.out.steps("hosts.setup") as step:
+            wheel = build_wheel(LocalExecutor("localhost", run.settings), Path(tmp), sys.executable)
+            for cl in run.clusters(cluster).values():
+                for name in cl.hosts:
+                    if host and name != host:
+                        continue
+                    step(name)
+                    ex = run.executor(cl, name)
+                    venv = venv_path(ex, cl.hosts[name].tool_venv)
+                    # Several hosts may be one machine and one user (the sandbox): install once.
+                    key = (ex.describe(), venv)
+                    if key in done:
+                        results.append({"host": name, "venv": venv, "action": "shared", "version": results[-1]["version"]})
+                        continue
+                    done.add(key)
+                    results.append(setup_host(ex, venv, wheel, force=force))
+                    results[-1]["host"] = name
+    finally:
+        run.close()
+
+    def human(console: Any) -> None:
+        for r in results:
+            console.print(f"{r['host']:<20} {r['action']:<14} dbrunbook {r['version']}  {r['venv']}")
+        for line in run.settings.plan:
+            console.print(f"  plan: {line}")
+
+    run.out.result({"hosts": results, "dry_run": dry_run, "plan": run.settings.plan}, human)
