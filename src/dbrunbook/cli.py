@@ -3,7 +3,8 @@ ops repository after ``pip install dbrunbook`` (config files ``dbrunbook.yaml``,
 
 from __future__ import annotations
 
-from invoke import Config, Program
+from invoke.config import Config
+from invoke.program import Program
 
 from dbrunbook import __version__
 from dbrunbook.tasks import namespace

@@ -48,13 +48,15 @@ class HostReport:
 
     def fail(self, exc: DbrunbookError) -> None:
         self._exc = exc
-        self.error = {"domain": exc.domain, "type": type(exc).__name__, "exit_code": exc.exit_code,
-                      "message": exc.one_line()}
+        self.error = {
+            "domain": exc.domain,
+            "type": type(exc).__name__,
+            "exit_code": exc.exit_code,
+            "message": exc.one_line(),
+        }
 
 
-def assess(
-    cluster: Cluster, host_name: str, probe: ServerProbe | None, binaries: list[BinaryInfo]
-) -> list[str]:
+def assess(cluster: Cluster, host_name: str, probe: ServerProbe | None, binaries: list[BinaryInfo]) -> list[str]:
     """Every way the host differs from the inventory, as sentences an operator can act on."""
     problems: list[str] = []
     host = cluster.hosts[host_name]

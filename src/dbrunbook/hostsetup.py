@@ -50,9 +50,22 @@ def build_wheel(local: LocalExecutor, out_dir: Path, python: str) -> Wheel:
             )
         local.run(
             Command(
-                (python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out_dir), str(root)),
+                (
+                    python,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "-w",
+                    str(out_dir),
+                    str(root),
+                ),
                 description="build dbrunbook wheel",
                 mutating=False,
+                # Fixed zip timestamps: the same source gives the same wheel digest, so reruns are no-ops.
+                env={"SOURCE_DATE_EPOCH": "315532800"},
             )
         )
         path = next(out_dir.glob("dbrunbook-*.whl"))
@@ -67,7 +80,12 @@ def venv_path(executor: HostExecutor, configured: str) -> str:
 
 def installed(executor: HostExecutor, venv: str) -> dict[str, str] | None:
     res = executor.run(
-        Command((f"{venv}/bin/dbrunbook-host", "version"), description="installed version", mutating=False, check=False)
+        Command(
+            (f"{venv}/bin/dbrunbook-host", "version"),
+            description="installed version",
+            mutating=False,
+            check=False,
+        )
     )
     if not res.ok:
         return None
@@ -78,21 +96,34 @@ def installed(executor: HostExecutor, venv: str) -> dict[str, str] | None:
     return data
 
 
-def setup_host(executor: HostExecutor, venv: str, wheel: Wheel, *, python: str = "python3", force: bool = False) -> dict[str, str]:
+def setup_host(
+    executor: HostExecutor, venv: str, wheel: Wheel, *, python: str = "python3", force: bool = False
+) -> dict[str, str]:
     """Install ``wheel`` into ``venv`` on the host; returns what was done and the version found after."""
     current = installed(executor, venv)
     if current and current.get("wheel_sha256") == wheel.sha256 and not force:
         return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}
-    staging = executor.run(
-        Command(("mktemp", "-d", "-t", "dbrunbook-setup.XXXXXXXX"), description="staging folder")
-    ).stdout.strip() or "/tmp/dbrunbook-setup"
+    staging = (
+        executor.run(
+            Command(("mktemp", "-d", "-t", "dbrunbook-setup.XXXXXXXX"), description="staging folder")
+        ).stdout.strip()
+        or "/tmp/dbrunbook-setup"
+    )
     remote_wheel = f"{staging}/{wheel.path.name}"
     try:
         executor.put(wheel.path, remote_wheel)
         executor.run(Command((python, "-m", "venv", venv), description="create virtual environment"))
         executor.run(
             Command(
-                (f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", remote_wheel),
+                (
+                    f"{venv}/bin/python",
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    remote_wheel,
+                ),
                 description="install dbrunbook into the venv",
                 timeout=900,
             )

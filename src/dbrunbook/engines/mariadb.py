@@ -92,7 +92,7 @@ class MariaDB(EngineDriver):
     @staticmethod
     def major_of(version: str) -> str:
         # MariaDB's compatible unit is major.minor: mariadb-backup 10.11 cannot read a 10.6 data dir.
-        return ".".join(version.split("-")[0].split(".")[:2])
+        return ".".join(version.split("-", maxsplit=1)[0].split(".")[:2])
 
 
 class MySQL(MariaDB):

@@ -109,4 +109,4 @@ class PostgreSQL(EngineDriver):
     @staticmethod
     def major_of(version: str) -> str:
         # Since PostgreSQL 10 the major version is the first number ("15.4" -> "15").
-        return version.split()[0].split(".")[0]
+        return version.split(maxsplit=1)[0].split(".", maxsplit=1)[0]

@@ -110,9 +110,7 @@ class HostExecutor(ABC):
             self.run(Command(("rm", "-rf", directory), description="remove private directory", mutating=False))
 
     def home(self) -> str:
-        return self.run(
-            Command(("sh", "-c", 'printf %s "$HOME"'), description="home directory", mutating=False)
-        ).stdout
+        return self.run(Command(("sh", "-c", 'printf %s "$HOME"'), description="home directory", mutating=False)).stdout
 
     # --- transport-specific ------------------------------------------------------------------------
 
@@ -159,7 +157,7 @@ class LocalExecutor(HostExecutor):
         return getpass.getuser()
 
     def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
-        from invoke import Context  # lazy: keeps `import dbrunbook` cheap for host-side commands
+        from invoke.context import Context  # lazy: keeps `import dbrunbook` cheap for host-side commands
 
         line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
         start = time.monotonic()

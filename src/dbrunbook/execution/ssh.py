@@ -95,8 +95,10 @@ class SshExecutor(HostExecutor):
             raise HostAuthError(f"{self.name}: {where} presented a host key that does not match known_hosts") from None
         except (paramiko.ssh_exception.NoValidConnectionsError, ConnectionError) as exc:
             raise HostUnreachableError(f"{self.name}: {where} unreachable: {_reason(exc)}") from None
-        except (TimeoutError, socket.timeout):
-            raise HostUnreachableError(f"{self.name}: {where} unreachable: timed out after {self._timeout:g}s") from None
+        except TimeoutError:
+            raise HostUnreachableError(
+                f"{self.name}: {where} unreachable: timed out after {self._timeout:g}s"
+            ) from None
         except socket.gaierror:
             raise HostUnreachableError(f"{self.name}: {where} unreachable: name does not resolve") from None
         except paramiko.SSHException as exc:
@@ -135,9 +137,7 @@ class SshExecutor(HostExecutor):
     def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:
         local_port = free_local_port()
         conn = self._connection()
-        with conn.forward_local(
-            local_port=local_port, remote_port=port, remote_host=address, local_host="127.0.0.1"
-        ):
+        with conn.forward_local(local_port=local_port, remote_port=port, remote_host=address, local_host="127.0.0.1"):
             # fabric binds the listener in a thread; do not hand out the port before it listens.
             deadline = time.monotonic() + 5
             while not _listening(local_port) and time.monotonic() < deadline:

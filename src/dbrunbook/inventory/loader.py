@@ -50,7 +50,11 @@ def load_inventory(env: str | None = None) -> LoadedInventory:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        hint = "run 'invoke sandbox.up' to generate it" if env == DEFAULT_ENV else "check --env"
+        known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        if env == DEFAULT_ENV:
+            hint = "run 'invoke sandbox.up' to generate it"
+        else:
+            hint = f"known environments: {', '.join(known)}" if known else "check --env"
         raise InventoryError(f"{path}: no inventory for environment '{env}'", hint=hint) from None
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
@@ -75,7 +79,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}' at line {line}")
@@ -150,7 +154,7 @@ def _describe(err: Any, path: list[str]) -> str:
         return f"required key '{leaf}' is missing"
     msg: str = err["msg"].removeprefix("Value error, ")
     msg = msg[:1].lower() + msg[1:]
-    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+    if kind in {"union_tag_invalid", "union_tag_not_found"}:
         return "connection 'type' must be 'local' or 'ssh'"
     if kind.endswith(("_type", "_parsing")) or kind in ("enum", "literal_error"):
         got = type(err.get("input")).__name__

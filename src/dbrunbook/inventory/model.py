@@ -28,8 +28,7 @@ class _Strict(BaseModel):
 def _check_secret_ref(value: str) -> str:
     if not value.startswith(SECRET_SCHEMES):
         raise ValueError(
-            "must be a secret reference (env:NAME, file:/path, aws-sm:ID#KEY or aws-ssm:/path), "
-            "never a literal secret"
+            "must be a secret reference (env:NAME, file:/path, aws-sm:ID#KEY or aws-ssm:/path), never a literal secret"
         )
     scheme, _, rest = value.partition(":")
     if not rest:
@@ -165,8 +164,7 @@ class Cluster(_Strict):
                 raise ValueError(f"host '{name}' is a primary but sets replicates_from")
             if up is not None and up not in self.hosts:
                 raise ValueError(
-                    f"host '{name}' replicates_from unknown host '{up}' "
-                    f"(known: {', '.join(sorted(self.hosts))})"
+                    f"host '{name}' replicates_from unknown host '{up}' (known: {', '.join(sorted(self.hosts))})"
                 )
             if up == name:
                 raise ValueError(f"host '{name}' replicates from itself")

@@ -47,7 +47,7 @@ class SecretResolver:
             return self._from_secrets_manager(ref, rest)
         if scheme == "aws-ssm":
             return self._from_parameter_store(ref, rest)
-        raise SecretError(f"secret reference {ref.split(':')[0]}: has an unknown scheme")
+        raise SecretError(f"secret reference {ref.split(':', maxsplit=1)[0]}: has an unknown scheme")
 
     def _from_file(self, ref: str, rest: str) -> str:
         path = Path(rest).expanduser()
@@ -67,7 +67,7 @@ class SecretResolver:
     def _boto_client(self, service: str) -> Any:
         import boto3  # lazy: only inventories that use AWS secrets pay for the import
 
-        session = self._aws_session or boto3.session.Session()
+        session: Any = self._aws_session or boto3.session.Session()
         return session.client(service)
 
     def _from_secrets_manager(self, ref: str, rest: str) -> str:

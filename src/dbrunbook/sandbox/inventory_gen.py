@@ -78,7 +78,10 @@ def render(layout: Layout, pg_bindir: str) -> dict[str, Any]:
             "mariadb-main": {
                 "engine": "mariadb",
                 "version": "10.11",
-                "credentials": {"user": mariadb.ADMIN_USER, "password": _ref(layout, "mariadb-admin.password")},
+                "credentials": {
+                    "user": mariadb.ADMIN_USER,
+                    "password": _ref(layout, "mariadb-admin.password"),
+                },
                 "replication": {
                     "user": mariadb.REPLICATION_USER,
                     "password": _ref(layout, "mariadb-replication.password"),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,14 @@ class Layout:
 
     @classmethod
     def from_env(cls, cwd: Path | None = None) -> Layout:
-        root = Path(os.environ.get("DBRUNBOOK_SANDBOX_DIR") or (cwd or Path.cwd()) / ".sandbox").absolute()
         user = SANDBOX_USER if os.geteuid() == 0 else getpass.getuser()
+        explicit = os.environ.get("DBRUNBOOK_SANDBOX_DIR")
+        root = Path(explicit or (cwd or Path.cwd()) / ".sandbox").absolute()
+        if not explicit and user != getpass.getuser() and not _searchable_by_others(root):
+            # Servers run as another user, who cannot walk into this checkout (a 0700 parent, as in
+            # some CI clones): keep the sandbox in a per-checkout folder under /var/tmp instead.
+            digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+            root = Path("/var/tmp/dbrunbook-sandbox") / digest
         offset = int(os.environ.get("DBRUNBOOK_SANDBOX_PORT_OFFSET", "0"))
         return cls(root=root, os_user=user, port_offset=offset)
 
@@ -88,6 +96,16 @@ class Layout:
     @property
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port('s3')}"
+
+
+def _searchable_by_others(path: Path) -> bool:
+    for parent in path.parents:
+        try:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def weed_binary() -> str | None:

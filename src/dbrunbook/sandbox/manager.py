@@ -118,10 +118,20 @@ class Sandbox:
                     "primary_dsn": f"postgresql://{pg_user}@127.0.0.1:{lay.port('pg-primary')}/postgres",
                     "replica_dsns": [f"postgresql://{pg_user}@127.0.0.1:{lay.port('pg-replica')}/postgres"],
                     "hosts": [
-                        {"name": "pg-main-1", "role": "primary", "port": lay.port("pg-primary"),
-                         "via": "local", "running": running["pg-main-1"]},
-                        {"name": "pg-main-2", "role": "replica", "port": lay.port("pg-replica"),
-                         "via": "ssh", "running": running["pg-main-2"]},
+                        {
+                            "name": "pg-main-1",
+                            "role": "primary",
+                            "port": lay.port("pg-primary"),
+                            "via": "local",
+                            "running": running["pg-main-1"],
+                        },
+                        {
+                            "name": "pg-main-2",
+                            "role": "replica",
+                            "port": lay.port("pg-replica"),
+                            "via": "ssh",
+                            "running": running["pg-main-2"],
+                        },
                     ],
                 },
                 {
@@ -130,10 +140,20 @@ class Sandbox:
                     "primary_dsn": f"mysql://{my_user}@127.0.0.1:{lay.port('mariadb-primary')}/",
                     "replica_dsns": [f"mysql://{my_user}@127.0.0.1:{lay.port('mariadb-replica')}/"],
                     "hosts": [
-                        {"name": "mariadb-main-1", "role": "primary", "port": lay.port("mariadb-primary"),
-                         "via": "local", "running": running["mariadb-main-1"]},
-                        {"name": "mariadb-main-2", "role": "replica", "port": lay.port("mariadb-replica"),
-                         "via": "ssh", "running": running["mariadb-main-2"]},
+                        {
+                            "name": "mariadb-main-1",
+                            "role": "primary",
+                            "port": lay.port("mariadb-primary"),
+                            "via": "local",
+                            "running": running["mariadb-main-1"],
+                        },
+                        {
+                            "name": "mariadb-main-2",
+                            "role": "replica",
+                            "port": lay.port("mariadb-replica"),
+                            "via": "ssh",
+                            "running": running["mariadb-main-2"],
+                        },
                     ],
                 },
             ],
@@ -172,12 +192,22 @@ class Sandbox:
         if not self.layout.runs_as_other_user:
             return
         user = self.layout.os_user
-        known = self.tool.run(Command(("id", "-u", user), description="look up sandbox user", mutating=False, check=False))
+        known = self.tool.run(
+            Command(("id", "-u", user), description="look up sandbox user", mutating=False, check=False)
+        )
         if not known.ok:
             self.tool.run(
                 Command(
-                    ("useradd", "--system", "--create-home", "--home-dir", f"/var/lib/{user}",
-                     "--shell", "/bin/bash", user),
+                    (
+                        "useradd",
+                        "--system",
+                        "--create-home",
+                        "--home-dir",
+                        f"/var/lib/{user}",
+                        "--shell",
+                        "/bin/bash",
+                        user,
+                    ),
                     description=f"create OS user {user}",
                 )
             )
@@ -256,7 +286,9 @@ class Sandbox:
             mariadb.start(self.server, lay, member, lay.port(port_name))
             if fresh[member]:
                 with self._mariadb_socket_session(member, None) as db:
-                    for stmt in mariadb.bootstrap_sql(keys["mariadb-admin.password"], keys["mariadb-replication.password"]):
+                    for stmt in mariadb.bootstrap_sql(
+                        keys["mariadb-admin.password"], keys["mariadb-replication.password"]
+                    ):
                         db.execute(stmt)
         with self._mariadb_socket_session("replica", keys["mariadb-admin.password"]) as db:
             if not db.records(SqlStatement("SHOW SLAVE STATUS", mutating=False)):

@@ -64,7 +64,17 @@ def start(x: HostExecutor, bindir: str, member: str, layout: Layout, port: int) 
     log = layout.logs / f"pg-{member}.log"
     x.run(
         Command(
-            (f"{bindir}/pg_ctl", "start", "-D", str(data_dir(layout, member)), "-l", str(log), "-w", "-t", "60"),
+            (
+                f"{bindir}/pg_ctl",
+                "start",
+                "-D",
+                str(data_dir(layout, member)),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+            ),
             description=f"start PostgreSQL {member}",
         )
     )
@@ -75,7 +85,17 @@ def stop(x: HostExecutor, bindir: str, member: str, layout: Layout) -> None:
     if data_dir(layout, member).exists() and is_running(x, bindir, member, layout):
         x.run(
             Command(
-                (f"{bindir}/pg_ctl", "stop", "-D", str(data_dir(layout, member)), "-m", "fast", "-w", "-t", "60"),
+                (
+                    f"{bindir}/pg_ctl",
+                    "stop",
+                    "-D",
+                    str(data_dir(layout, member)),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                ),
                 description=f"stop PostgreSQL {member}",
             )
         )
@@ -167,14 +187,15 @@ def init_replica(x: HostExecutor, bindir: str, layout: Layout, repl_pw: Secret) 
         )
     )
     conninfo = (
-        f"host=127.0.0.1 port={primary_port} user={REPLICATION_USER} passfile={passfile} "
-        f"application_name=pg-main-2"
+        f"host=127.0.0.1 port={primary_port} user={REPLICATION_USER} passfile={passfile} application_name=pg-main-2"
     )
     x.run(
         Command(
             ("sh", "-c", 'cat >> "$1"', "sh", str(target / "postgresql.auto.conf")),
             description="configure replica",
-            stdin=f"port = {layout.port('pg-replica')}\nprimary_conninfo = '{conninfo}'\nprimary_slot_name = '{SLOT}'\n",
+            stdin=(
+                f"port = {layout.port('pg-replica')}\nprimary_conninfo = '{conninfo}'\nprimary_slot_name = '{SLOT}'\n"
+            ),
         )
     )
 

@@ -35,7 +35,12 @@ def ensure_port_free(port: int, what: str) -> None:
 
 
 def wait_for(
-    check: Callable[[], bool], what: str, timeout: float, *, sleep: Sleep = time.sleep, log: Path | None = None
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    *,
+    sleep: Sleep = time.sleep,
+    log: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while not check():

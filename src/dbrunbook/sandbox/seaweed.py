@@ -122,4 +122,3 @@ def stop(x: HostExecutor, layout: Layout) -> None:
     pid = running_pid(layout)
     if pid:
         stop_pid(x, pid, _needle(layout), "SeaweedFS", grace=20)
-

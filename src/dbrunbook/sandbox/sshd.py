@@ -54,14 +54,28 @@ def prepare(x_server: HostExecutor, x_tool: HostExecutor, layout: Layout) -> Non
     host_key = layout.ssh / "host_ed25519"
     if not host_key.exists():
         x_server.run(
-            Command(("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)), description="sshd host key")
+            Command(
+                ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)),
+                description="sshd host key",
+            )
         )
     client_dir = layout.root / "client"
     make_dirs(x_tool, client_dir)
     if not layout.client_key.exists():
         x_tool.run(
             Command(
-                ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dbrunbook-sandbox", "-f", str(layout.client_key)),
+                (
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "dbrunbook-sandbox",
+                    "-f",
+                    str(layout.client_key),
+                ),
                 description="client key",
             )
         )

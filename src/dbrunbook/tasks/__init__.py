@@ -4,7 +4,7 @@ Each later capability adds one module and one line here (backup, restore, archiv
 replica, routines, runbook).
 """
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from dbrunbook.tasks import hosts_tasks, inventory_tasks, sandbox_tasks
 

@@ -69,9 +69,7 @@ class TaskRun:
         if only not in clusters:
             from dbrunbook.errors import InventoryError
 
-            raise InventoryError(
-                f"{self.loaded.path}: no cluster '{only}' (known: {', '.join(sorted(clusters))})"
-            )
+            raise InventoryError(f"{self.loaded.path}: no cluster '{only}' (known: {', '.join(sorted(clusters))})")
         return {only: clusters[only]}
 
     def executor(self, cluster: Cluster, host_name: str) -> HostExecutor:
@@ -89,8 +87,12 @@ class TaskRun:
 def error_document(exc: DbrunbookError) -> dict[str, Any]:
     return {
         "ok": False,
-        "error": {"domain": exc.domain, "type": type(exc).__name__, "exit_code": exc.exit_code,
-                  "message": REDACTOR.redact(exc.one_line())},
+        "error": {
+            "domain": exc.domain,
+            "type": type(exc).__name__,
+            "exit_code": exc.exit_code,
+            "message": REDACTOR.redact(exc.one_line()),
+        },
     }
 
 
@@ -106,7 +108,9 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except DbrunbookError as exc:
             if json_mode and not getattr(exc, "reported", False):
                 sys.stdout.write(json.dumps(error_document(exc), indent=2) + "\n")
-            raise Exit(REDACTOR.redact(f"dbrunbook: {exc.domain} error: {exc.one_line()}"), code=exc.exit_code) from None
+            raise Exit(
+                REDACTOR.redact(f"dbrunbook: {exc.domain} error: {exc.one_line()}"), code=exc.exit_code
+            ) from None
         except KeyboardInterrupt:
             raise Exit("dbrunbook: interrupted", code=130) from None
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from invoke import task
 from invoke.context import Context
+from invoke.tasks import task
 
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
@@ -51,7 +51,14 @@ def setup(
                     # Several hosts may be one machine and one user (the sandbox): install once.
                     key = (ex.describe(), venv)
                     if key in done:
-                        results.append({"host": name, "venv": venv, "action": "shared", "version": results[-1]["version"]})
+                        results.append(
+                            {
+                                "host": name,
+                                "venv": venv,
+                                "action": "shared",
+                                "version": results[-1]["version"],
+                            }
+                        )
                         continue
                     done.add(key)
                     results.append(setup_host(ex, venv, wheel, force=force))

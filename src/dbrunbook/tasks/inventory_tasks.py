@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import task
 from invoke.context import Context
+from invoke.tasks import task
 
 from dbrunbook.engines import Login
 from dbrunbook.errors import CheckFailed
@@ -38,7 +38,7 @@ def show(c: Context, env: str | None = None, cluster: str | None = None, json: b
             console.print(f"\n[bold]{name}[/]  engine={cl.engine.value} version={cl.version or '-'}")
             for hname, h in cl.hosts.items():
                 conn = h.connection
-                via = "local" if conn.type == "local" else f"ssh {conn.user}@{conn.host}:{conn.port}"  # type: ignore[union-attr]
+                via = "local" if conn.type == "local" else f"ssh {conn.user}@{conn.host}:{conn.port}"
                 up = f" <- {cl.upstream_of(hname)}" if h.replicates_from or h.role.value == "replica" else ""
                 console.print(f"  {hname:<20} {h.role.value:<8}{up:<18} {via:<32} port {h.port}  {h.data_dir}")
             if cl.repository:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import task
 from invoke.context import Context
+from invoke.tasks import task
 
 from dbrunbook.inventory.loader import inventory_path
 from dbrunbook.output import confirm
