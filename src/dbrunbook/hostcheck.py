@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dbrunbook.engines import BinaryInfo, EngineDriver, Login, ServerProbe, get_engine
-from dbrunbook.errors import DbrunbookError
+from dbrunbook.errors import DbrunbookError, HostError
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.inventory.model import Cluster, Role
+from dbrunbook.redact import REDACTOR
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -161,7 +162,14 @@ def _check_one(
         report = HostReport(cname, hname, host.role.value, host.connection.type)
         report.fail(exc)
         return report
-    return check_host(cname, cluster, hname, executor, engine, login)
+    try:
+        return check_host(cname, cluster, hname, executor, engine, login)
+    except Exception as exc:
+        # One odd host must not hide the report on all the others; the class name points at the bug.
+        host = cluster.hosts[hname]
+        report = HostReport(cname, hname, host.role.value, executor.describe())
+        report.fail(HostError(f"{hname}: unexpected {type(exc).__name__}: {REDACTOR.redact(str(exc))}"))
+        return report
 
 
 def worst_error(reports: list[HostReport]) -> DbrunbookError | None:

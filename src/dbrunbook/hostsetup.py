@@ -41,6 +41,8 @@ def build_wheel(local: LocalExecutor, out_dir: Path, python: str) -> Wheel:
     explicit = os.environ.get("DBRUNBOOK_WHEEL")
     if explicit:
         path = Path(explicit)
+        if not path.is_file():
+            raise HostError(f"DBRUNBOOK_WHEEL={explicit} is not a file")
     else:
         root = source_root()
         if root is None:
@@ -135,7 +137,9 @@ def setup_host(
             )
         )
     finally:
-        executor.run(Command(("rm", "-rf", staging), description="remove staging folder", check=False))
+        executor.run(
+            Command(("rm", "-rf", staging), description="remove staging folder", check=False, as_os_user=False)
+        )
     if executor.settings.dry_run:
         return {"host": executor.name, "venv": venv, "action": "would install", "version": __version__}
     after = installed(executor, venv)

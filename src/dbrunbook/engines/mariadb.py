@@ -49,6 +49,8 @@ class MariaDB(EngineDriver):
                 "port": port,
                 "user": login.user,
                 "connect_timeout": 10,
+                # Without it a dead tunnel or a hung server blocks forever on the first read.
+                "read_timeout": 300,
                 "autocommit": True,
                 "charset": "utf8mb4",
             }

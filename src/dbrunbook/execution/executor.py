@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import io
-import os
 import shutil
 import socket
 import time
@@ -121,9 +120,34 @@ class HostExecutor(ABC):
     @abstractmethod
     def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result: ...
 
-    @abstractmethod
     def put(self, local_path: Path, remote_path: str) -> None:
-        """Copy a local file to the host, owned by the OS user."""
+        """Copy a local file to the host as the login user (make it readable for the OS user if needed)."""
+        text = f"copy {local_path} to {remote_path}"
+        if self.settings.dry_run:
+            self.settings.planned(self.name, text)
+            self.settings.audit.record(
+                host=self.name, kind="put", text=text, duration=0.0, exit_status=None, dry_run=True
+            )
+            return
+        start = time.monotonic()
+        status: int | str = 0
+        try:
+            self._put(local_path, remote_path)
+        except Exception as exc:
+            status = f"error: {type(exc).__name__}"
+            raise
+        finally:
+            self.settings.audit.record(
+                host=self.name,
+                kind="put",
+                text=text,
+                duration=time.monotonic() - start,
+                exit_status=status,
+                dry_run=False,
+            )
+
+    @abstractmethod
+    def _put(self, local_path: Path, remote_path: str) -> None: ...
 
     @abstractmethod
     @contextmanager
@@ -178,13 +202,8 @@ class LocalExecutor(HostExecutor):
             duration=time.monotonic() - start,
         )
 
-    def put(self, local_path: Path, remote_path: str) -> None:
-        if self.settings.dry_run:
-            self.settings.planned(self.name, f"copy {local_path} to {remote_path}")
-            return
+    def _put(self, local_path: Path, remote_path: str) -> None:
         shutil.copyfile(local_path, remote_path)
-        if self.os_user and os.geteuid() == 0:
-            shutil.chown(remote_path, user=self.os_user)
 
     @contextmanager
     def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:

@@ -17,6 +17,9 @@ def executor_for(name: str, host: Host, settings: RunSettings, resolver: SecretR
         key = conn.key
         if key and not Path(key).expanduser().is_absolute():
             key = str(resolver.base_dir / key)
+        known_hosts = conn.known_hosts
+        if known_hosts and not Path(known_hosts).expanduser().is_absolute():
+            known_hosts = str(resolver.base_dir / known_hosts)
         return SshExecutor(
             name,
             settings,
@@ -25,7 +28,7 @@ def executor_for(name: str, host: Host, settings: RunSettings, resolver: SecretR
             user=conn.user,
             key_file=key,
             passphrase=resolver.resolve(conn.key_passphrase) if conn.key_passphrase else None,
-            known_hosts=conn.known_hosts,
+            known_hosts=known_hosts,
             connect_timeout=conn.connect_timeout,
             os_user=host.os_user,
         )

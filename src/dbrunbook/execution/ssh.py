@@ -127,10 +127,7 @@ class SshExecutor(HostExecutor):
             duration=time.monotonic() - start,
         )
 
-    def put(self, local_path: Path, remote_path: str) -> None:
-        if self.settings.dry_run:
-            self.settings.planned(self.name, f"copy {local_path} to {remote_path}")
-            return
+    def _put(self, local_path: Path, remote_path: str) -> None:
         self._connection().put(str(local_path), remote_path)
 
     @contextmanager
@@ -138,7 +135,9 @@ class SshExecutor(HostExecutor):
         local_port = free_local_port()
         conn = self._connection()
         with conn.forward_local(local_port=local_port, remote_port=port, remote_host=address, local_host="127.0.0.1"):
-            # fabric binds the listener in a thread; do not hand out the port before it listens.
+            # fabric binds the listener in a thread; do not hand out the port before it listens. Probing by
+            # connecting would make the tunnel open (and break) a channel, and probing by binding would race
+            # fabric's own bind, so read the kernel's socket table instead.
             deadline = time.monotonic() + 5
             while not _listening(local_port) and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -151,9 +150,16 @@ class SshExecutor(HostExecutor):
 
 
 def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    """True when a socket listens on 127.0.0.1:port, per /proc/net/tcp (state 0A is LISTEN)."""
+    wanted = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as table:
+            return any(
+                fields[1] == wanted and fields[3] == "0A" for fields in (line.split() for line in table.readlines()[1:])
+            )
+    except OSError:
+        time.sleep(0.2)  # no procfs: give the listener thread a moment
+        return True
 
 
 def _reason(exc: BaseException) -> str:

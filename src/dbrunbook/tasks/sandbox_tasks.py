@@ -62,7 +62,7 @@ def _render_plan(console: Any, result: dict[str, Any]) -> None:
     if result["dry_run"]:
         console.print("[bold]dry run[/]: nothing was changed. Plan:")
         for line in result["plan"]:
-            console.print(f"  {line}")
+            console.print(f"  {line}", markup=False)
     else:
         console.print("sandbox stopped" + (" and purged" if result["purged"] else ""))
 

@@ -1,0 +1,110 @@
+"""Known passwords run through real tasks and never show up in the process list, the audit log or output."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from dbrunbook.execution import Command
+from dbrunbook.inventory import LoadedInventory, SecretResolver
+
+from .conftest import dev_data, run_cli, write_inventory
+
+WRONG = "Leak-Probe-Wrong-8231"
+
+
+class ProcessListSampler:
+    """Reads every process's command line, as `ps` would show it, until stopped."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        raw = (entry / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if raw:
+                        self.seen.add(raw.replace(b"\0", b" ").decode(errors="replace"))
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> ProcessListSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_passwords_never_leak(
+    tmp_path: Path, dev: LoadedInventory, resolver: SecretResolver, ssh_replica: Any, sandbox: dict[str, Any]
+) -> None:
+    clusters = dev.inventory.clusters
+    known = []
+    for cluster in clusters.values():
+        for cred in (cluster.credentials, cluster.replication):
+            if cred and cred.password:
+                known.append(resolver.resolve(cred.password).reveal())
+    known.append(WRONG)
+    audit = tmp_path / "audit.jsonl"
+
+    data = dev_data()
+    data["clusters"]["pg-main"]["credentials"]["password"] = "env:DBR_LEAK_WRONG"
+    wrong_inv = write_inventory(tmp_path / "wrong.yaml", data)
+
+    outputs: list[str] = []
+    with ProcessListSampler() as sampler:
+        for args, env in (
+            (("inventory.check", "--env=dev", "--json"), None),
+            (("inventory.check", "--env=dev"), None),
+            (("inventory.show", "--env=dev", "--json"), None),
+            (("sandbox.status", "--json"), None),
+            (("inventory.check", f"--env={wrong_inv}", "--json"), {"DBR_LEAK_WRONG": WRONG}),
+            (("hosts.setup", "--env=dev", "--cluster=pg-main", "--dry-run", "--force"), None),
+        ):
+            res = run_cli(*args, env=env, audit=audit)
+            outputs += [res.stdout, res.stderr]
+        # A program that needs the password gets it from a 0600 file on the host, over SSH.
+        pg = clusters["pg-main"]
+        replica = pg.hosts["pg-main-2"]
+        assert pg.credentials.password
+        password = resolver.resolve(pg.credentials.password)
+        line = f"127.0.0.1:{replica.port}:*:{pg.credentials.user}:{password.reveal()}\n"
+        with ssh_replica.secret_file(line, "pgpass") as pgpass:
+            res = ssh_replica.run(
+                Command(
+                    (
+                        f"{replica.bin_dir}/psql",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(replica.port),
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                        "-Atc",
+                        "select pg_is_in_recovery()",
+                    ),
+                    env={"PGPASSFILE": pgpass},
+                    mutating=False,
+                )
+            )
+        assert res.stdout.strip() == "t"
+
+    # The sampler really watched: it saw the psql run over SSH and the task processes.
+    assert any("psql" in cmd and "pg_is_in_recovery" in cmd for cmd in sampler.seen)
+    assert any("inventory.check" in cmd for cmd in sampler.seen)
+    audit_text = audit.read_text() + Path(ssh_replica.settings.audit.path).read_text()
+    assert "inventory.check" in audit_text and "psql" in audit_text
+    for secret in known:
+        assert not any(secret in cmd for cmd in sampler.seen), "a password appeared in the process list"
+        assert secret not in audit_text, "a password reached the audit log"
+        assert not any(secret in out for out in outputs), "a password reached stdout/stderr"
