@@ -127,6 +127,57 @@ class Aborted(DbrunbookError):
     domain = "safety"
 
 
+# --- backup repository ---------------------------------------------------------------------------
+
+
+class RepositoryError(DbrunbookError):
+    """The backup repository (S3 or filesystem) failed or refused an operation."""
+
+    exit_code = 70
+    domain = "repository"
+
+
+class RepositoryUnreachableError(RepositoryError):
+    exit_code = 71
+
+
+class ObjectMissingError(RepositoryError):
+    exit_code = 72
+
+
+class ObjectCorruptError(RepositoryError):
+    """An object's bytes do not match its recorded digest, or fail authentication on decryption."""
+
+    exit_code = 73
+
+
+class ObjectExistsError(RepositoryError):
+    """Append-only: an object with this name exists already with other content."""
+
+    exit_code = 74
+
+
+class EncryptionError(DbrunbookError):
+    exit_code = 75
+    domain = "encryption"
+
+
+class NoMatchingIdentityError(EncryptionError):
+    """None of the configured age identities can open this object."""
+
+    exit_code = 76
+
+
+class BackupError(DbrunbookError):
+    exit_code = 80
+    domain = "backup"
+
+
+class RestoreError(DbrunbookError):
+    exit_code = 85
+    domain = "restore"
+
+
 # --- sandbox -------------------------------------------------------------------------------------
 
 

@@ -15,30 +15,34 @@ from dbrunbook.tasks.common import TaskRun, guarded
 
 
 def _sandbox(run: TaskRun, step: Any = None) -> Sandbox:
-    return Sandbox(Layout.from_env(), run.settings, inventory_path("dev"), step=step or (lambda _m: None))
+    return Sandbox(Layout.from_env(), run.settings, inventory_path(run.env), step=step or (lambda _m: None))
 
 
-@task(help={"json": "print JSON"})
+ENV_HELP = "name of the inventory the sandbox writes and describes (default dev: inventory/dev.yaml)"
+
+
+@task(help={"env": ENV_HELP, "json": "print JSON"})
 @guarded
-def up(c: Context, json: bool = False) -> None:
+def up(c: Context, env: str = "dev", json: bool = False) -> None:
     """Start the sandbox (idempotent): pg-main and mariadb-main, each with a replica, S3 and sshd."""
-    run = TaskRun.start("sandbox.up", env="dev", json_mode=json)
+    run = TaskRun.start("sandbox.up", env=env, json_mode=json)
     with run.out.steps("sandbox.up") as step:
         status = _sandbox(run, step).up()
     run.out.result(status, lambda console: _render(console, status))
 
 
-@task(help={"json": "print JSON"})
+@task(help={"env": ENV_HELP, "json": "print JSON"})
 @guarded
-def status(c: Context, json: bool = False) -> None:
+def status(c: Context, env: str = "dev", json: bool = False) -> None:
     """Show the sandbox's clusters, ports, connection strings and what is running."""
-    run = TaskRun.start("sandbox.status", env="dev", json_mode=json)
+    run = TaskRun.start("sandbox.status", env=env, json_mode=json)
     state = _sandbox(run).status()
     run.out.result(state, lambda console: _render(console, state))
 
 
 @task(
     help={
+        "env": ENV_HELP,
         "purge": "also delete .sandbox/ (all data, keys, passwords) and inventory/dev.yaml",
         "yes": "do not ask for confirmation",
         "dry_run": "print what would be done, change nothing",
@@ -46,9 +50,11 @@ def status(c: Context, json: bool = False) -> None:
     }
 )
 @guarded
-def down(c: Context, purge: bool = False, yes: bool = False, dry_run: bool = False, json: bool = False) -> None:
+def down(
+    c: Context, env: str = "dev", purge: bool = False, yes: bool = False, dry_run: bool = False, json: bool = False
+) -> None:
     """Stop every sandbox server; with --purge, delete its data too."""
-    run = TaskRun.start("sandbox.down", env="dev", json_mode=json, dry_run=dry_run)
+    run = TaskRun.start("sandbox.down", env=env, json_mode=json, dry_run=dry_run)
     sandbox = _sandbox(run)
     if purge:
         confirm(f"delete every sandbox database and key under {sandbox.layout.root}", yes=yes, dry_run=dry_run)
