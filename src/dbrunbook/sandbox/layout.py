@@ -19,10 +19,12 @@ BASE_PORTS = {
     "mariadb-primary": 23306,
     "mariadb-replica": 23307,
     "sshd": 22222,
+    # SeaweedFS servers side by side, each with its gRPC port 10000 above: no two sandboxes shifted by
+    # DBRUNBOOK_SANDBOX_PORT_OFFSET (a multiple of 100) collide.
     "s3": 28333,
-    "weed-master": 29333,
-    "weed-volume": 28080,
-    "weed-filer": 28888,
+    "weed-master": 28334,
+    "weed-volume": 28335,
+    "weed-filer": 28336,
 }
 
 
