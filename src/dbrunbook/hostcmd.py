@@ -11,6 +11,7 @@ import json
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 MARKER = ".dbrunbook-wheel"
 
@@ -28,15 +29,102 @@ def _installed() -> dict[str, str]:
     }
 
 
+def _storage(config: str) -> tuple[Any, Any]:
+    from dbrunbook.backup import hostconfig
+    from dbrunbook.backup.storage import open_storage
+
+    cfg = hostconfig.load(config)
+    return cfg, open_storage(cfg.repository, cfg.resolver)
+
+
+def _wal_push(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import wal
+
+    cfg, storage = _storage(args.config)
+    outcome = wal.push(storage, Path(args.path), cfg.recipients)
+    if args.verbose:
+        sys.stderr.write(f"dbrunbook-host: {Path(args.path).name} {outcome}\n")
+    return 0
+
+
+def _wal_fetch(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import wal
+
+    cfg, storage = _storage(args.config)
+    # Exit 1 quietly for a missing file: PostgreSQL asks for files past the end of the archive on purpose.
+    return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else 1
+
+
+def _backup_push(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import physical
+
+    cfg, storage = _storage(args.config)
+    entries = physical.push_bundles(
+        storage, Path(args.data_dir), args.backup_id, cfg.recipients, jobs=args.jobs, target=args.bundle_mb << 20
+    )
+    sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
+    return 0
+
+
+def _restore_files(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import physical
+    from dbrunbook.backup.manifest import Manifest
+    from dbrunbook.backup.objects import load_bytes
+
+    cfg, storage = _storage(args.config)
+    identities = cfg.identities()
+    manifest = Manifest.from_json(load_bytes(storage, args.manifest_key, identities), args.manifest_key)
+    dest = Path(args.dest)
+    written = physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
+    for extra in ("backup_label", "tablespace_map"):
+        if any(o.name == extra for o in manifest.objects):
+            (dest / extra).write_bytes(load_bytes(storage, manifest.object(extra).key, identities))
+    sys.stdout.write(json.dumps({"written": written, "backup_id": manifest.backup_id}) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dbrunbook-host", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version as JSON")
+    push = sub.add_parser("wal-push", help="archive one WAL file (archive_command)")
+    push.add_argument("--config", required=True)
+    push.add_argument("--verbose", action="store_true")
+    push.add_argument("path")
+    fetch = sub.add_parser("wal-fetch", help="restore one WAL file (restore_command)")
+    fetch.add_argument("--config", required=True)
+    fetch.add_argument("name")
+    fetch.add_argument("dest")
+    bpush = sub.add_parser("backup-push", help="stream a data directory into the repository")
+    bpush.add_argument("--config", required=True)
+    bpush.add_argument("--data-dir", required=True)
+    bpush.add_argument("--backup-id", required=True)
+    bpush.add_argument("--jobs", type=int, default=2)
+    bpush.add_argument("--bundle-mb", type=int, default=1024)
+    rfiles = sub.add_parser("restore-files", help="unpack a backup's files into a directory")
+    rfiles.add_argument("--config", required=True)
+    rfiles.add_argument("--manifest-key", required=True)
+    rfiles.add_argument("--dest", required=True)
+    rfiles.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
         return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands first
+    handlers = {
+        "wal-push": _wal_push,
+        "wal-fetch": _wal_fetch,
+        "backup-push": _backup_push,
+        "restore-files": _restore_files,
+    }
+    from dbrunbook.errors import DbrunbookError
+
+    try:
+        return handlers[args.command](args)
+    except DbrunbookError as exc:
+        from dbrunbook.redact import REDACTOR
+
+        sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: {exc.domain} error: {exc.one_line()}") + "\n")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ def build_wheel(local: LocalExecutor, out_dir: Path, python: str) -> Wheel:
                 "cannot build a wheel of this installation",
                 hint="run from a source checkout, or point DBRUNBOOK_WHEEL at dbrunbook's wheel",
             )
+        # setuptools reuses build/lib between builds and would ship modules deleted since.
+        local.run(Command(("rm", "-rf", str(root / "build")), description="clean the build folder", mutating=False))
         local.run(
             Command(
                 (
@@ -126,8 +128,26 @@ def setup_host(
                     "--disable-pip-version-check",
                     remote_wheel,
                 ),
-                description="install dbrunbook into the venv",
+                description="install dbrunbook and its dependencies into the venv",
                 timeout=900,
+            )
+        )
+        # Same version number, other build: pip would keep the old files without --force-reinstall.
+        executor.run(
+            Command(
+                (
+                    f"{venv}/bin/python",
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--force-reinstall",
+                    "--no-deps",
+                    remote_wheel,
+                ),
+                description="replace dbrunbook's own files",
+                timeout=300,
             )
         )
         executor.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import io
 import shutil
-import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -80,11 +79,8 @@ class HostExecutor(ABC):
         return result
 
     @contextmanager
-    def secret_file(self, secret: Secret | str, name: str = "secret") -> Iterator[str]:
-        """A 0600 file holding ``secret`` on the host, readable by the OS user, removed afterwards.
-
-        The content travels on the command's stdin, never in its arguments.
-        """
+    def private_dir(self) -> Iterator[str]:
+        """A fresh 0700 directory on the host, owned by the OS user, removed with its contents afterwards."""
         made = self.run(
             Command(
                 ("mktemp", "-d", "-t", "dbrunbook.XXXXXXXXXX"),
@@ -93,9 +89,20 @@ class HostExecutor(ABC):
             )
         )
         directory = made.stdout.strip()
-        path = f"{directory}/{name}"
-        content = secret.reveal() if isinstance(secret, Secret) else secret
         try:
+            yield directory
+        finally:
+            self.run(Command(("rm", "-rf", directory), description="remove private directory", mutating=False))
+
+    @contextmanager
+    def secret_file(self, secret: Secret | str, name: str = "secret") -> Iterator[str]:
+        """A 0600 file holding ``secret`` on the host, readable by the OS user, removed afterwards.
+
+        The content travels on the command's stdin, never in its arguments.
+        """
+        content = secret.reveal() if isinstance(secret, Secret) else secret
+        with self.private_dir() as directory:
+            path = f"{directory}/{name}"
             self.run(
                 Command(
                     ("sh", "-c", 'umask 077 && cat > "$1"', "sh", path),
@@ -105,8 +112,6 @@ class HostExecutor(ABC):
                 )
             )
             yield path
-        finally:
-            self.run(Command(("rm", "-rf", directory), description="remove private directory", mutating=False))
 
     def home(self) -> str:
         return self.run(Command(("sh", "-c", 'printf %s "$HOME"'), description="home directory", mutating=False)).stdout
@@ -223,13 +228,6 @@ class ChunkedInput(io.StringIO):
 
 def stdin_for(cmd: Command) -> ChunkedInput | bool:
     return ChunkedInput(cmd.stdin) if cmd.stdin is not None else False
-
-
-def free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def redacted(text: str) -> str:

@@ -7,7 +7,10 @@ non-secret variables are written as an explicit ``env`` prefix that shows up in 
 
 from __future__ import annotations
 
+import logging
+import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +19,12 @@ from typing import Any
 
 from dbrunbook.errors import HostAuthError, HostError, HostUnreachableError
 from dbrunbook.execution.command import Command, Result
-from dbrunbook.execution.executor import HostExecutor, RunSettings, free_local_port, stdin_for
+from dbrunbook.execution.executor import HostExecutor, RunSettings, stdin_for
 from dbrunbook.redact import Secret
+
+# paramiko logs refused forwards and the like to stderr by itself; our errors say it in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 class SshExecutor(HostExecutor):
@@ -132,16 +139,46 @@ class SshExecutor(HostExecutor):
 
     @contextmanager
     def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:
-        local_port = free_local_port()
-        conn = self._connection()
-        with conn.forward_local(local_port=local_port, remote_port=port, remote_host=address, local_host="127.0.0.1"):
-            # fabric binds the listener in a thread; do not hand out the port before it listens. Probing by
-            # connecting would make the tunnel open (and break) a channel, and probing by binding would race
-            # fabric's own bind, so read the kernel's socket table instead.
-            deadline = time.monotonic() + 5
-            while not _listening(local_port) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            yield "127.0.0.1", local_port
+        """A loopback listener whose connections are forwarded over SSH to ``address:port`` on the host.
+
+        fabric's forward_local is not used: a refused remote port surfaces there as a thread exception
+        after a client-side timeout; here the client socket is closed at once, so drivers fail fast.
+        """
+        transport = self._connection().client.get_transport()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+        pumps: list[threading.Thread] = []
+
+        def accept_loop() -> None:
+            while not stop.is_set():
+                try:
+                    client, peer = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    channel = transport.open_channel("direct-tcpip", (address, port), peer, timeout=self._timeout)
+                except Exception:  # refused or unreachable on the far side: fail the client now
+                    client.close()
+                    continue
+                t = threading.Thread(target=_pump, args=(client, channel, stop), daemon=True)
+                t.start()
+                pumps.append(t)
+
+        acceptor = threading.Thread(target=accept_loop, daemon=True, name=f"tunnel-{self.name}")
+        acceptor.start()
+        try:
+            yield "127.0.0.1", listener.getsockname()[1]
+        finally:
+            stop.set()
+            listener.close()
+            acceptor.join(timeout=2)
+            for t in pumps:
+                t.join(timeout=2)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -149,17 +186,26 @@ class SshExecutor(HostExecutor):
             self._conn = None
 
 
-def _listening(port: int) -> bool:
-    """True when a socket listens on 127.0.0.1:port, per /proc/net/tcp (state 0A is LISTEN)."""
-    wanted = f"0100007F:{port:04X}"
+def _pump(client: socket.socket, channel: Any, stop: threading.Event) -> None:
+    """Copy bytes both ways until either side closes."""
     try:
-        with open("/proc/net/tcp") as table:
-            return any(
-                fields[1] == wanted and fields[3] == "0A" for fields in (line.split() for line in table.readlines()[1:])
-            )
+        while not stop.is_set():
+            readable, _, _ = select.select([client, channel], [], [], 0.2)
+            if client in readable:
+                data = client.recv(65536)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel in readable:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                client.sendall(data)
     except OSError:
-        time.sleep(0.2)  # no procfs: give the listener thread a moment
-        return True
+        pass
+    finally:
+        channel.close()
+        client.close()
 
 
 def _reason(exc: BaseException) -> str:

@@ -36,7 +36,11 @@ def _repository(layout: Layout, cluster: str) -> dict[str, Any]:
     }
 
 
-def render(layout: Layout, pg_bindir: str) -> dict[str, Any]:
+def _encryption(layout: Layout, recipient: str) -> dict[str, Any]:
+    return {"recipients": [recipient], "identities": [_ref(layout, "age-identity.txt")]}
+
+
+def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
     """Primaries are reached locally, replicas over the sandbox's sshd: both transports are real."""
     pg_host = {"os_user": layout.os_user, "bin_dir": pg_bindir, "socket_dir": str(layout.pg / "run")}
     my_host = {"os_user": layout.os_user, "bin_dir": "/usr/bin"}
@@ -73,6 +77,7 @@ def render(layout: Layout, pg_bindir: str) -> dict[str, Any]:
                     },
                 },
                 "repository": _repository(layout, "pg-main"),
+                "encryption": _encryption(layout, recipient),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
             },
             "mariadb-main": {
@@ -106,6 +111,7 @@ def render(layout: Layout, pg_bindir: str) -> dict[str, Any]:
                     },
                 },
                 "repository": _repository(layout, "mariadb-main"),
+                "encryption": _encryption(layout, recipient),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
             },
         },

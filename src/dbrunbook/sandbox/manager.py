@@ -233,6 +233,13 @@ class Sandbox:
 
     def _ensure_secrets(self) -> dict[str, Secret]:
         keys: dict[str, Secret] = {}
+        identity = self.layout.secret("age-identity.txt")
+        if not identity.exists():
+            from dbrunbook.backup.crypto import generate_identity
+
+            private, public = generate_identity()
+            text = f"# dbrunbook sandbox backup identity\n# public key: {public}\n{private}\n"
+            write_file(self.tool, identity, text, private=True)
         for name in SECRET_NAMES:
             path = self.layout.secret(name)
             if not path.exists():
@@ -241,7 +248,10 @@ class Sandbox:
         return keys
 
     def _write_inventory(self) -> Inventory:
-        data = inventory_gen.render(self.layout, self.pg_bindir())
+        from dbrunbook.backup.crypto import parse_identities, recipient_of
+
+        identity = parse_identities(self.layout.secret("age-identity.txt").read_text())[0]
+        data = inventory_gen.render(self.layout, self.pg_bindir(), recipient_of(identity))
         text = inventory_gen.to_yaml(data)
         inventory = parse_inventory(text, str(self.inventory_path))
         self.inventory_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from invoke.exceptions import Exit
 
@@ -23,6 +23,9 @@ from dbrunbook.inventory.model import Cluster
 from dbrunbook.inventory.secrets import SecretResolver
 from dbrunbook.output import Output
 from dbrunbook.redact import REDACTOR
+
+if TYPE_CHECKING:
+    from dbrunbook.backup.context import ClusterContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,6 +80,30 @@ class TaskRun:
         if key not in self._executors:
             self._executors[key] = executor_for(host_name, cluster.hosts[host_name], self.settings, self.resolver)
         return self._executors[key]
+
+    def cluster_context(self, name: str | None) -> ClusterContext:
+        """The one cluster a task works on: --cluster, or the only cluster of the inventory."""
+        from dbrunbook.backup.context import ClusterContext
+
+        clusters = self.clusters(name)
+        if len(clusters) != 1:
+            from dbrunbook.errors import InventoryError
+
+            raise InventoryError(
+                f"{self.loaded.path} has {len(clusters)} clusters; name one with --cluster "
+                f"({', '.join(sorted(clusters))})"
+            )
+        ((cname, cluster),) = clusters.items()
+        return ClusterContext(cname, cluster, self.resolver, self.settings, self.executor)
+
+    def find_host(self, host: str) -> tuple[str, Cluster]:
+        """A host anywhere in the inventory (restores may go to another cluster's host)."""
+        for cname, cluster in self.loaded.inventory.clusters.items():
+            if host in cluster.hosts:
+                return cname, cluster
+        from dbrunbook.errors import InventoryError
+
+        raise InventoryError(f"{self.loaded.path}: no host '{host}' in any cluster")
 
     def close(self) -> None:
         for ex in self._executors.values():

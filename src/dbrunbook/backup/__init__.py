@@ -1,0 +1,1 @@
+"""Backups: repository, encryption, compression, manifests."""

@@ -1,0 +1,106 @@
+"""The object pipeline: plaintext chunks -> zstd -> age -> repository, with both digests, and back.
+
+Everything streams: memory use is a few chunks whatever the object size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import zstandard
+
+from dbrunbook.backup.compress import DEFAULT_LEVEL, compress_chunks, decompress_chunks
+from dbrunbook.backup.crypto import decrypt_chunks, encrypt_chunks
+from dbrunbook.backup.manifest import ObjectEntry
+from dbrunbook.backup.storage import Storage
+from dbrunbook.errors import NoMatchingIdentityError, ObjectCorruptError
+
+READ_CHUNK = 1 << 20
+
+
+class _Tap:
+    """Counts and hashes the bytes flowing through an iterator."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.hash.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+def store(
+    storage: Storage,
+    name: str,
+    key: str,
+    chunks: Iterable[bytes],
+    recipients: Sequence[str],
+    *,
+    level: int = DEFAULT_LEVEL,
+    retain_until: Any = None,
+) -> ObjectEntry:
+    plain = _Tap(chunks)
+    stored = _Tap(encrypt_chunks(compress_chunks(plain, level=level), recipients))
+    storage.put(key, stored, retain_until=retain_until)
+    return ObjectEntry(
+        name=name,
+        key=key,
+        size=stored.size,
+        sha256=stored.hash.hexdigest(),
+        plain_size=plain.size,
+        plain_sha256=plain.hash.hexdigest(),
+    )
+
+
+def read_raw(storage: Storage, key: str) -> Iterator[bytes]:
+    with storage.open(key) as fh:
+        while True:
+            chunk = fh.read(READ_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+def load(storage: Storage, entry: ObjectEntry, identities: Sequence[str]) -> Iterator[bytes]:
+    """Yield the plaintext of a stored object, failing with the object's name on any mismatch.
+
+    The digests can only be known at the end; a caller that writes the chunks somewhere must treat
+    an exception as "everything written from this object is garbage".
+    """
+    yield from load_key(storage, entry.key, identities, expect_sha256=entry.sha256, expect_plain=entry.plain_sha256)
+
+
+def load_key(
+    storage: Storage,
+    key: str,
+    identities: Sequence[str],
+    *,
+    expect_sha256: str | None = None,
+    expect_plain: str | None = None,
+) -> Iterator[bytes]:
+    stored = _Tap(read_raw(storage, key))
+    plain = hashlib.sha256()
+    try:
+        for chunk in decompress_chunks(decrypt_chunks(iter(stored), identities)):
+            plain.update(chunk)
+            yield chunk
+    except NoMatchingIdentityError as exc:
+        raise NoMatchingIdentityError(f"object {key}: {exc.message}") from None
+    except ObjectCorruptError as exc:
+        raise ObjectCorruptError(f"object {key}: {exc.message}") from None
+    except zstandard.ZstdError as exc:
+        raise ObjectCorruptError(f"object {key}: decompression failed ({exc})") from None
+    if expect_sha256 is not None and stored.hash.hexdigest() != expect_sha256:
+        raise ObjectCorruptError(f"object {key}: stored bytes do not match the manifest's SHA-256")
+    if expect_plain is not None and plain.hexdigest() != expect_plain:
+        raise ObjectCorruptError(f"object {key}: content does not match the manifest's SHA-256")
+
+
+def load_bytes(storage: Storage, key: str, identities: Sequence[str]) -> bytes:
+    return b"".join(load_key(storage, key, identities))

@@ -1,0 +1,109 @@
+"""``archive.setup``: make the primary push every WAL file into the repository, and prove it does."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dbrunbook.backup import hostconfig
+from dbrunbook.backup.context import ClusterContext
+from dbrunbook.errors import BackupError
+from dbrunbook.execution.command import Command, SqlStatement
+
+Confirm = Callable[[str], None]
+
+
+def archive_command(agent: str, config_path: str) -> str:
+    return f"{shlex.quote(agent)} wal-push --config {shlex.quote(config_path)} %p"
+
+
+def plan_statements(mode: str, current: str, wanted: str) -> tuple[list[SqlStatement], bool]:
+    """What to change on the server, and whether it needs a restart (archive_mode is a start-up setting)."""
+    stmts: list[SqlStatement] = []
+    if current != wanted:
+        stmts.append(
+            SqlStatement("ALTER SYSTEM SET archive_command = %s", params=(wanted,), description="set archive_command")
+        )
+    restart = mode == "off"
+    if restart:
+        stmts.append(SqlStatement("ALTER SYSTEM SET archive_mode = 'on'", description="turn archive_mode on"))
+    if stmts:
+        stmts.append(SqlStatement("SELECT pg_reload_conf()", description="reload configuration"))
+    return stmts, restart
+
+
+def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 60) -> dict[str, Any]:
+    primary_name, primary = ctx.cluster.primary()
+    ex = ctx.executor(primary_name)
+    agent = ctx.agent(primary_name)
+    config_dir = f"{ex.home()}/.config/dbrunbook/{ctx.name}"
+    config_path = hostconfig.install(
+        ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False)
+    )
+    wanted = archive_command(agent, config_path)
+    with ctx.engine.session(ex, primary, ctx.login()) as db:
+        mode, current = db.execute(
+            SqlStatement(
+                "SELECT current_setting('archive_mode'), current_setting('archive_command')",
+                description="archiving settings",
+                mutating=False,
+            )
+        )[0]
+        stmts, restart = plan_statements(mode, current, wanted)
+        if restart:
+            confirm(f"restart PostgreSQL on {primary_name} to turn archive_mode on")
+        for stmt in stmts:
+            db.execute(stmt)
+    if restart:
+        bindir = f"{primary.bin_dir}/" if primary.bin_dir else ""
+        ex.run(
+            Command(
+                (f"{bindir}pg_ctl", "restart", "-D", primary.data_dir, "-m", "fast", "-w", "-t", "120"),
+                description="restart PostgreSQL",
+            )
+        )
+    result: dict[str, Any] = {
+        "cluster": ctx.name,
+        "host": primary_name,
+        "archive_command": wanted,
+        "config": config_path,
+        "changed": bool(stmts),
+        "restarted": restart and not ctx.settings.dry_run,
+    }
+    if ctx.settings.dry_run:
+        return result
+    result["verified_segment"] = verify_archiving(ctx, timeout=timeout)
+    return result
+
+
+def verify_archiving(ctx: ClusterContext, *, timeout: float = 60) -> str:
+    """Switch WAL and wait for the archiver to report that segment archived (or failing)."""
+    primary_name, primary = ctx.cluster.primary()
+    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
+        failed_before = db.execute(
+            SqlStatement("SELECT failed_count FROM pg_stat_archiver", description="archiver failures", mutating=False)
+        )[0][0]
+        segment = db.execute(SqlStatement("SELECT pg_walfile_name(pg_switch_wal())", description="switch WAL segment"))[
+            0
+        ][0]
+        deadline = time.monotonic() + timeout
+        while True:
+            last, failed, last_failed = db.execute(
+                SqlStatement(
+                    "SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver",
+                    description="archiver progress",
+                    mutating=False,
+                )
+            )[0]
+            if last is not None and last >= segment:
+                return str(segment)
+            if failed > failed_before and time.monotonic() > deadline - timeout / 2:
+                raise BackupError(
+                    f"archive_command fails on {primary_name} (last failed: {last_failed})",
+                    hint="see the PostgreSQL log for the dbrunbook-host error",
+                )
+            if time.monotonic() > deadline:
+                raise BackupError(f"{segment} was not archived within {timeout:g}s on {primary_name}")
+            time.sleep(0.3)

@@ -1,0 +1,314 @@
+"""PostgreSQL physical restore and point-in-time recovery.
+
+:func:`plan_restore` is pure: backup + target + destination -> a plan that explains itself (the dry run
+prints it). :func:`run_restore` executes it on the target host through the execution seam.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from dbrunbook.backup import hostconfig
+from dbrunbook.backup.context import ClusterContext, agent_for
+from dbrunbook.backup.manifest import Manifest, manifest_key
+from dbrunbook.engines import Login
+from dbrunbook.errors import RestoreError
+from dbrunbook.execution.command import Command
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.inventory.model import Cluster, Host
+
+TargetKind = Literal["latest", "time", "lsn", "xid", "name"]
+Confirm = Callable[[str], None]
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    kind: TargetKind = "latest"
+    value: str | None = None
+    action: Literal["promote", "pause"] = "promote"
+
+    @classmethod
+    def from_flags(
+        cls, *, time: str | None, lsn: str | None, xid: str | None, name: str | None, action: str = "promote"
+    ) -> RecoveryTarget:
+        given = [(k, v) for k, v in (("time", time), ("lsn", lsn), ("xid", xid), ("name", name)) if v]
+        if len(given) > 1:
+            raise RestoreError("give at most one of --target-time, --target-lsn, --target-xid, --target-name")
+        if action not in ("promote", "pause"):
+            raise RestoreError(f"--target-action must be promote or pause, not {action!r}")
+        kind, value = given[0] if given else ("latest", None)
+        return cls(kind, value, action)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        return "the end of the archived WAL" if self.kind == "latest" else f"{self.kind} {self.value}"
+
+
+def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -> str:
+    """Appended to postgresql.auto.conf (read last, so it wins over the copied settings)."""
+
+    def q(v: str) -> str:
+        return "'" + v.replace("'", "''") + "'"
+
+    lines = [
+        "# added by dbrunbook restore.run",
+        f"restore_command = {q(restore_command)}",
+        f"port = {port}",
+        # A restored copy must never push its WAL into the source's repository, nor follow its primary.
+        "archive_mode = 'off'",
+        "primary_conninfo = ''",
+        "primary_slot_name = ''",
+        "recovery_target_timeline = 'latest'",
+    ]
+    if target.kind != "latest":
+        setting = {
+            "time": "recovery_target_time",
+            "lsn": "recovery_target_lsn",
+            "xid": "recovery_target_xid",
+            "name": "recovery_target_name",
+        }[target.kind]
+        lines += [f"{setting} = {q(str(target.value))}", f"recovery_target_action = {q(target.action)}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    cluster: str
+    backup_id: str
+    backup_stop_time: datetime
+    host: str
+    data_dir: str
+    port: int
+    target: RecoveryTarget
+    wal_from: str | None
+    steps: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "backup": self.backup_id,
+            "backup_stop_time": self.backup_stop_time.isoformat(),
+            "to": self.host,
+            "data_dir": self.data_dir,
+            "port": self.port,
+            "target": self.target.describe(),
+            "target_action": self.target.action,
+            "wal_from": self.wal_from,
+            "steps": self.steps,
+        }
+
+
+def plan_restore(
+    manifest: Manifest, cluster: str, host: str, data_dir: str, port: int, target: RecoveryTarget
+) -> RestorePlan:
+    if manifest.kind != "physical":
+        raise RestoreError(f"backup {manifest.backup_id} is {manifest.kind}; this restore path takes physical backups")
+    if target.kind == "time" and target.value:
+        try:
+            when = datetime.fromisoformat(target.value)
+        except ValueError:
+            raise RestoreError(f"--target-time {target.value!r} is not an ISO 8601 timestamp") from None
+        if when.tzinfo is not None and when < manifest.stop_time:
+            raise RestoreError(
+                f"--target-time {target.value} is before backup {manifest.backup_id} became consistent "
+                f"({manifest.stop_time.isoformat()}); choose an older backup"
+            )
+    steps = [
+        f"check that {data_dir} on {host} is empty and port {port} is free",
+        f"unpack backup {manifest.backup_id} "
+        f"({manifest.plain_size / 2**20:.0f} MiB in {len(manifest.objects)} objects)",
+        f"write recovery settings: restore_command from the repository, WAL from {manifest.start_wal}, "
+        f"target {target.describe()}, then {target.action}",
+        f"start PostgreSQL on port {port} and wait until the target is reached",
+    ]
+    return RestorePlan(
+        cluster, manifest.backup_id, manifest.stop_time, host, data_dir, port, target, manifest.start_wal, steps
+    )
+
+
+def _bin(host: Host, name: str) -> str:
+    return f"{host.bin_dir}/{name}" if host.bin_dir else name
+
+
+def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bool, confirm: Confirm) -> None:
+    d = plan.data_dir
+    empty = ex.run(
+        Command(
+            ("sh", "-c", 'test ! -e "$1" || test -z "$(ls -A "$1")"', "sh", d),
+            mutating=False,
+            check=False,
+            description="is the data directory empty",
+        )
+    )
+    busy = ex.run(
+        Command(
+            (_bin(host, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
+            mutating=False,
+            check=False,
+            description="is the port in use",
+        )
+    )
+    port_busy = busy.exit_code in (0, 1)
+    if (not empty.ok or port_busy) and not force:
+        what = f"{d} is not empty" if not empty.ok else f"port {plan.port} is in use"
+        raise RestoreError(f"refusing to restore on {plan.host}: {what}", hint="use --force to replace it")
+    if not empty.ok or port_busy:
+        confirm(f"stop any server in {d} on {plan.host} and delete everything in it")
+        ex.run(
+            Command(
+                (_bin(host, "pg_ctl"), "stop", "-D", d, "-m", "fast", "-w"), check=False, description="stop old server"
+            )
+        )
+        ex.run(Command(("find", d, "-mindepth", "1", "-delete"), description="empty the data directory"))
+        still = ex.run(
+            Command(
+                (_bin(host, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
+                mutating=False,
+                check=False,
+                description="is the port in use",
+            )
+        )
+        if still.exit_code in (0, 1) and not ex.settings.dry_run:
+            raise RestoreError(f"port {plan.port} on {plan.host} is used by a server outside {d}; pick another --port")
+    ex.run(Command(("mkdir", "-p", "-m", "0700", d), description="create the data directory"))
+    ex.run(Command(("chmod", "0700", d), description="data directory mode"))
+
+
+def run_restore(
+    ctx: ClusterContext,
+    plan: RestorePlan,
+    target_cluster: Cluster,
+    *,
+    force: bool,
+    confirm: Confirm,
+    jobs: int = 2,
+    step: Step = lambda _m: None,
+    timeout: float = 3600,
+) -> dict[str, Any]:
+    host = target_cluster.hosts[plan.host]
+    ex = ctx.executor_for(target_cluster, plan.host)
+    agent = agent_for(ex, host)
+    started = time.monotonic()
+    step("checking the target")
+    prepare_target(ex, host, plan, force=force, confirm=confirm)
+    config_dir = f"{ex.home()}/.config/dbrunbook/restore-{plan.cluster}-{plan.port}"
+    config = hostconfig.install(
+        ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
+    )
+    step(f"unpacking backup {plan.backup_id}")
+    ex.run(
+        Command(
+            (
+                agent,
+                "restore-files",
+                "--config",
+                config,
+                "--manifest-key",
+                manifest_key(plan.backup_id),
+                "--dest",
+                plan.data_dir,
+                "--jobs",
+                str(jobs),
+            ),
+            description="unpack backup files",
+        )
+    )
+    restore_command = f"{shlex.quote(agent)} wal-fetch --config {shlex.quote(config)} %f %p"
+    ex.run(
+        Command(
+            (
+                "sh",
+                "-c",
+                'cat >> "$1/postgresql.auto.conf" && rm -f "$1/standby.signal" && touch "$1/recovery.signal"',
+                "sh",
+                plan.data_dir,
+            ),
+            stdin=recovery_settings(plan.target, restore_command, plan.port),
+            description="write recovery settings",
+        )
+    )
+    log = f"{plan.data_dir}/dbrunbook-restore.log"
+    step(f"starting PostgreSQL on port {plan.port}")
+    ex.run(
+        Command((_bin(host, "pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL")
+    )
+    if ctx.settings.dry_run:
+        return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
+    step(f"replaying WAL up to {plan.target.describe()}")
+    reached = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
+    return {
+        **plan.as_dict(),
+        **reached,
+        "rto_seconds": round(time.monotonic() - started, 2),
+        "config": config,
+        "log": log,
+    }
+
+
+PROGRESS_SQL = (
+    # The pause state function raises once recovery is over, hence the CASE.
+    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END, "
+    "pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp()"
+)
+POLL_SCRIPT = (
+    '"$1" status -D "$2" >/dev/null; s=$?; echo "status=$s"; [ "$s" -eq 0 ] || exit 0; '
+    '"$3" -q -h 127.0.0.1 -p "$4" -t 2 || exit 0; '
+    'PGPASSFILE="$5" "$6" -X -w -At -F "|" -h 127.0.0.1 -p "$4" -U "$7" -d postgres -c "$8" 2>/dev/null || true'
+)
+
+
+def wait_for_target(
+    ctx: ClusterContext, ex: HostExecutor, host: Host, plan: RestorePlan, log: str, *, timeout: float
+) -> dict[str, Any]:
+    """Poll the restored server from the host itself: one short command per second, no tunnel."""
+    login: Login = ctx.login("postgres")
+    pgpass = f"127.0.0.1:{plan.port}:*:{login.user}:{login.password.reveal() if login.password else ''}\n"
+    deadline = time.monotonic() + timeout
+    with ex.secret_file(pgpass, "pgpass") as passfile:
+        while time.monotonic() < deadline:
+            out = (
+                ex.run(
+                    Command(
+                        (
+                            "sh",
+                            "-c",
+                            POLL_SCRIPT,
+                            "sh",
+                            _bin(host, "pg_ctl"),
+                            plan.data_dir,
+                            _bin(host, "pg_isready"),
+                            str(plan.port),
+                            passfile,
+                            _bin(host, "psql"),
+                            login.user,
+                            PROGRESS_SQL,
+                        ),
+                        mutating=False,
+                        check=False,
+                        description="recovery progress",
+                    )
+                )
+                .stdout.strip()
+                .splitlines()
+            )
+            if out and out[0] == "status=3":  # not running: recovery failed and the server shut down
+                tail = ex.run(Command(("tail", "-n", "5", log), mutating=False, check=False)).stdout
+                reason = next((ln for ln in reversed(tail.splitlines()) if "FATAL" in ln or "PANIC" in ln), tail[-300:])
+                raise RestoreError(f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {reason.strip()}")
+            fields = out[1].split("|") if len(out) > 1 else []
+            if len(fields) == 4:
+                in_recovery = fields[0] == "t"
+                if not in_recovery or (plan.target.action == "pause" and fields[1] == "paused"):
+                    return {
+                        "reached_lsn": fields[2] or None,
+                        "reached_time": fields[3] or None,
+                        "promoted": not in_recovery,
+                        "paused": in_recovery,
+                    }
+            time.sleep(1)
+    raise RestoreError(f"recovery on {plan.host}:{plan.port} did not reach {plan.target.describe()} in {timeout:g}s")

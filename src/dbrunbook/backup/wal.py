@@ -1,0 +1,108 @@
+"""WAL archiving: push and fetch one file, as PostgreSQL's archive_command and restore_command call them.
+
+Keys carry the first 16 hex digits of the plaintext SHA-256
+(``wal/00000001/0000000100000000000000A3.sha256-<digest>.zst.age``). A re-push can then tell "same
+segment again" (success) from "different content under the same name" (an error an operator must look
+at) without decrypting anything, since database hosts hold only the public recipients. Nothing is ever
+overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbrunbook.backup.manifest import SUFFIX
+from dbrunbook.backup.objects import load_key, store
+from dbrunbook.backup.storage import Storage
+from dbrunbook.errors import BackupError, ObjectCorruptError
+
+SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")
+HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+DIGEST_LEN = 16
+MARK = ".sha256-"
+
+
+@dataclass(frozen=True)
+class WalName:
+    name: str
+
+    @property
+    def folder(self) -> str:
+        m = SEGMENT.match(self.name)
+        if m:
+            return f"wal/{m.group(1)}/"
+        if HISTORY.match(self.name):
+            return "wal/history/"
+        raise BackupError(f"'{self.name}' is not a WAL segment, history or backup history file name")
+
+    def prefix(self) -> str:
+        # The marker keeps 00..06 from matching its backup history file 00..06.00000028.backup.
+        return f"{self.folder}{self.name}{MARK}"
+
+    def key(self, digest: str) -> str:
+        return f"{self.prefix()}{digest[:DIGEST_LEN]}{SUFFIX}"
+
+    @staticmethod
+    def digest_of(key: str) -> str:
+        return key.removesuffix(SUFFIX).rsplit(MARK, 1)[-1]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk
+
+
+def push(storage: Storage, path: Path, recipients: Sequence[str]) -> str:
+    """Archive one file; returns 'archived' or 'already archived'. Raises when the name is taken by
+    different content."""
+    wal = WalName(path.name)
+    digest = file_digest(path)
+    existing = [o.key for o in storage.list(wal.prefix())]
+    if any(WalName.digest_of(k) == digest[:DIGEST_LEN] for k in existing):
+        return "already archived"
+    if existing:
+        raise BackupError(
+            f"{path.name} is already archived with different content ({existing[0]}); refusing to overwrite"
+        )
+    entry = store(storage, path.name, wal.key(digest), read_chunks(path), recipients)
+    if entry.plain_sha256 != digest:
+        raise BackupError(f"{path.name} changed while it was being archived")
+    return "archived"
+
+
+def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) -> bool:
+    """Restore one WAL file to ``dest``; False when the repository does not have it (normal at the end
+    of recovery)."""
+    wal = WalName(name)
+    keys = [o.key for o in storage.list(wal.prefix())]
+    if not keys:
+        return False
+    key = keys[0]
+    tmp = dest.with_name(f".{dest.name}.dbrunbook-tmp")
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in load_key(storage, key, identities):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if not h.hexdigest().startswith(WalName.digest_of(key)):
+            raise ObjectCorruptError(f"object {key}: content does not match the digest in its name")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,165 @@
+"""backup.*: take, list and inspect backups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from dbrunbook.errors import BackupError
+from dbrunbook.tasks.common import TaskRun, guarded
+
+ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+CLUSTER = "the cluster (optional when the inventory has one)"
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": "back up only this cluster (default: every cluster of the inventory)",
+        "kind": "physical (default)",
+        "source": "primary (default) or replica",
+        "jobs": "parallel upload streams (default 2)",
+        "json": "print JSON",
+    }
+)
+@guarded
+def full(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    kind: str = "physical",
+    source: str = "primary",
+    jobs: int = 2,
+    json: bool = False,
+) -> None:
+    """Take a full backup into the cluster's repository; it is listed only once complete and restorable."""
+    from dbrunbook.backup.pg_backup import physical_backup
+
+    if kind != "physical":
+        raise BackupError(f"--kind {kind} is not available yet; physical is")
+    if source not in ("primary", "replica"):
+        raise BackupError(f"--source must be primary or replica, not {source!r}")
+    run = TaskRun.start("backup.full", env=env, json_mode=json)
+    done = []
+    skipped: list[str] = []
+    try:
+        with run.out.steps("backup.full") as step:
+            for name in run.clusters(cluster):
+                ctx = run.cluster_context(name)
+                if ctx.cluster.engine.value != "postgresql":
+                    if cluster:
+                        raise BackupError(f"cluster {name}: {ctx.cluster.engine.value} backups are not available yet")
+                    skipped.append(name)
+                    continue
+                m = physical_backup(ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                done.append(_summary(m))
+    finally:
+        run.close()
+
+    def human(console: Any) -> None:
+        for b in done:
+            console.print(
+                f"{b['cluster']}: backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
+                f"({b['plain_mib']} MiB of data) in {b['seconds']}s, WAL {b['start_wal']}..{b['stop_wal']}",
+                markup=False,
+            )
+
+        for name in skipped:
+            console.print(f"{name}: skipped, backups of its engine are not available yet", markup=False)
+
+    run.out.result({"backups": done, "skipped": skipped}, human)
+
+
+def _prefixed(step: Callable[[str], None], name: str) -> Callable[[str], None]:
+    return lambda message: step(f"{name}: {message}")
+
+
+def _summary(m: Any) -> dict[str, Any]:
+    return {
+        "cluster": m.cluster,
+        "backup_id": m.backup_id,
+        "kind": m.kind,
+        "source_host": m.source_host,
+        "start_time": m.start_time.isoformat(),
+        "stop_time": m.stop_time.isoformat(),
+        "seconds": round((m.stop_time - m.start_time).total_seconds(), 1),
+        "start_lsn": m.start_lsn,
+        "stop_lsn": m.stop_lsn,
+        "start_wal": m.start_wal,
+        "stop_wal": m.stop_wal,
+        "timeline": m.timeline,
+        "objects": len(m.objects),
+        "stored_mib": round(m.total_size / 2**20, 1),
+        "plain_mib": round(m.plain_size / 2**20, 1),
+    }
+
+
+@task(name="list", help={"env": ENV, "cluster": "only this cluster (default: all)", "json": "print JSON"})
+@guarded
+def list_(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+    """List complete backups (those with a manifest), oldest first, read from the repository itself."""
+    from dbrunbook.backup.catalog import load_catalog
+
+    run = TaskRun.start("backup.list", env=env, json_mode=json)
+    rows: list[dict[str, Any]] = []
+    for name in run.clusters(cluster):
+        ctx = run.cluster_context(name)
+        if ctx.cluster.repository is None:
+            continue
+        catalog = load_catalog(ctx.storage, ctx.identities(), name)
+        rows += [_summary(m) for m in catalog.manifests]
+
+    def human(console: Any) -> None:
+        if not rows:
+            console.print("no backups")
+        for b in rows:
+            console.print(
+                f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<9} {b['stop_time'][:19]}  "
+                f"{b['stored_mib']:>9} MiB  from {b['source_host']}  WAL {b['start_wal']}..{b['stop_wal']}",
+                markup=False,
+            )
+
+    run.out.result({"backups": rows}, human)
+
+
+@task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
+@guarded
+def show(
+    c: Context, backup_id: str = "latest", env: str | None = None, cluster: str | None = None, json: bool = False
+) -> None:
+    """Print one backup's manifest (latest by default): LSNs, WAL range, every object with its digests."""
+    from dbrunbook.backup.catalog import load_catalog
+
+    run = TaskRun.start("backup.show", env=env, json_mode=json)
+    ctx = run.cluster_context(cluster)
+    manifest = load_catalog(ctx.storage, ctx.identities(), ctx.name).find(backup_id)
+    run.out.result(manifest.model_dump(mode="json"))
+
+
+@task(name="restore-point", help={"env": ENV, "cluster": CLUSTER, "name": "restore point name", "json": "print JSON"})
+@guarded
+def restore_point(
+    c: Context, name: str, env: str | None = None, cluster: str | None = None, json: bool = False
+) -> None:
+    """Create a named restore point on the primary (a target for restore.run --target-name)."""
+    from dbrunbook.execution.command import SqlStatement
+
+    run = TaskRun.start("backup.restore-point", env=env, json_mode=json)
+    ctx = run.cluster_context(cluster)
+    primary_name, primary = ctx.cluster.primary()
+    try:
+        with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
+            lsn = db.execute(
+                SqlStatement("SELECT pg_create_restore_point(%s)::text", params=(name,), description="restore point")
+            )[0][0]
+            # Close the segment so the point is in the archive now, not whenever the segment fills up.
+            db.execute(SqlStatement("SELECT pg_switch_wal()", description="close the current WAL segment"))
+    finally:
+        run.close()
+    run.out.result(
+        {"cluster": ctx.name, "name": name, "lsn": lsn},
+        lambda console: console.print(f"{ctx.name}: restore point {name!r} at {lsn}", markup=False),
+    )

@@ -1,0 +1,94 @@
+"""restore.*: rebuild a server from a backup, to the end of the archive or to a point in time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from dbrunbook.output import confirm
+from dbrunbook.tasks.common import TaskRun, guarded
+
+
+@task(
+    help={
+        "env": "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)",
+        "cluster": "the cluster whose backup to restore (optional when the inventory has one)",
+        "backup": "backup id, or latest (default)",
+        "target_time": "recover up to this time (ISO 8601, with time zone)",
+        "target_lsn": "recover up to this LSN",
+        "target_xid": "recover up to this transaction id",
+        "target_name": "recover up to this restore point",
+        "target_action": "promote (default) or pause once the target is reached",
+        "to": "inventory host to restore on",
+        "data_dir": "data directory to create there (default: the host's data_dir)",
+        "port": "port for the restored server (default: the host's port)",
+        "force": "replace a non-empty data directory (asks first)",
+        "yes": "do not ask",
+        "jobs": "parallel download streams (default 2)",
+        "dry_run": "print the plan, change nothing",
+        "json": "print JSON",
+    }
+)
+@guarded
+def run(
+    c: Context,
+    to: str,
+    env: str | None = None,
+    cluster: str | None = None,
+    backup: str = "latest",
+    target_time: str | None = None,
+    target_lsn: str | None = None,
+    target_xid: str | None = None,
+    target_name: str | None = None,
+    target_action: str = "promote",
+    data_dir: str | None = None,
+    port: int | None = None,
+    force: bool = False,
+    yes: bool = False,
+    jobs: int = 2,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
+    from dbrunbook.backup.catalog import load_catalog
+    from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, run_restore
+
+    task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
+    try:
+        ctx = task_run.cluster_context(cluster)
+        target = RecoveryTarget.from_flags(
+            time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, action=target_action
+        )
+        _, target_cluster = task_run.find_host(to)
+        host = target_cluster.hosts[to]
+        manifest = load_catalog(ctx.storage, ctx.identities(), ctx.name).find(backup)
+        plan = plan_restore(manifest, ctx.name, to, data_dir or host.data_dir, port or host.port, target)
+        with task_run.out.steps("restore.run") as step:
+            result = run_restore(
+                ctx,
+                plan,
+                target_cluster,
+                force=force,
+                confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run),
+                jobs=jobs,
+                step=step,
+            )
+    finally:
+        task_run.close()
+
+    def human(console: Any) -> None:
+        if dry_run:
+            console.print(f"dry run: restore {result['backup']} to {result['to']}:{result['data_dir']}", markup=False)
+            for s in result["steps"]:
+                console.print(f"  - {s}", markup=False)
+            return
+        state = "promoted" if result["promoted"] else "paused at the target"
+        console.print(
+            f"restored {result['backup']} on {result['to']} port {result['port']} ({state}) in "
+            f"{result['rto_seconds']}s; reached LSN {result['reached_lsn']}, last transaction {result['reached_time']}",
+            markup=False,
+        )
+
+    task_run.out.result(result, human)
