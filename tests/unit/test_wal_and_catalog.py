@@ -1,0 +1,123 @@
+"""WAL push/fetch rules and catalog checks on a file:// repository with real encryption."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dbrunbook.backup.catalog import backup_ids, load_catalog
+from dbrunbook.backup.crypto import generate_identity
+from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
+from dbrunbook.backup.manifest import Manifest, manifest_key
+from dbrunbook.backup.objects import store
+from dbrunbook.backup.storage import Storage, open_storage
+from dbrunbook.backup.wal import WalName, fetch, push
+from dbrunbook.errors import BackupError, NoMatchingIdentityError, ObjectCorruptError
+from dbrunbook.inventory.model import Repository
+from dbrunbook.inventory.secrets import SecretResolver
+
+SEG = "000000010000000000000003"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Storage:
+    return open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
+
+
+@pytest.fixture
+def keys() -> tuple[str, str]:
+    return generate_identity()
+
+
+def test_lsn_and_segment_names() -> None:
+    assert parse_lsn("0/2000028") == 0x2000028
+    assert format_lsn(parse_lsn("1A/FF000010")) == "1A/FF000010"
+    assert segment_name(1, parse_lsn("0/2000028")) == "000000010000000000000002"
+    assert segment_name(2, parse_lsn("1/5000000")) == "000000020000000100000005"
+    # A stop LSN exactly on a boundary still needs the previous segment.
+    assert segment_of_stop(1, parse_lsn("0/3000000")) == "000000010000000000000002"
+    label = parse_backup_label("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n")
+    assert label["start_wal"] == "000000010000000000000002" and label["START TIMELINE"] == "1"
+
+
+def test_wal_names_never_collide_with_backup_history() -> None:
+    seg = WalName(SEG)
+    assert seg.prefix() == f"wal/00000001/{SEG}.sha256-"
+    assert not f"wal/00000001/{SEG}.00000028.backup.sha256-ab".startswith(seg.prefix())
+    assert WalName("00000002.history").folder == "wal/history/"
+    with pytest.raises(BackupError):
+        WalName("not-a-wal-file").prefix()
+
+
+def test_push_is_idempotent_and_refuses_different_content(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:
+    identity, recipient = keys
+    wal = tmp_path / SEG
+    wal.write_bytes(b"\x01" * 300_000)
+    assert push(repo, wal, [recipient]) == "archived"
+    assert push(repo, wal, [recipient]) == "already archived"
+    wal.write_bytes(b"\x02" * 300_000)
+    with pytest.raises(BackupError, match="already archived with different content"):
+        push(repo, wal, [recipient])
+    dest = tmp_path / "restored"
+    assert fetch(repo, SEG, dest, [identity]) is True
+    assert dest.read_bytes() == b"\x01" * 300_000
+    assert fetch(repo, "000000010000000000000009", tmp_path / "none", [identity]) is False
+    assert not (tmp_path / "none").exists()
+
+
+def test_fetch_with_wrong_identity(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:
+    wal = tmp_path / SEG
+    wal.write_bytes(b"wal")
+    push(repo, wal, [keys[1]])
+    other, _ = generate_identity()
+    with pytest.raises(NoMatchingIdentityError, match=SEG):
+        fetch(repo, SEG, tmp_path / "x", [other])
+
+
+def _manifest(cluster: str, backup_id: str, entries: list) -> Manifest:  # type: ignore[type-arg]
+    now = datetime.now(UTC)
+    return Manifest(
+        backup_id=backup_id,
+        kind="physical",
+        engine="postgresql",
+        cluster=cluster,
+        server_version="15.4",
+        start_time=now,
+        stop_time=now,
+        source_host="h",
+        objects=entries,
+        recipients=[],
+        tool_version="t",
+    )
+
+
+def test_catalog_lists_only_backups_with_manifest_and_refuses_other_cluster(
+    repo: Storage, keys: tuple[str, str]
+) -> None:
+    identity, recipient = keys
+    # An unfinished backup: data but no manifest.
+    store(repo, "data/0001.tar", "backups/20260101T000000Z-F/data/0001.tar.zst.age", [b"x"], [recipient])
+    good = _manifest("pg-main", "20260102T000000Z-F", [])
+    store(repo, "manifest", manifest_key(good.backup_id), [good.to_json()], [recipient])
+    assert backup_ids(repo) == ["20260102T000000Z-F"]
+    assert load_catalog(repo, [identity], "pg-main").find("latest").backup_id == good.backup_id
+    stranger = _manifest("other-cluster", "20260103T000000Z-F", [])
+    store(repo, "manifest", manifest_key(stranger.backup_id), [stranger.to_json()], [recipient])
+    with pytest.raises(BackupError, match="belongs to cluster other-cluster"):
+        load_catalog(repo, [identity], "pg-main")
+
+
+def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:
+    from dbrunbook.backup.objects import load
+
+    identity, recipient = keys
+    entry = store(repo, "data/0001.tar", "backups/b/data/0001.tar.zst.age", [b"y" * 200_000], [recipient])
+    path = tmp_path / "repo" / entry.key
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 0x01  # in the payload, past the age header
+    path.chmod(0o600)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ObjectCorruptError, match=r"backups/b/data/0001\.tar\.zst\.age"):
+        b"".join(load(repo, entry, [identity]))
