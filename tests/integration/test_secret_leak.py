@@ -52,6 +52,11 @@ def test_passwords_never_leak(
         for cred in (cluster.credentials, cluster.replication):
             if cred and cred.password:
                 known.append(resolver.resolve(cred.password).reveal())
+        repo, enc = cluster.repository, cluster.encryption
+        assert repo and repo.secret_key and repo.access_key and enc
+        known += [resolver.resolve(repo.secret_key).reveal(), resolver.resolve(repo.access_key).reveal()]
+        # The age identity file holds comments too; the key line is the secret.
+        known += [line for line in resolver.resolve(enc.identities[0]).reveal().splitlines() if line.startswith("AGE-")]
     known.append(WRONG)
     audit = tmp_path / "audit.jsonl"
 
@@ -67,7 +72,11 @@ def test_passwords_never_leak(
             (("inventory.show", "--env=dev", "--json"), None),
             (("sandbox.status", "--json"), None),
             (("inventory.check", f"--env={wrong_inv}", "--json"), {"DBR_LEAK_WRONG": WRONG}),
-            (("hosts.setup", "--env=dev", "--cluster=pg-main", "--dry-run", "--force"), None),
+            (("hosts.setup", "--env=dev", "--cluster=pg-main"), None),
+            (("archive.setup", "--env=dev", "--cluster=pg-main", "--yes", "--json"), None),
+            (("backup.full", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("backup.list", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("backup.show", "--env=dev", "--cluster=pg-main"), None),
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]
@@ -102,6 +111,7 @@ def test_passwords_never_leak(
     # The sampler really watched: it saw the psql run over SSH and the task processes.
     assert any("psql" in cmd and "pg_is_in_recovery" in cmd for cmd in sampler.seen)
     assert any("inventory.check" in cmd for cmd in sampler.seen)
+    assert any("backup-push" in cmd for cmd in sampler.seen), "the host-side backup stream was not seen"
     audit_text = audit.read_text() + Path(ssh_replica.settings.audit.path).read_text()
     assert "inventory.check" in audit_text and "psql" in audit_text
     for secret in known:
