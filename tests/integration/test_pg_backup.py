@@ -188,15 +188,18 @@ def test_any_object_recovers_by_hand_with_age_and_zstd(
     cluster = dev.inventory.clusters["pg-main"]
     assert cluster.repository and cluster.encryption
     storage = open_storage(cluster.repository, resolver)
-    key = f"backups/{backup['backup_id']}/data/0001.tar.zst.age"
-    obj = tmp_path / "object"
-    with obj.open("wb") as out:
-        for chunk in read_raw(storage, key):
-            out.write(chunk)
     identity = tmp_path / "identity.txt"
     identity.write_text(resolver.resolve(cluster.encryption.identities[0]).reveal())
-    pipeline = f"age -d -i {identity} {obj} | zstd -d -q | tar -t"
-    listing = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, check=True).stdout.split()
+    listing: list[str] = []
+    keys = [o.key for o in storage.list(f"backups/{backup['backup_id']}/data/")]
+    assert keys
+    for key in keys:
+        obj = tmp_path / "object"
+        with obj.open("wb") as out:
+            for chunk in read_raw(storage, key):
+                out.write(chunk)
+        pipeline = f"age -d -i {identity} {obj} | zstd -d -q | tar -t"
+        listing += subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, check=True).stdout.split()
     assert "PG_VERSION" in listing and "global/pg_control" in listing
 
 
