@@ -13,7 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dbrunbook.errors import DbrunbookError
+
 MARKER = ".dbrunbook-wheel"
+FETCH_FAILED = 128
 
 
 def _installed() -> dict[str, str]:
@@ -52,7 +55,12 @@ def _wal_fetch(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     # Exit 1 quietly for a missing file: PostgreSQL asks for files past the end of the archive on purpose.
-    return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else 1
+    # Any real failure must exit above 125, or PostgreSQL would take it for "no more WAL" and promote early.
+    try:
+        return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else 1
+    except DbrunbookError as exc:
+        _report(exc)
+        return FETCH_FAILED
 
 
 def _backup_push(args: argparse.Namespace) -> int:
@@ -69,7 +77,7 @@ def _backup_push(args: argparse.Namespace) -> int:
 def _restore_files(args: argparse.Namespace) -> int:
     from dbrunbook.backup import physical
     from dbrunbook.backup.manifest import Manifest
-    from dbrunbook.backup.objects import load_bytes
+    from dbrunbook.backup.objects import load, load_bytes
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
@@ -78,7 +86,7 @@ def _restore_files(args: argparse.Namespace) -> int:
     written = physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
     for extra in ("backup_label", "tablespace_map"):
         if any(o.name == extra for o in manifest.objects):
-            (dest / extra).write_bytes(load_bytes(storage, manifest.object(extra).key, identities))
+            (dest / extra).write_bytes(b"".join(load(storage, manifest.object(extra), identities)))
     sys.stdout.write(json.dumps({"written": written, "backup_id": manifest.backup_id}) + "\n")
     return 0
 
@@ -116,15 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         "backup-push": _backup_push,
         "restore-files": _restore_files,
     }
-    from dbrunbook.errors import DbrunbookError
-
     try:
         return handlers[args.command](args)
     except DbrunbookError as exc:
-        from dbrunbook.redact import REDACTOR
-
-        sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: {exc.domain} error: {exc.one_line()}") + "\n")
+        _report(exc)
         return exc.exit_code
+
+
+def _report(exc: DbrunbookError) -> None:
+    from dbrunbook.redact import REDACTOR
+
+    sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: {exc.domain} error: {exc.one_line()}") + "\n")
 
 
 if __name__ == "__main__":

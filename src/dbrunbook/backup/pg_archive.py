@@ -39,9 +39,7 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
     ex = ctx.executor(primary_name)
     agent = ctx.agent(primary_name)
     config_dir = f"{ex.home()}/.config/dbrunbook/{ctx.name}"
-    config_path = hostconfig.install(
-        ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False)
-    )
+    config_path = f"{config_dir}/{hostconfig.CONFIG_NAME}"
     wanted = archive_command(agent, config_path)
     with ctx.engine.session(ex, primary, ctx.login()) as db:
         mode, current = db.execute(
@@ -53,7 +51,9 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
         )[0]
         stmts, restart = plan_statements(mode, current, wanted)
         if restart:
+            # Ask before anything changes, so "no" leaves the host as it was.
             confirm(f"restart PostgreSQL on {primary_name} to turn archive_mode on")
+        hostconfig.install(ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False))
         for stmt in stmts:
             db.execute(stmt)
     if restart:

@@ -100,7 +100,10 @@ def physical_backup(
                         description="stream data directory",
                     )
                 )
-                objects = [ObjectEntry.model_validate(o) for o in json.loads(res.stdout.strip().splitlines()[-1])]
+                lines = res.stdout.strip().splitlines()
+                if not lines and not ctx.settings.dry_run:
+                    raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
+                objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])] if lines else []
             finally:
                 step("pg_backup_stop")
                 # wait_for_archive=false: we wait ourselves, for the repository, which is what matters.

@@ -42,6 +42,8 @@ class RecoveryTarget:
             raise RestoreError("give at most one of --target-time, --target-lsn, --target-xid, --target-name")
         if action not in ("promote", "pause"):
             raise RestoreError(f"--target-action must be promote or pause, not {action!r}")
+        if action == "pause" and not given:
+            raise RestoreError("--target-action pause needs a target (--target-time, -lsn, -xid or -name)")
         kind, value = given[0] if given else ("latest", None)
         return cls(kind, value, action)  # type: ignore[arg-type]
 

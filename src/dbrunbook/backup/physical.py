@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, store
 from dbrunbook.backup.storage import Storage
-from dbrunbook.errors import RestoreError
+from dbrunbook.errors import BackupError, RestoreError
 
 # Contents are recreated by the server or replayed from the archive; the directories themselves are kept.
 SKIP_CONTENTS = {
@@ -71,8 +71,11 @@ def scan(root: Path) -> list[Entry]:
         dirnames.sort()
         for d in list(dirnames):
             p = Path(dirpath, d)
-            if p.is_symlink():  # tablespaces: not supported yet, refuse rather than lose data
-                raise RestoreError(f"{rel_dir / d} is a symlink (tablespace?); tablespaces are not supported yet")
+            if p.is_symlink():  # tablespaces or a moved pg_wal: not supported yet, refuse rather than lose data
+                if (rel_dir / d).as_posix() in SKIP_CONTENTS:
+                    dirnames.remove(d)
+                    continue
+                raise BackupError(f"{rel_dir / d} is a symlink (tablespace?); tablespaces are not supported yet")
             st = p.stat()
             out.append(Entry((rel_dir / d).as_posix(), 0, stat.S_IMODE(st.st_mode), True, st.st_mtime))
         for f in sorted(filenames):

@@ -1,0 +1,55 @@
+"""The pure part of restore: targets, recovery settings and the plan a dry run prints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dbrunbook.backup.manifest import Manifest
+from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, recovery_settings
+from dbrunbook.errors import RestoreError
+
+STOP = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+MANIFEST = Manifest(
+    backup_id="20261122T030000Z-F",
+    kind="physical",
+    engine="postgresql",
+    cluster="pg",
+    server_version="15.4",
+    start_wal="000000010000000000000002",
+    start_time=STOP - timedelta(minutes=1),
+    stop_time=STOP,
+    source_host="a",
+    objects=[],
+    recipients=[],
+    tool_version="t",
+)
+
+
+def test_one_target_at_most_and_pause_needs_one() -> None:
+    with pytest.raises(RestoreError, match="at most one"):
+        RecoveryTarget.from_flags(time="2026-11-22 03:00:00+00", lsn="0/1", xid=None, name=None)
+    with pytest.raises(RestoreError, match="pause needs a target"):
+        RecoveryTarget.from_flags(time=None, lsn=None, xid=None, name=None, action="pause")
+    assert RecoveryTarget.from_flags(time=None, lsn=None, xid=None, name=None).kind == "latest"
+
+
+def test_recovery_settings_quote_values_and_disable_archiving() -> None:
+    target = RecoveryTarget("name", "it's here", "pause")
+    text = recovery_settings(target, "/v/bin/dbrunbook-host wal-fetch --config /c %f %p", 5499)
+    assert "recovery_target_name = 'it''s here'" in text
+    assert "recovery_target_action = 'pause'" in text
+    assert "archive_mode = 'off'" in text and "port = 5499" in text
+    assert "restore_command = '/v/bin/dbrunbook-host wal-fetch --config /c %f %p'" in text
+    latest = recovery_settings(RecoveryTarget(), "x", 1)
+    assert "recovery_target_action" not in latest and "recovery_target_time =" not in latest
+
+
+def test_plan_refuses_time_before_backup_and_explains_itself() -> None:
+    with pytest.raises(RestoreError, match="before backup"):
+        plan_restore(MANIFEST, "pg", "h", "/d", 5499, RecoveryTarget("time", "2026-11-22T02:00:00+00:00"))
+    plan = plan_restore(MANIFEST, "pg", "h", "/d", 5499, RecoveryTarget("time", "2026-11-22T04:00:00+00:00"))
+    steps = "\n".join(plan.steps)
+    assert "WAL from 000000010000000000000002" in steps and "port 5499" in steps
+    assert plan.as_dict()["target"] == "time 2026-11-22T04:00:00+00:00"
