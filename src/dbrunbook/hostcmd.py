@@ -1,7 +1,7 @@
 """``dbrunbook-host``: the host-side entry point, installed on database hosts by ``hosts.setup``.
 
-It must start fast (PostgreSQL will call it once per WAL segment), so it imports only what each
-subcommand needs, and nothing from invoke, fabric or the inventory.
+It must start fast (PostgreSQL calls it once per WAL segment), so it imports only what each subcommand
+needs: never invoke or fabric; the inventory's models only to read its host config.
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ def _wal_push(args: argparse.Namespace) -> int:
 def _wal_fetch(args: argparse.Namespace) -> int:
     from dbrunbook.backup import wal
 
-    cfg, storage = _storage(args.config)
     # Exit 1 quietly for a missing file: PostgreSQL asks for files past the end of the archive on purpose.
-    # Any real failure must exit above 125, or PostgreSQL would take it for "no more WAL" and promote early.
+    # Any real failure (config, credentials, repository, decryption) must exit above 125, or PostgreSQL
+    # would take it for "no more WAL" and promote early.
     try:
+        cfg, storage = _storage(args.config)
         return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else 1
     except DbrunbookError as exc:
         _report(exc)
