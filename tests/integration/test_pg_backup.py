@@ -232,3 +232,66 @@ def test_corrupted_object_fails_restore_naming_it(
     assert res.returncode != 0
     assert f"backups/{backup['backup_id']}/data/0001.tar.zst.age" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_backup_from_replica_restores(pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]) -> None:
+    table = f"fromrep_{uuid.uuid4().hex[:8]}"
+    sql(f"CREATE TABLE {table} AS SELECT 42 AS answer")
+    res = run_cli("backup.full", "--env=dev", "--cluster=pg-main", "--source=replica", "--json", timeout=600)
+    assert res.returncode == 0, res.stderr
+    backup = json.loads(res.stdout)["backups"][0]
+    assert backup["source_host"] == "pg-main-2"
+    data_dir, port = restore_target
+    res = restore(data_dir, port, f"--backup={backup['backup_id']}")
+    assert res.returncode == 0, res.stderr
+    assert sql(f"SELECT answer FROM {table}", port=port) == "42"
+
+
+def test_killed_backup_is_never_listed_and_the_next_one_works(pg_ready: dict[str, Any], sql: Sql) -> None:
+    """kill -9 of the controller while the data directory streams: no manifest, so no backup."""
+    import os
+    import signal
+    import time
+
+    table = f"bulk_{uuid.uuid4().hex[:8]}"
+    # Enough data that the stream lasts long enough to be caught in the act.
+    sql(f"CREATE TABLE {table} AS SELECT md5(i::text) || md5((i * 7)::text) AS v FROM generate_series(1, 1500000) i")
+    before = {
+        b["backup_id"]
+        for b in json.loads(run_cli("backup.list", "--env=dev", "--cluster=pg-main", "--json").stdout)["backups"]
+    }
+    env = {**os.environ}
+    from .conftest import BIN, REPO
+
+    proc = subprocess.Popen(
+        [str(BIN / "invoke"), "backup.full", "--env=dev", "--cluster=pg-main"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    caught = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"backup-push" in (entry / "cmdline").read_bytes():
+                    caught = True
+            except OSError:
+                continue
+        if caught:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    sql(f"DROP TABLE {table}")
+    assert caught, "the backup finished before it could be killed"
+    time.sleep(2)  # let the orphaned stream finish or fail; it must not make a backup appear
+    after = {
+        b["backup_id"]
+        for b in json.loads(run_cli("backup.list", "--env=dev", "--cluster=pg-main", "--json").stdout)["backups"]
+    }
+    assert after == before
+    backup = take_backup()
+    assert backup["backup_id"] not in before
