@@ -7,7 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from dbrunbook.errors import DbrunbookError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.execution.sql import DbSession
@@ -58,10 +60,27 @@ class EngineDriver(ABC):
     #: client programs every host of this engine needs, for backups, restores and checks
     required_binaries: tuple[str, ...]
 
-    @abstractmethod
     @contextmanager
     def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:
         """An audited SQL session to the host's server, through the executor's tunnel."""
+        with executor.tunnel(host.address, host.port) as (address, port):
+            try:
+                conn = self._connect(address, port, login)
+            except Exception as exc:
+                raise self.map_error(exc, executor.name) from None
+            db = DbSession(executor.name, executor.settings, conn, map_error=self.map_error)
+            try:
+                yield db
+            finally:
+                db.close()
+
+    @abstractmethod
+    def _connect(self, address: str, port: int, login: Login) -> Any:
+        """A DB-API connection in autocommit mode; the password goes to the driver in-process only."""
+
+    @abstractmethod
+    def map_error(self, exc: Exception, host: str) -> DbrunbookError:
+        """The driver's exception as one of ours, with a one-line message and no secret."""
 
     @abstractmethod
     def probe(self, db: DbSession) -> ServerProbe: ...

@@ -6,16 +6,13 @@ Source_* columns from 8.0.22, and has no mariadb-backup (Percona XtraBackup take
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed
 from dbrunbook.execution.command import SqlStatement
-from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.execution.sql import DbSession
-from dbrunbook.inventory.model import Host, Role
+from dbrunbook.inventory.model import Role
 from dbrunbook.redact import REDACTOR
 
 VERSION_SQL = SqlStatement("SELECT VERSION(), @@server_id", description="server version", mutating=False)
@@ -39,34 +36,27 @@ class MariaDB(EngineDriver):
     name = "mariadb"
     required_binaries: tuple[str, ...] = ("mariadb", "mariadb-dump", "mariadb-backup", "mariadb-binlog")
 
-    @contextmanager
-    def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:
+    def _connect(self, address: str, port: int, login: Login) -> Any:
         import pymysql
 
-        with executor.tunnel(host.address, host.port) as (address, port):
-            params: dict[str, Any] = {
-                "host": address,
-                "port": port,
-                "user": login.user,
-                "connect_timeout": 10,
-                # Without it a dead tunnel or a hung server blocks forever on the first read.
-                "read_timeout": 300,
-                "autocommit": True,
-                "charset": "utf8mb4",
-            }
-            if login.database:
-                params["database"] = login.database
-            if login.password is not None:
-                params["password"] = login.password.reveal()
-            try:
-                conn = pymysql.connect(**params)
-            except pymysql.Error as exc:
-                raise map_error(exc, executor.name) from None
-            db = DbSession(executor.name, executor.settings, conn, map_error=map_error)
-            try:
-                yield db
-            finally:
-                db.close()
+        params: dict[str, Any] = {
+            "host": address,
+            "port": port,
+            "user": login.user,
+            "connect_timeout": 10,
+            # Without it a dead tunnel or a hung server blocks forever on the first read.
+            "read_timeout": 300,
+            "autocommit": True,
+            "charset": "utf8mb4",
+        }
+        if login.database:
+            params["database"] = login.database
+        if login.password is not None:
+            params["password"] = login.password.reveal()
+        return pymysql.connect(**params)
+
+    def map_error(self, exc: Exception, host: str) -> DatabaseError:
+        return map_error(exc, host)
 
     def probe(self, db: DbSession) -> ServerProbe:
         version, _server_id = db.execute(VERSION_SQL)[0]

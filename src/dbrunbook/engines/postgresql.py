@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed
 from dbrunbook.execution.command import SqlStatement
-from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.execution.sql import DbSession
-from dbrunbook.inventory.model import Host, Role
+from dbrunbook.inventory.model import Role
 from dbrunbook.redact import REDACTOR
 
 VERSION_SQL = SqlStatement(
@@ -55,35 +52,28 @@ class PostgreSQL(EngineDriver):
     name = "postgresql"
     required_binaries = ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_basebackup", "pg_ctl")
 
-    @contextmanager
-    def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:
+    def _connect(self, address: str, port: int, login: Login) -> Any:
         import psycopg
 
-        with executor.tunnel(host.address, host.port) as (address, port):
-            params: dict[str, Any] = {
-                "host": address,
-                "port": port,
-                "user": login.user,
-                "dbname": login.database or "postgres",
-                "connect_timeout": 10,
-                "application_name": "dbrunbook",
-                "autocommit": True,
-                # Client-side binding: utility statements (ALTER ROLE ... PASSWORD %s) accept parameters
-                # only this way, and parameters keep secrets out of the statement text we log.
-                "cursor_factory": psycopg.ClientCursor,
-            }
-            if login.password is not None:
-                # In-process to libpq: never on a command line, never in the environment.
-                params["password"] = login.password.reveal()
-            try:
-                conn = psycopg.connect(**params)
-            except psycopg.Error as exc:
-                raise map_error(exc, executor.name) from None
-            db = DbSession(executor.name, executor.settings, conn, map_error=map_error)
-            try:
-                yield db
-            finally:
-                db.close()
+        params: dict[str, Any] = {
+            "host": address,
+            "port": port,
+            "user": login.user,
+            "dbname": login.database or "postgres",
+            "connect_timeout": 10,
+            "application_name": "dbrunbook",
+            "autocommit": True,
+            # Client-side binding: utility statements (ALTER ROLE ... PASSWORD %s) accept parameters
+            # only this way, and parameters keep secrets out of the statement text we log.
+            "cursor_factory": psycopg.ClientCursor,
+        }
+        if login.password is not None:
+            # In-process to libpq: never on a command line, never in the environment.
+            params["password"] = login.password.reveal()
+        return psycopg.connect(**params)
+
+    def map_error(self, exc: Exception, host: str) -> DatabaseError:
+        return map_error(exc, host)
 
     def probe(self, db: DbSession) -> ServerProbe:
         version, in_recovery, system_id = db.execute(VERSION_SQL)[0]
