@@ -364,7 +364,7 @@ def test_tricky_database_restores_identical(
             text=True,
             check=True,
         ).stdout.splitlines()
-        # pg_dump brackets its output with a random \\restrict key since 15.14; it says nothing of the data.
+        # pg_dump brackets its output with a random restrict key since 15.14; it says nothing of the data.
         schema = "\n".join(ln for ln in schema.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
         rows = []
         for table in [*hashes, "pg_catalog.pg_largeobject"]:
