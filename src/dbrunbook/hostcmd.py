@@ -92,6 +92,51 @@ def _restore_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logical_push(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import logical
+
+    cfg, storage = _storage(args.config)
+    entries = logical.push_logical(
+        storage,
+        args.backup_id,
+        cfg.recipients,
+        bindir=args.bindir,
+        port=args.port,
+        user=args.user,
+        passfile=args.passfile,
+        databases=args.database,
+        jobs=args.jobs,
+    )
+    sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
+    return 0
+
+
+def _logical_restore(args: argparse.Namespace) -> int:
+    from dbrunbook.backup import logical
+    from dbrunbook.backup.manifest import Manifest
+    from dbrunbook.backup.objects import load_bytes
+
+    cfg, storage = _storage(args.config)
+    identities = cfg.identities()
+    manifest = Manifest.from_json(load_bytes(storage, args.manifest_key, identities), args.manifest_key)
+    entry = next((o for o in manifest.objects if o.name == f"db/{args.source_database}.dump"), None)
+    if entry is None:
+        from dbrunbook.errors import RestoreError
+
+        raise RestoreError(f"backup {manifest.backup_id} has no dump of database {args.source_database!r}")
+    logical.restore_database(
+        storage,
+        entry,
+        identities,
+        bindir=args.bindir,
+        port=args.port,
+        user=args.user,
+        passfile=args.passfile,
+        database=args.database,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dbrunbook-host", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     rfiles.add_argument("--manifest-key", required=True)
     rfiles.add_argument("--dest", required=True)
     rfiles.add_argument("--jobs", type=int, default=2)
+    for name, helptext in (
+        ("logical-push", "pg_dump databases into the repository"),
+        ("logical-restore", "pg_restore one dump from the repository"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", required=True)
+        p.add_argument("--bindir", default="")
+        p.add_argument("--port", type=int, required=True)
+        p.add_argument("--user", required=True)
+        p.add_argument("--passfile", required=True)
+        if name == "logical-push":
+            p.add_argument("--backup-id", required=True)
+            p.add_argument("--database", action="append", default=[])
+            p.add_argument("--jobs", type=int, default=2)
+        else:
+            p.add_argument("--manifest-key", required=True)
+            p.add_argument("--source-database", required=True)
+            p.add_argument("--database", required=True)
     args = parser.parse_args(argv)
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
@@ -124,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "wal-fetch": _wal_fetch,
         "backup-push": _backup_push,
         "restore-files": _restore_files,
+        "logical-push": _logical_push,
+        "logical-restore": _logical_restore,
     }
     try:
         return handlers[args.command](args)

@@ -297,11 +297,71 @@ def test_killed_backup_is_never_listed_and_the_next_one_works(pg_ready: dict[str
     assert backup["backup_id"] not in before
 
 
-def test_tricky_database_restores_identical(
-    pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int], tmp_path: Path
-) -> None:
-    """Quoted and non-ASCII names, enums, domains, partitions, triggers, functions, large objects and
-    generated columns: schema dump and per-table content hashes equal before and after."""
+def snapshot(sql: Sql, db: str, port: int) -> tuple[str, list[tuple[str, str]]]:
+    """The schema as pg_dump prints it and an md5 of every table's rows (large objects included)."""
+    env = {"PGPASSFILE": str(sql.passfile)}
+    schema = subprocess.run(
+        [f"{sql.bindir}/pg_dump", "-w", "--schema-only", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    hashes = subprocess.run(
+        [
+            f"{sql.bindir}/psql",
+            "-X",
+            "-w",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN "
+            "('pg_catalog', 'information_schema') ORDER BY 1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # pg_dump brackets its output with a random restrict key since 15.14; it says nothing of the data.
+    schema = "\n".join(ln for ln in schema.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
+    rows = []
+    for table in [*hashes, "pg_catalog.pg_largeobject"]:
+        digest = subprocess.run(
+            [
+                f"{sql.bindir}/psql",
+                "-X",
+                "-w",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        rows.append((table, digest))
+    return schema, rows
+
+
+def create_tricky_database(sql: Sql) -> str:
     db = f"tricky_{uuid.uuid4().hex[:8]}"
     sql(f'CREATE DATABASE "{db}"')
     schema_sql = (Path(__file__).parent / "tricky_schema.sql").read_text()
@@ -330,76 +390,57 @@ def test_tricky_database_restores_identical(
         text=True,
         check=True,
     )
+    return db
 
-    def snapshot(port: int) -> tuple[str, list[tuple[str, str]]]:
-        env = {"PGPASSFILE": str(sql.passfile)}
-        schema = subprocess.run(
-            [f"{sql.bindir}/pg_dump", "-w", "--schema-only", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        hashes = subprocess.run(
-            [
-                f"{sql.bindir}/psql",
-                "-X",
-                "-w",
-                "-At",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN "
-                "('pg_catalog', 'information_schema') ORDER BY 1",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-        # pg_dump brackets its output with a random restrict key since 15.14; it says nothing of the data.
-        schema = "\n".join(ln for ln in schema.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict")))
-        rows = []
-        for table in [*hashes, "pg_catalog.pg_largeobject"]:
-            digest = subprocess.run(
-                [
-                    f"{sql.bindir}/psql",
-                    "-X",
-                    "-w",
-                    "-At",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    db,
-                    "-c",
-                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            rows.append((table, digest))
-        return schema, rows
 
-    before = snapshot(25432)
+def test_tricky_database_restores_identical(
+    pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int], tmp_path: Path
+) -> None:
+    """Quoted and non-ASCII names, enums, domains, partitions, triggers, functions, large objects and
+    generated columns: schema dump and per-table content hashes equal before and after."""
+    db = create_tricky_database(sql)
+
+    before = snapshot(sql, db, 25432)
     assert len(before[1]) == 5  # two tables, two partitions, the large objects
     backup = take_backup()
     data_dir, port = restore_target
     res = restore(data_dir, port, f"--backup={backup['backup_id']}")
     assert res.returncode == 0, res.stderr
-    after = snapshot(port)
+    after = snapshot(sql, db, port)
     sql(f'DROP DATABASE "{db}"')
     assert after[0] == before[0]
     assert after[1] == before[1]
+
+
+def test_logical_backup_restores_a_database_identical(pg_ready: dict[str, Any], sql: Sql) -> None:
+    db = create_tricky_database(sql)
+    res = run_cli("backup.full", "--env=dev", "--cluster=pg-main", "--kind=logical", "--json", timeout=600)
+    assert res.returncode == 0, res.stderr
+    backup = json.loads(res.stdout)["backups"][0]
+    assert backup["kind"] == "logical"
+    copy = f"{db}_copy"
+    res = run_cli(
+        "restore.run",
+        "--env=dev",
+        "--cluster=pg-main",
+        "--to=pg-main-1",
+        f"--backup={backup['backup_id']}",
+        f"--database={db}:{copy}",
+        "--json",
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    try:
+        assert snapshot(sql, copy, 25432) == snapshot(sql, db, 25432)
+        again = run_cli(
+            "restore.run",
+            "--env=dev",
+            "--cluster=pg-main",
+            "--to=pg-main-1",
+            f"--backup={backup['backup_id']}",
+            f"--database={db}:{copy}",
+        )
+        assert again.returncode == errors.RestoreError.exit_code and "already exists" in again.stderr
+    finally:
+        sql(f'DROP DATABASE IF EXISTS "{copy}"')
+        sql(f'DROP DATABASE "{db}"')

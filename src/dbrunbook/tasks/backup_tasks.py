@@ -19,7 +19,7 @@ CLUSTER = "the cluster (optional when the inventory has one)"
     help={
         "env": ENV,
         "cluster": "back up only this cluster (default: every cluster of the inventory)",
-        "kind": "physical (default)",
+        "kind": "physical (default: base backup + WAL) or logical (pg_dump of every database + globals)",
         "source": "primary (default) or replica",
         "jobs": "parallel upload streams (default 2)",
         "json": "print JSON",
@@ -35,11 +35,13 @@ def full(
     jobs: int = 2,
     json: bool = False,
 ) -> None:
-    """Take a full backup into the cluster's repository; it is listed only once complete and restorable."""
+    """Take a full backup into the cluster's repository; it is listed only once complete."""
     from dbrunbook.backup.pg_backup import physical_backup
+    from dbrunbook.backup.pg_logical import logical_backup
 
-    if kind != "physical":
-        raise BackupError(f"--kind {kind} is not available yet; physical is")
+    if kind not in ("physical", "logical"):
+        raise BackupError(f"--kind must be physical or logical, not {kind!r}")
+    take = physical_backup if kind == "physical" else logical_backup
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
     run = TaskRun.start("backup.full", env=env, json_mode=json)
@@ -54,16 +56,17 @@ def full(
                         raise BackupError(f"cluster {name}: {ctx.cluster.engine.value} backups are not available yet")
                     skipped.append(name)
                     continue
-                m = physical_backup(ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                m = take(ctx, source=source, jobs=jobs, step=_prefixed(step, name))
                 done.append(_summary(m))
     finally:
         run.close()
 
     def human(console: Any) -> None:
         for b in done:
+            what = f"WAL {b['start_wal']}..{b['stop_wal']}" if b["kind"] == "physical" else f"{b['objects']} dumps"
             console.print(
-                f"{b['cluster']}: backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
-                f"({b['plain_mib']} MiB of data) in {b['seconds']}s, WAL {b['start_wal']}..{b['stop_wal']}",
+                f"{b['cluster']}: {b['kind']} backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
+                f"({b['plain_mib']} MiB of data) in {b['seconds']}s, {what}",
                 markup=False,
             )
 
@@ -116,9 +119,10 @@ def list_(c: Context, env: str | None = None, cluster: str | None = None, json: 
         if not rows:
             console.print("no backups")
         for b in rows:
+            what = f"WAL {b['start_wal']}..{b['stop_wal']}" if b["kind"] == "physical" else f"{b['objects']} dumps"
             console.print(
                 f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<9} {b['stop_time'][:19]}  "
-                f"{b['stored_mib']:>9} MiB  from {b['source_host']}  WAL {b['start_wal']}..{b['stop_wal']}",
+                f"{b['stored_mib']:>9} MiB  from {b['source_host']}  {what}",
                 markup=False,
             )
 

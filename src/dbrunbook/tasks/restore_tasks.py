@@ -7,6 +7,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
+from dbrunbook.errors import RestoreError
 from dbrunbook.output import confirm
 from dbrunbook.tasks.common import TaskRun, guarded
 
@@ -24,6 +25,7 @@ from dbrunbook.tasks.common import TaskRun, guarded
         "to": "inventory host to restore on",
         "data_dir": "data directory to create there (default: the host's data_dir)",
         "port": "port for the restored server (default 0: the host's port)",
+        "database": "logical backups: restore this database (give as SOURCE or SOURCE:NEW_NAME) into a new database",
         "force": "replace a non-empty data directory (asks first)",
         "yes": "do not ask",
         "jobs": "parallel download streams (default 2)",
@@ -45,6 +47,7 @@ def run(
     target_action: str = "promote",
     data_dir: str | None = None,
     port: int = 0,
+    database: str | None = None,
     force: bool = False,
     yes: bool = False,
     jobs: int = 2,
@@ -64,6 +67,37 @@ def run(
         _, target_cluster = task_run.find_host(to)
         host = target_cluster.hosts[to]
         manifest = load_catalog(ctx.storage, ctx.identities(), ctx.name).find(backup)
+        if manifest.kind == "logical" or database:
+            from dbrunbook.backup.pg_logical import restore_logical
+
+            if manifest.kind != "logical" or not database:
+                raise RestoreError("--database goes with a logical backup, and a logical backup needs --database")
+            source_db, _, new_name = database.partition(":")
+            logical: dict[str, Any]
+            if dry_run:
+                logical = {
+                    "dry_run": True,
+                    "backup": manifest.backup_id,
+                    "to": to,
+                    "database": new_name or source_db,
+                    "steps": [
+                        f"create database {new_name or source_db} on {to}",
+                        f"stream db/{source_db}.dump of {manifest.backup_id} into pg_restore",
+                    ],
+                }
+            else:
+                with task_run.out.steps("restore.run") as step:
+                    logical = restore_logical(
+                        ctx,
+                        manifest,
+                        target_cluster,
+                        to,
+                        source_database=source_db,
+                        database=new_name or source_db,
+                        step=step,
+                    )
+            task_run.out.result(logical)
+            return
         plan = plan_restore(manifest, ctx.name, to, data_dir or host.data_dir, port or host.port, target)
         with task_run.out.steps("restore.run") as step:
             result = run_restore(

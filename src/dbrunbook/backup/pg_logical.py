@@ -1,0 +1,182 @@
+"""PostgreSQL logical backup and restore, controller side: which databases, credentials, the manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from dbrunbook import __version__
+from dbrunbook.backup import hostconfig
+from dbrunbook.backup.context import ClusterContext, agent_for
+from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id
+from dbrunbook.backup.objects import store
+from dbrunbook.backup.pg_backup import pick_source
+from dbrunbook.engines import Login
+from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.inventory.model import Cluster
+
+Step = Callable[[str], None]
+DATABASES_SQL = SqlStatement(
+    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+    description="databases to dump",
+    mutating=False,
+)
+
+
+def _pgpass(port: int, user: str, password: str) -> str:
+    return f"127.0.0.1:{port}:*:{user}:{password}\n"
+
+
+def logical_backup(
+    ctx: ClusterContext, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
+) -> Manifest:
+    host_name = pick_source(ctx, source)
+    host = ctx.host(host_name)
+    ex = ctx.executor(host_name)
+    agent = ctx.agent(host_name)
+    backup_id = new_backup_id("logical")
+    login = ctx.login()
+    with ctx.engine.session(ex, host, login) as db:
+        version, system_id = db.execute(
+            SqlStatement(
+                "SELECT current_setting('server_version'), (SELECT system_identifier::text FROM pg_control_system())",
+                description="cluster identity",
+                mutating=False,
+            )
+        )[0]
+        databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    start_time = datetime.now(UTC)
+    password = login.password.reveal() if login.password else ""
+    with ex.private_dir() as scratch:
+        config = hostconfig.install(
+            ex, f"{scratch}/config", hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False)
+        )
+        with ex.secret_file(_pgpass(host.port, login.user, password), "pgpass") as passfile:
+            step(f"dumping {len(databases)} databases on {host_name}")
+            argv = [
+                agent,
+                "logical-push",
+                "--config",
+                config,
+                "--bindir",
+                host.bin_dir or "",
+                "--port",
+                str(host.port),
+                "--user",
+                login.user,
+                "--passfile",
+                passfile,
+                "--backup-id",
+                backup_id,
+                "--jobs",
+                str(jobs),
+            ]
+            for name in databases:
+                argv += ["--database", name]
+            res = ex.run(Command(tuple(argv), description="dump databases"))
+    lines = res.stdout.strip().splitlines()
+    if not lines:
+        raise BackupError(f"{host_name}: dbrunbook-host logical-push printed no object list")
+    objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])]
+    manifest = Manifest(
+        backup_id=backup_id,
+        kind="logical",
+        engine="postgresql",
+        cluster=ctx.name,
+        system_identifier=system_id,
+        server_version=version,
+        start_time=start_time,
+        stop_time=datetime.now(UTC),
+        source_host=host_name,
+        databases=databases,
+        objects=objects,
+        recipients=ctx.recipients,
+        tool_version=__version__,
+    )
+    step("writing the manifest")
+    store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], ctx.recipients)
+    return manifest
+
+
+def restore_logical(
+    ctx: ClusterContext,
+    manifest: Manifest,
+    target_cluster: Cluster,
+    to: str,
+    *,
+    source_database: str,
+    database: str,
+    step: Step = lambda _m: None,
+) -> dict[str, Any]:
+    """Restore one database of a logical backup into a new database on the target host's server."""
+    if source_database not in manifest.databases:
+        raise RestoreError(
+            f"backup {manifest.backup_id} has no database {source_database!r} (it has {', '.join(manifest.databases)})"
+        )
+    host = target_cluster.hosts[to]
+    ex = ctx.executor_for(target_cluster, to)
+    agent = agent_for(ex, host)
+    # The target server's own credentials: the database may go to another cluster's server.
+    cred = target_cluster.credentials
+    secret = ctx.resolver.resolve(cred.password) if cred.password else None
+    password = secret.reveal() if secret else ""
+    with ctx.engine.session(ex, host, Login(cred.user, secret, cred.database)) as db:
+        if db.scalar(SqlStatement("SELECT pg_is_in_recovery()", mutating=False, description="read-only?")):
+            raise RestoreError(f"{to} is a replica (read-only); restore a logical backup onto a primary")
+        exists = db.execute(
+            SqlStatement(
+                "SELECT count(*) FROM pg_database WHERE datname = %s",
+                params=(database,),
+                mutating=False,
+                description="does the database exist",
+            )
+        )[0][0]
+        if exists:
+            raise RestoreError(f"database {database!r} already exists on {to}; name a new one with --database")
+        step(f"creating database {database}")
+        db.execute(
+            SqlStatement(
+                f'CREATE DATABASE "{database.replace(chr(34), chr(34) * 2)}"', description="create the target database"
+            )
+        )
+    with ex.private_dir() as scratch:
+        config = hostconfig.install(
+            ex, f"{scratch}/config", hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
+        )
+        with ex.secret_file(_pgpass(host.port, cred.user, password), "pgpass") as passfile:
+            step(f"pg_restore into {database}")
+            ex.run(
+                Command(
+                    (
+                        agent,
+                        "logical-restore",
+                        "--config",
+                        config,
+                        "--bindir",
+                        host.bin_dir or "",
+                        "--port",
+                        str(host.port),
+                        "--user",
+                        cred.user,
+                        "--passfile",
+                        passfile,
+                        "--manifest-key",
+                        manifest_key(manifest.backup_id),
+                        "--source-database",
+                        source_database,
+                        "--database",
+                        database,
+                    ),
+                    description="restore the database",
+                )
+            )
+    return {
+        "backup": manifest.backup_id,
+        "to": to,
+        "port": host.port,
+        "source_database": source_database,
+        "database": database,
+    }
