@@ -444,3 +444,18 @@ def test_logical_backup_restores_a_database_identical(pg_ready: dict[str, Any], 
     finally:
         sql(f'DROP DATABASE IF EXISTS "{copy}"')
         sql(f'DROP DATABASE "{db}"')
+
+
+def test_restore_to_a_transaction_id(pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]) -> None:
+    table = f"xid_{uuid.uuid4().hex[:8]}"
+    sql(f"CREATE TABLE {table} (i int)")
+    take_backup()
+    sql(f"INSERT INTO {table} VALUES (1)")
+    xid = sql(f"WITH ins AS (INSERT INTO {table} VALUES (2)) SELECT txid_current()")
+    sql(f"INSERT INTO {table} VALUES (3)")
+    sql("SELECT pg_switch_wal()")
+    data_dir, port = restore_target
+    res = restore(data_dir, port, f"--target-xid={xid}")
+    assert res.returncode == 0, res.stderr
+    # recovery_target_inclusive defaults to on: the target transaction itself is kept.
+    assert sql(f"SELECT string_agg(i::text, ',' ORDER BY i) FROM {table}", port=port) == "1,2"

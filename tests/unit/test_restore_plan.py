@@ -53,3 +53,20 @@ def test_plan_refuses_time_before_backup_and_explains_itself() -> None:
     steps = "\n".join(plan.steps)
     assert "WAL from 000000010000000000000002" in steps and "port 5499" in steps
     assert plan.as_dict()["target"] == "time 2026-11-22T04:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("xid", "747\nINSERT 0 1"),
+        ("xid", "abc"),
+        ("lsn", "0/ZZ"),
+        ("name", "x" * 64),
+        ("time", "yesterday"),
+        ("name", "ok\nrestore_command = 'rm -rf /'"),
+    ],
+)
+def test_malformed_targets_never_reach_the_config(flag: str, value: str) -> None:
+    given = {k: (value if k == flag else None) for k in ("time", "lsn", "xid", "name")}
+    with pytest.raises(RestoreError):
+        RecoveryTarget.from_flags(time=given["time"], lsn=given["lsn"], xid=given["xid"], name=given["name"])

@@ -6,6 +6,7 @@ prints it). :func:`run_restore` executes it on the target host through the execu
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -45,10 +46,30 @@ class RecoveryTarget:
         if action == "pause" and not given:
             raise RestoreError("--target-action pause needs a target (--target-time, -lsn, -xid or -name)")
         kind, value = given[0] if given else ("latest", None)
+        if value is not None:
+            _check_target(kind, value)
         return cls(kind, value, action)  # type: ignore[arg-type]
 
     def describe(self) -> str:
         return "the end of the archived WAL" if self.kind == "latest" else f"{self.kind} {self.value}"
+
+
+def _check_target(kind: str, value: str) -> None:
+    """Reject malformed targets here: the value ends up in postgresql.auto.conf, where a stray newline
+    would stop the server (or smuggle in a setting)."""
+    if any(ord(ch) < 32 for ch in value):
+        raise RestoreError(f"--target-{kind} must be one line without control characters")
+    if kind == "xid" and not value.isdigit():
+        raise RestoreError(f"--target-xid must be a transaction id (digits), not {value!r}")
+    if kind == "lsn" and not re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", value):
+        raise RestoreError(f"--target-lsn must look like 0/16B3748, not {value!r}")
+    if kind == "name" and len(value.encode()) > 63:
+        raise RestoreError("--target-name is longer than PostgreSQL's 63-byte restore point names")
+    if kind == "time":
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise RestoreError(f"--target-time {value!r} is not an ISO 8601 timestamp") from None
 
 
 def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -> str:
