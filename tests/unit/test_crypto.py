@@ -212,7 +212,9 @@ def test_bad_recipients_are_shown_but_identities_never() -> None:
 def test_bad_identities_never_echoed() -> None:
     identity, recipient = generate_identity()
     blob = encrypt(b"x", [recipient])
-    for bad in [identity.lower(), identity[:-1] + "Z", recipient, "AGE-SECRET-KEY-1QQQQQQQ"]:
+    # The last character changed (to one it is not, or the checksum could still hold): 1 in 32 runs flaked.
+    last = "P" if identity[-1] == "Q" else "Q"
+    for bad in [identity.lower(), identity[:-1] + last, recipient, "AGE-SECRET-KEY-1QQQQQQQ"]:
         with pytest.raises(EncryptionError, match="not an age identity") as info:
             Decryptor(io.BytesIO(blob), [bad])
         assert bad not in str(info.value) and identity not in str(info.value)
