@@ -75,14 +75,20 @@ def _backup_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest(storage: Any, key: str, identities: list[str]) -> Any:
+    from dbrunbook.backup.manifest import Manifest
+    from dbrunbook.backup.objects import load_bytes
+
+    return Manifest.from_json(load_bytes(storage, key, identities), key)
+
+
 def _restore_files(args: argparse.Namespace) -> int:
     from dbrunbook.backup import physical
-    from dbrunbook.backup.manifest import Manifest
-    from dbrunbook.backup.objects import load, load_bytes
+    from dbrunbook.backup.objects import load
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = Manifest.from_json(load_bytes(storage, args.manifest_key, identities), args.manifest_key)
+    manifest = _manifest(storage, args.manifest_key, identities)
     dest = Path(args.dest)
     written = physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
     for extra in ("backup_label", "tablespace_map"):
@@ -113,12 +119,10 @@ def _logical_push(args: argparse.Namespace) -> int:
 
 def _logical_restore(args: argparse.Namespace) -> int:
     from dbrunbook.backup import logical
-    from dbrunbook.backup.manifest import Manifest
-    from dbrunbook.backup.objects import load_bytes
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = Manifest.from_json(load_bytes(storage, args.manifest_key, identities), args.manifest_key)
+    manifest = _manifest(storage, args.manifest_key, identities)
     entry = next((o for o in manifest.objects if o.name == f"db/{args.source_database}.dump"), None)
     if entry is None:
         from dbrunbook.errors import RestoreError

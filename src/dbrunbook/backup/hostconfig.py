@@ -9,6 +9,8 @@ host then cannot read the backups of the past.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,16 @@ def install(executor: HostExecutor, directory: str, config: HostConfig) -> str:
     path = f"{directory}/{CONFIG_NAME}"
     executor.run(Command((*writer, path), stdin=json.dumps(config.document, indent=2), description="write config"))
     return path
+
+
+@contextmanager
+def temporary(
+    executor: HostExecutor, cluster_name: str, cluster: Cluster, resolver: SecretResolver, *, with_identities: bool
+) -> Iterator[str]:
+    """The config in a private folder for the length of one operation; yields the document's path."""
+    with executor.private_dir() as scratch:
+        config = build(cluster_name, cluster, resolver, with_identities=with_identities)
+        yield install(executor, f"{scratch}/config", config)
 
 
 @dataclass(frozen=True)

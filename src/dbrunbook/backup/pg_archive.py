@@ -13,6 +13,11 @@ from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 
 Confirm = Callable[[str], None]
+ARCHIVING_SQL = SqlStatement(
+    "SELECT current_setting('archive_mode'), current_setting('archive_command')",
+    description="archiving settings",
+    mutating=False,
+)
 
 
 def archive_command(agent: str, config_path: str) -> str:
@@ -42,13 +47,7 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
     config_path = f"{config_dir}/{hostconfig.CONFIG_NAME}"
     wanted = archive_command(agent, config_path)
     with ctx.engine.session(ex, primary, ctx.login()) as db:
-        mode, current = db.execute(
-            SqlStatement(
-                "SELECT current_setting('archive_mode'), current_setting('archive_command')",
-                description="archiving settings",
-                mutating=False,
-            )
-        )[0]
+        mode, current = db.execute(ARCHIVING_SQL)[0]
         stmts, restart = plan_statements(mode, current, wanted)
         if restart:
             # Ask before anything changes, so "no" leaves the host as it was.
@@ -57,10 +56,9 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
         for stmt in stmts:
             db.execute(stmt)
     if restart:
-        bindir = f"{primary.bin_dir}/" if primary.bin_dir else ""
         ex.run(
             Command(
-                (f"{bindir}pg_ctl", "restart", "-D", primary.data_dir, "-m", "fast", "-w", "-t", "120"),
+                (primary.binary("pg_ctl"), "restart", "-D", primary.data_dir, "-m", "fast", "-w", "-t", "120"),
                 description="restart PostgreSQL",
             )
         )

@@ -19,6 +19,7 @@ from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
 from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id, object_key
 from dbrunbook.backup.objects import store
+from dbrunbook.backup.pg_archive import ARCHIVING_SQL
 from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
@@ -26,14 +27,6 @@ from dbrunbook.inventory.model import Role
 
 Step = Callable[[str], None]
 WAL_WAIT_SECONDS = 120
-
-
-def archiving_sql() -> SqlStatement:
-    return SqlStatement(
-        "SELECT current_setting('archive_mode'), current_setting('archive_command')",
-        description="archiving settings",
-        mutating=False,
-    )
 
 
 def pick_source(ctx: ClusterContext, source: str) -> str:
@@ -58,62 +51,62 @@ def physical_backup(
     recipients = ctx.recipients
 
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
-        mode, command = pdb.execute(archiving_sql())[0]
+        mode, command = pdb.execute(ARCHIVING_SQL)[0]
         if mode == "off" or not command or "wal-push" not in command:
             raise BackupError(
                 f"WAL archiving into the repository is not configured on {primary_name}",
                 hint=f"run: invoke archive.setup --cluster {ctx.name}",
             )
 
-    with ex.private_dir() as scratch:
-        host_config = hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False)
-        config = hostconfig.install(ex, f"{scratch}/config", host_config)
-        with ctx.engine.session(ex, host, ctx.login()) as db:
-            version, system_id, timeline = db.execute(
+    with (
+        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
+        ctx.engine.session(ex, host, ctx.login()) as db,
+    ):
+        version, system_id, timeline = db.execute(
+            SqlStatement(
+                "SELECT current_setting('server_version'), "
+                "(SELECT system_identifier::text FROM pg_control_system()), "
+                "(SELECT timeline_id FROM pg_control_checkpoint())",
+                description="cluster identity",
+                mutating=False,
+            )
+        )[0]
+        step(f"pg_backup_start on {host_name}")
+        start_time = datetime.now(UTC)
+        db.execute(SqlStatement("SELECT pg_backup_start(%s, true)", params=(label,), description="start backup"))
+        try:
+            step(f"streaming the data directory of {host_name}")
+            res = ex.run(
+                Command(
+                    (
+                        agent,
+                        "backup-push",
+                        "--config",
+                        config,
+                        "--data-dir",
+                        host.data_dir,
+                        "--backup-id",
+                        backup_id,
+                        "--jobs",
+                        str(jobs),
+                    ),
+                    description="stream data directory",
+                )
+            )
+            lines = res.stdout.strip().splitlines()
+            if not lines and not ctx.settings.dry_run:
+                raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
+            objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])] if lines else []
+        finally:
+            step("pg_backup_stop")
+            # wait_for_archive=false: we wait ourselves, for the repository, which is what matters.
+            stop_lsn, labelfile, spcmap = db.execute(
                 SqlStatement(
-                    "SELECT current_setting('server_version'), "
-                    "(SELECT system_identifier::text FROM pg_control_system()), "
-                    "(SELECT timeline_id FROM pg_control_checkpoint())",
-                    description="cluster identity",
-                    mutating=False,
+                    "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
+                    description="stop backup",
                 )
             )[0]
-            step(f"pg_backup_start on {host_name}")
-            start_time = datetime.now(UTC)
-            db.execute(SqlStatement("SELECT pg_backup_start(%s, true)", params=(label,), description="start backup"))
-            try:
-                step(f"streaming the data directory of {host_name}")
-                res = ex.run(
-                    Command(
-                        (
-                            agent,
-                            "backup-push",
-                            "--config",
-                            config,
-                            "--data-dir",
-                            host.data_dir,
-                            "--backup-id",
-                            backup_id,
-                            "--jobs",
-                            str(jobs),
-                        ),
-                        description="stream data directory",
-                    )
-                )
-                lines = res.stdout.strip().splitlines()
-                if not lines and not ctx.settings.dry_run:
-                    raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
-                objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])] if lines else []
-            finally:
-                step("pg_backup_stop")
-                # wait_for_archive=false: we wait ourselves, for the repository, which is what matters.
-                stop_lsn, labelfile, spcmap = db.execute(
-                    SqlStatement(
-                        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
-                        description="stop backup",
-                    )
-                )[0]
-            stop_time = datetime.now(UTC)
+        stop_time = datetime.now(UTC)
     label_info = parse_backup_label(labelfile)
     tli = int(label_info.get("START TIMELINE") or timeline)
     stop_wal = segment_of_stop(tli, parse_lsn(stop_lsn))

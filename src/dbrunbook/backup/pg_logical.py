@@ -50,33 +50,32 @@ def logical_backup(
         databases = [row[0] for row in db.execute(DATABASES_SQL)]
     start_time = datetime.now(UTC)
     password = login.password.reveal() if login.password else ""
-    with ex.private_dir() as scratch:
-        config = hostconfig.install(
-            ex, f"{scratch}/config", hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False)
-        )
-        with ex.secret_file(_pgpass(host.port, login.user, password), "pgpass") as passfile:
-            step(f"dumping {len(databases)} databases on {host_name}")
-            argv = [
-                agent,
-                "logical-push",
-                "--config",
-                config,
-                "--bindir",
-                host.bin_dir or "",
-                "--port",
-                str(host.port),
-                "--user",
-                login.user,
-                "--passfile",
-                passfile,
-                "--backup-id",
-                backup_id,
-                "--jobs",
-                str(jobs),
-            ]
-            for name in databases:
-                argv += ["--database", name]
-            res = ex.run(Command(tuple(argv), description="dump databases"))
+    with (
+        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
+        ex.secret_file(_pgpass(host.port, login.user, password), "pgpass") as passfile,
+    ):
+        step(f"dumping {len(databases)} databases on {host_name}")
+        argv = [
+            agent,
+            "logical-push",
+            "--config",
+            config,
+            "--bindir",
+            host.bin_dir or "",
+            "--port",
+            str(host.port),
+            "--user",
+            login.user,
+            "--passfile",
+            passfile,
+            "--backup-id",
+            backup_id,
+            "--jobs",
+            str(jobs),
+        ]
+        for name in databases:
+            argv += ["--database", name]
+        res = ex.run(Command(tuple(argv), description="dump databases"))
     lines = res.stdout.strip().splitlines()
     if not lines:
         raise BackupError(f"{host_name}: dbrunbook-host logical-push printed no object list")
@@ -142,37 +141,36 @@ def restore_logical(
                 f'CREATE DATABASE "{database.replace(chr(34), chr(34) * 2)}"', description="create the target database"
             )
         )
-    with ex.private_dir() as scratch:
-        config = hostconfig.install(
-            ex, f"{scratch}/config", hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
-        )
-        with ex.secret_file(_pgpass(host.port, cred.user, password), "pgpass") as passfile:
-            step(f"pg_restore into {database}")
-            ex.run(
-                Command(
-                    (
-                        agent,
-                        "logical-restore",
-                        "--config",
-                        config,
-                        "--bindir",
-                        host.bin_dir or "",
-                        "--port",
-                        str(host.port),
-                        "--user",
-                        cred.user,
-                        "--passfile",
-                        passfile,
-                        "--manifest-key",
-                        manifest_key(manifest.backup_id),
-                        "--source-database",
-                        source_database,
-                        "--database",
-                        database,
-                    ),
-                    description="restore the database",
-                )
+    with (
+        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=True) as config,
+        ex.secret_file(_pgpass(host.port, cred.user, password), "pgpass") as passfile,
+    ):
+        step(f"pg_restore into {database}")
+        ex.run(
+            Command(
+                (
+                    agent,
+                    "logical-restore",
+                    "--config",
+                    config,
+                    "--bindir",
+                    host.bin_dir or "",
+                    "--port",
+                    str(host.port),
+                    "--user",
+                    cred.user,
+                    "--passfile",
+                    passfile,
+                    "--manifest-key",
+                    manifest_key(manifest.backup_id),
+                    "--source-database",
+                    source_database,
+                    "--database",
+                    database,
+                ),
+                description="restore the database",
             )
+        )
     return {
         "backup": manifest.backup_id,
         "to": to,

@@ -154,10 +154,6 @@ def plan_restore(
     )
 
 
-def _bin(host: Host, name: str) -> str:
-    return f"{host.bin_dir}/{name}" if host.bin_dir else name
-
-
 def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bool, confirm: Confirm) -> None:
     d = plan.data_dir
     empty = ex.run(
@@ -170,7 +166,7 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
     )
     busy = ex.run(
         Command(
-            (_bin(host, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
+            (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
             mutating=False,
             check=False,
             description="is the port in use",
@@ -184,13 +180,13 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
         confirm(f"stop any server in {d} on {plan.host} and delete everything in it")
         ex.run(
             Command(
-                (_bin(host, "pg_ctl"), "stop", "-D", d, "-m", "fast", "-w"), check=False, description="stop old server"
+                (host.binary("pg_ctl"), "stop", "-D", d, "-m", "fast", "-w"), check=False, description="stop old server"
             )
         )
         ex.run(Command(("find", d, "-mindepth", "1", "-delete"), description="empty the data directory"))
         still = ex.run(
             Command(
-                (_bin(host, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
+                (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
                 mutating=False,
                 check=False,
                 description="is the port in use",
@@ -258,7 +254,7 @@ def run_restore(
     log = f"{plan.data_dir}/dbrunbook-restore.log"
     step(f"starting PostgreSQL on port {plan.port}")
     ex.run(
-        Command((_bin(host, "pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL")
+        Command((host.binary("pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL")
     )
     if ctx.settings.dry_run:
         return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
@@ -302,12 +298,12 @@ def wait_for_target(
                             "-c",
                             POLL_SCRIPT,
                             "sh",
-                            _bin(host, "pg_ctl"),
+                            host.binary("pg_ctl"),
                             plan.data_dir,
-                            _bin(host, "pg_isready"),
+                            host.binary("pg_isready"),
                             str(plan.port),
                             passfile,
-                            _bin(host, "psql"),
+                            host.binary("psql"),
                             login.user,
                             PROGRESS_SQL,
                         ),

@@ -95,7 +95,7 @@ class EngineDriver(ABC):
 
     def binaries_command(self, host: Host) -> Command:
         """One round trip that locates every required binary and prints its version line."""
-        names = [f"{host.bin_dir.rstrip('/')}/{b}" if host.bin_dir else b for b in self.required_binaries]
+        names = [host.binary(b) for b in self.required_binaries]
         script = (
             'for b in "$@"; do p=$(command -v "$b") || { echo "' + _MARK + "$b " + _MARK + 'missing"; continue; }; '
             'echo "' + _MARK + "$b " + _MARK + '$p"; "$p" --version 2>&1 | head -n 1; done'

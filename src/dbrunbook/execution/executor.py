@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dbrunbook.errors import CommandFailed
 from dbrunbook.execution.audit import AuditLog
@@ -123,7 +124,21 @@ class HostExecutor(ABC):
         """How this host is reached, for reports (no secrets)."""
 
     @abstractmethod
-    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result: ...
+    def _runner(self) -> Any:
+        """An invoke Context or a fabric Connection: one ``run()`` API for both transports."""
+
+    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
+        line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
+        runner = self._runner()
+        start = time.monotonic()
+        res = runner.run(line, hide=True, warn=True, pty=False, in_stream=stdin_for(cmd), timeout=cmd.timeout)
+        return Result(
+            command=cmd.display(),
+            exit_code=res.exited,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            duration=time.monotonic() - start,
+        )
 
     def put(self, local_path: Path, remote_path: str) -> None:
         """Copy a local file to the host as the login user (make it readable for the OS user if needed)."""
@@ -185,27 +200,10 @@ class LocalExecutor(HostExecutor):
     def _login_user(self) -> str:
         return getpass.getuser()
 
-    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
+    def _runner(self) -> Any:
         from invoke.context import Context  # lazy: keeps `import dbrunbook` cheap for host-side commands
 
-        line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
-        start = time.monotonic()
-        res = Context().run(
-            line,
-            hide=True,
-            warn=True,
-            pty=False,
-            in_stream=stdin_for(cmd),
-            timeout=cmd.timeout,
-        )
-        assert res is not None
-        return Result(
-            command=cmd.display(),
-            exit_code=res.exited,
-            stdout=res.stdout,
-            stderr=res.stderr,
-            duration=time.monotonic() - start,
-        )
+        return Context()
 
     def _put(self, local_path: Path, remote_path: str) -> None:
         shutil.copyfile(local_path, remote_path)

@@ -11,15 +11,13 @@ import logging
 import select
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dbrunbook.errors import HostAuthError, HostError, HostUnreachableError
-from dbrunbook.execution.command import Command, Result
-from dbrunbook.execution.executor import HostExecutor, RunSettings, stdin_for
+from dbrunbook.execution.executor import HostExecutor, RunSettings
 from dbrunbook.redact import Secret
 
 # paramiko logs refused forwards and the like to stderr by itself; our errors say it in one line.
@@ -114,25 +112,8 @@ class SshExecutor(HostExecutor):
             raise HostUnreachableError(f"{self.name}: {where} unreachable: {exc.strerror or exc}") from None
         return conn
 
-    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
-        line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
-        conn = self._connection()
-        start = time.monotonic()
-        res = conn.run(
-            line,
-            hide=True,
-            warn=True,
-            pty=False,
-            in_stream=stdin_for(cmd),
-            timeout=cmd.timeout,
-        )
-        return Result(
-            command=cmd.display(),
-            exit_code=res.exited,
-            stdout=res.stdout,
-            stderr=res.stderr,
-            duration=time.monotonic() - start,
-        )
+    def _runner(self) -> Any:
+        return self._connection()
 
     def _put(self, local_path: Path, remote_path: str) -> None:
         self._connection().put(str(local_path), remote_path)

@@ -93,6 +93,10 @@ class Host(_Strict):
         description="where hosts.setup installs dbrunbook for host-side commands",
     )
 
+    def binary(self, name: str) -> str:
+        """A server or client program on this host: in bin_dir when set, else found on PATH."""
+        return f"{self.bin_dir.rstrip('/')}/{name}" if self.bin_dir else name
+
 
 class ObjectLock(_Strict):
     mode: Literal["GOVERNANCE", "COMPLIANCE"]
