@@ -32,18 +32,18 @@ def _installed() -> dict[str, str]:
     }
 
 
-def _storage(config: str) -> tuple[Any, Any]:
+def _storage(config: str, *, patient: bool = True) -> tuple[Any, Any]:
     from dbrunbook.backup import hostconfig
     from dbrunbook.backup.storage import open_storage
 
     cfg = hostconfig.load(config)
-    return cfg, open_storage(cfg.repository, cfg.resolver)
+    return cfg, open_storage(cfg.repository, cfg.resolver, patient=patient)
 
 
 def _wal_push(args: argparse.Namespace) -> int:
     from dbrunbook.backup import wal
 
-    cfg, storage = _storage(args.config)
+    cfg, storage = _storage(args.config, patient=False)
     outcome = wal.push(storage, Path(args.path), cfg.recipients)
     if args.verbose:
         sys.stderr.write(f"dbrunbook-host: {Path(args.path).name} {outcome}\n")

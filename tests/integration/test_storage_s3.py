@@ -355,11 +355,14 @@ def test_memory_stays_bounded_while_uploading_200_mib(dev: LoadedInventory, s3: 
     assert figures["rss_growth"] < 100 * MiB
 
 
+def locked_repo(dev: LoadedInventory, lock: ObjectLock | None) -> Repository:
+    repo = sandbox_repo(dev, object_lock=lock)
+    return repo.model_copy(update={"url": repo.url.replace(f"s3://{BUCKET}/", f"s3://{LOCK_BUCKET}/")})
+
+
 @pytest.fixture(scope="module")
 def locked(dev: LoadedInventory) -> Iterator[S3Storage]:
-    repo = sandbox_repo(dev, object_lock=ObjectLock(mode="GOVERNANCE", days=1))
-    repo = repo.model_copy(update={"url": repo.url.replace(f"s3://{BUCKET}/", f"s3://{LOCK_BUCKET}/")})
-    store = S3Storage(repo, SecretResolver(dev.base_dir))
+    store = S3Storage(locked_repo(dev, ObjectLock(mode="GOVERNANCE", days=1)), SecretResolver(dev.base_dir))
     try:
         store._client.create_bucket(Bucket=LOCK_BUCKET, ObjectLockEnabledForBucket=True)
     except ClientError as exc:
@@ -388,8 +391,21 @@ def test_object_lock_retention_is_set_and_deletes_are_refused(locked: S3Storage,
     assert locked.get_bytes(key)[-3:] == b"ttt"
 
 
-def test_unlocked_objects_in_a_locked_repository_are_deleted_with_all_their_versions(locked: S3Storage) -> None:
-    locked.put_bytes("free/obj", b"no retention")
+def test_objects_without_a_date_get_the_policy_default_and_free_ones_delete_with_all_versions(
+    locked: S3Storage, dev: LoadedInventory
+) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    locked.put_bytes("default/obj", b"policy retention")
+    head = locked._client.head_object(Bucket=locked.bucket, Key=f"{locked.prefix}/default/obj")
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    assert before + timedelta(days=1) <= head["ObjectLockRetainUntilDate"] <= datetime.now(UTC) + timedelta(days=1)
+    assert locked.delete(["default/obj"]) == ["default/obj"]
+    # An object written unlocked (by a repository without object_lock) is deleted with all its versions.
+    free = S3Storage(
+        locked_repo(dev, None).model_copy(update={"url": f"s3://{LOCK_BUCKET}/{locked.prefix}"}),
+        SecretResolver(dev.base_dir),
+    )
+    free.put_bytes("free/obj", b"no retention")
     assert locked.delete(["free/obj"]) == []
     assert locked.head("free/obj") is None
     versions = locked._client.list_object_versions(Bucket=locked.bucket, Prefix=f"{locked.prefix}/free/")

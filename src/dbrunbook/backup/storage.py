@@ -59,7 +59,10 @@ class Storage(ABC):
 
     @classmethod
     @abstractmethod
-    def from_repository(cls, repo: Repository, resolver: SecretResolver) -> Self: ...
+    def from_repository(cls, repo: Repository, resolver: SecretResolver, *, patient: bool = True) -> Self:
+        """``patient=False`` gives up after a few quick retries: for callers that are retried anyway
+        (PostgreSQL's archiver re-runs a failed archive_command), where minutes of backoff only hide an
+        outage from the server log."""
 
     @abstractmethod
     def put(
@@ -193,14 +196,14 @@ _BACKENDS = {
 }
 
 
-def open_storage(repo: Repository, resolver: SecretResolver) -> Storage:
+def open_storage(repo: Repository, resolver: SecretResolver, *, patient: bool = True) -> Storage:
     """The storage backend for ``repo.url``, importing only that backend's module."""
     scheme = repo.url.partition("://")[0]
     if scheme not in _BACKENDS:
         raise ValueError(f"no storage backend for {scheme}:// URLs")
     module_name, class_name = _BACKENDS[scheme]
     backend = cast("type[Storage]", getattr(importlib.import_module(module_name), class_name))
-    return backend.from_repository(repo, resolver)
+    return backend.from_repository(repo, resolver, patient=patient)
 
 
 __all__ = [

@@ -59,7 +59,7 @@ class FileStorage(Storage):
         self._fsync = fsync
 
     @classmethod
-    def from_repository(cls, repo: Repository, resolver: SecretResolver) -> Self:
+    def from_repository(cls, repo: Repository, resolver: SecretResolver, *, patient: bool = True) -> Self:
         parts = urlsplit(repo.url)
         if parts.netloc:
             raise ValueError(f"repository URL {repo.url} names a host; use file:///absolute/path")

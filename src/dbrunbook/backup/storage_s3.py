@@ -10,9 +10,11 @@ CompleteMultipartUpload carries ``If-None-Match: *`` so a concurrent writer's ob
 MinIO and SeaweedFS (checked against 4.48: HTTP 412 PreconditionFailed on both) honour it; for a server that
 rejects the header, pass ``conditional_writes=False`` and only the HEAD check remains.
 
-With ``object_lock`` in the repository, uploads carry the lock mode and ``retain_until``, and deletes remove
-every version of a key, because deleting a key in a versioned bucket only adds a delete marker and would
-report success while the data stays.
+With ``object_lock`` in the repository, every upload carries the lock mode and a retain-until date: the one
+the caller passes, else now plus the policy's ``days``. The default lives here, not in the callers, so no
+object (WAL pushed by a host, a manifest, a drill result) can be written unlocked by forgetting it. Deletes
+remove every version of a key, because deleting a key in a versioned bucket only adds a delete marker and
+would report success while the data stays.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import builtins
 import io
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,6 +53,7 @@ PART_SIZE = 16 * MiB
 MAX_CONCURRENCY = 4
 BUFFERED_PARTS = 3
 MAX_ATTEMPTS = 10
+IMPATIENT_ATTEMPTS = 3
 READ_BUFFER = MiB
 RESUME_ATTEMPTS = 5
 
@@ -106,8 +109,8 @@ class S3Storage(Storage):
                 self._client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
 
     @classmethod
-    def from_repository(cls, repo: Repository, resolver: SecretResolver) -> Self:
-        return cls(repo, resolver)
+    def from_repository(cls, repo: Repository, resolver: SecretResolver, *, patient: bool = True) -> Self:
+        return cls(repo, resolver) if patient else cls(repo, resolver, max_attempts=IMPATIENT_ATTEMPTS)
 
     @property
     def max_object_size(self) -> int:
@@ -191,7 +194,9 @@ class S3Storage(Storage):
 
     def _lock_args(self, key: str, retain_until: datetime | None) -> dict[str, Any]:
         if retain_until is None:
-            return {}
+            if self._lock is None:
+                return {}
+            retain_until = default_retain_until(self._lock.days)
         if retain_until.tzinfo is None:
             raise ValueError("retain_until must be timezone-aware")
         if self._lock is None:
@@ -405,4 +410,9 @@ def _without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
-__all__ = ["S3Storage"]
+def default_retain_until(days: int, now: datetime | None = None) -> datetime:
+    """Whole seconds: S3 stores the date at second precision, and a HEAD must read back what was sent."""
+    return ((now or datetime.now(UTC)) + timedelta(days=days)).replace(microsecond=0)
+
+
+__all__ = ["S3Storage", "default_retain_until"]
