@@ -121,3 +121,60 @@ def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tupl
     path.write_bytes(bytes(raw))
     with pytest.raises(ObjectCorruptError, match=r"backups/b/data/0001\.tar\.zst\.age"):
         b"".join(load(repo, entry, [identity]))
+
+
+class CountingOpens:
+    """A real file repository that counts the objects it opens for reading."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner, self.opened = inner, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def open(self, key: str) -> object:
+        self.opened += 1
+        return self.inner.open(key)
+
+
+def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
+    tmp_path: Path, repo: Storage, keys: tuple[str, str]
+) -> None:
+    import os
+
+    from dbrunbook.backup.catalog import ManifestCache
+
+    identity, recipient = keys
+    for day in (1, 2):
+        m = _manifest("pg-main", f"2026010{day}T000000Z-F", [])
+        store(repo, "manifest", manifest_key(m.backup_id), [m.to_json()], [recipient])
+    cache = ManifestCache(tmp_path / "cache")
+    counting = CountingOpens(repo)
+    first = load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+    assert counting.opened == 2
+    second = load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+    assert counting.opened == 2 and second == first
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 2 and all(os.stat(f).st_mode & 0o077 == 0 for f in files)
+    assert os.stat(tmp_path / "cache").st_mode & 0o077 == 0
+    # A new backup is read; the cached ones are not.
+    m3 = _manifest("pg-main", "20260103T000000Z-F", [])
+    store(repo, "manifest", manifest_key(m3.backup_id), [m3.to_json()], [recipient])
+    assert [m.backup_id for m in load_catalog(counting, [identity], "pg-main", cache=cache).manifests][
+        -1
+    ] == m3.backup_id  # type: ignore[arg-type]
+    assert counting.opened == 3
+    # A manifest damaged in the repository changes size or time: it misses the cache and fails loudly.
+    path = tmp_path / "repo" / manifest_key("20260101T000000Z-F")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    os.chmod(path, 0o600)
+    path.write_bytes(bytes(data))
+    os.utime(path, (1, 1))
+    with pytest.raises(ObjectCorruptError, match="20260101T000000Z-F"):
+        load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+    # A damaged cache file is ignored, not trusted.
+    for f in (tmp_path / "cache").iterdir():
+        f.write_bytes(b"{not json")
+    path.unlink()
+    assert len(load_catalog(repo, [identity], "pg-main", cache=cache).manifests) == 2

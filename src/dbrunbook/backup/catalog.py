@@ -1,14 +1,23 @@
-"""The catalog is derived from the repository: a backup exists exactly when its manifest does."""
+"""The catalog is derived from the repository: a backup exists exactly when its manifest does.
+
+Every listing asks the repository which manifests exist; only their decrypted contents are cached locally
+(:class:`ManifestCache`), keyed by the object's key, size, ETag and modification time. Manifests are never
+rewritten, so an entry stays true for as long as the object it was read from; a manifest that changed in
+place (which the repository rules forbid) misses the cache and is read, and checked, again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from dbrunbook.backup.manifest import SUFFIX, Manifest, manifest_key
 from dbrunbook.backup.objects import load_bytes
-from dbrunbook.backup.storage import Storage
-from dbrunbook.errors import BackupError, ObjectMissingError
+from dbrunbook.backup.storage import ObjectInfo, Storage
+from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectMissingError
 
 MANIFEST_TAIL = f"/manifest.json{SUFFIX}"
 
@@ -29,10 +38,60 @@ class Catalog:
         raise BackupError(f"no backup '{backup_id}' in the repository (newest: {known})")
 
 
+def manifest_objects(storage: Storage) -> list[ObjectInfo]:
+    """The manifests in the repository, by backup id. Cheap: needs no identity."""
+    found = [o for o in storage.list("backups/") if o.key.endswith(MANIFEST_TAIL)]
+    return sorted(found, key=lambda o: o.key)
+
+
 def backup_ids(storage: Storage) -> list[str]:
-    """Ids of complete backups: those with a manifest. Cheap: needs no identity."""
-    ids = [o.key.split("/")[1] for o in storage.list("backups/") if o.key.endswith(MANIFEST_TAIL)]
-    return sorted(ids)
+    """Ids of complete backups: those with a manifest."""
+    return [o.key.split("/")[1] for o in manifest_objects(storage)]
+
+
+class ManifestCache:
+    """Decrypted manifests on the controller's disk (0600 files in a 0700 folder), so listing a repository
+    of a thousand backups costs one LIST, not a thousand GETs and decryptions.
+
+    ``DBRUNBOOK_CACHE_DIR`` moves it; set to ``off`` it disables it. Manifests hold no secrets (digests,
+    LSNs, database names, public recipients), but they are encrypted in the repository, so the cache is
+    private to the user who decrypted them.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def default(cls) -> ManifestCache | None:
+        configured = os.environ.get("DBRUNBOOK_CACHE_DIR")
+        if configured in ("off", "0", "none"):
+            return None
+        base = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cls(base / "dbrunbook" / "manifests" if not configured else base / "manifests")
+
+    def _path(self, storage: Storage, info: ObjectInfo) -> Path:
+        ident = "\0".join(
+            [storage.describe(), info.key, str(info.size), info.etag or "", info.last_modified.isoformat()]
+        )
+        return self.root / f"{hashlib.sha256(ident.encode()).hexdigest()}.json"
+
+    def get(self, storage: Storage, info: ObjectInfo) -> bytes | None:
+        try:
+            return self._path(storage, info).read_bytes()
+        except OSError:
+            return None
+
+    def put(self, storage: Storage, info: ObjectInfo, plaintext: bytes) -> None:
+        path = self._path(storage, info)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(plaintext)
+            tmp.replace(path)
+        except OSError:
+            pass  # a cache that cannot be written only costs the next listing some GETs
 
 
 def load_manifest(storage: Storage, backup_id: str, identities: Sequence[str]) -> Manifest:
@@ -43,10 +102,32 @@ def load_manifest(storage: Storage, backup_id: str, identities: Sequence[str]) -
         raise BackupError(f"backup {backup_id} has no manifest: it never completed") from None
 
 
-def load_catalog(storage: Storage, identities: Sequence[str], cluster: str, system_id: str | None = None) -> Catalog:
+def _read(storage: Storage, info: ObjectInfo, identities: Sequence[str], cache: ManifestCache | None) -> Manifest:
+    cached = cache.get(storage, info) if cache else None
+    if cached is not None:
+        try:
+            return Manifest.from_json(cached, info.key)
+        except ObjectCorruptError:
+            pass  # a damaged cache file: read the repository's copy
+    plaintext = load_bytes(storage, info.key, identities)
+    manifest = Manifest.from_json(plaintext, info.key)
+    if cache:
+        cache.put(storage, info, plaintext)
+    return manifest
+
+
+def load_catalog(
+    storage: Storage,
+    identities: Sequence[str],
+    cluster: str,
+    system_id: str | None = None,
+    *,
+    cache: ManifestCache | None = None,
+) -> Catalog:
     manifests = []
-    for backup_id in backup_ids(storage):
-        m = load_manifest(storage, backup_id, identities)
+    for info in manifest_objects(storage):
+        backup_id = info.key.split("/")[1]
+        m = _read(storage, info, identities, cache)
         if m.cluster != cluster or (system_id and m.system_identifier and m.system_identifier != system_id):
             raise BackupError(
                 f"backup {backup_id} belongs to cluster {m.cluster} (system {m.system_identifier}), "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from dbrunbook import __version__
+from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.engines import EngineDriver, Login, get_engine
 from dbrunbook.errors import ConfigError, HostError
@@ -56,6 +57,12 @@ class ClusterContext:
         for ref in enc.identities:
             keys.extend(parse_identities(self.resolver.resolve(ref).reveal()))
         return keys
+
+    def catalog(self, system_id: str | None = None) -> Catalog:
+        """The complete backups, oldest first, listed from the repository (manifests cached locally)."""
+        from dbrunbook.backup.catalog import ManifestCache, load_catalog
+
+        return load_catalog(self.storage, self.identities(), self.name, system_id, cache=ManifestCache.default())
 
     def login(self, database: str | None = None) -> Login:
         cred = self.cluster.credentials

@@ -104,15 +104,13 @@ def _summary(m: Any) -> dict[str, Any]:
 @guarded
 def list_(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
-    from dbrunbook.backup.catalog import load_catalog
-
     run = TaskRun.start("backup.list", env=env, json_mode=json)
     rows: list[dict[str, Any]] = []
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
         if ctx.cluster.repository is None:
             continue
-        catalog = load_catalog(ctx.storage, ctx.identities(), name)
+        catalog = ctx.catalog()
         rows += [_summary(m) for m in catalog.manifests]
 
     def human(console: Any) -> None:
@@ -135,11 +133,9 @@ def show(
     c: Context, backup_id: str = "latest", env: str | None = None, cluster: str | None = None, json: bool = False
 ) -> None:
     """Print one backup's manifest (latest by default): LSNs, WAL range, every object with its digests."""
-    from dbrunbook.backup.catalog import load_catalog
-
     run = TaskRun.start("backup.show", env=env, json_mode=json)
     ctx = run.cluster_context(cluster)
-    manifest = load_catalog(ctx.storage, ctx.identities(), ctx.name).find(backup_id)
+    manifest = ctx.catalog().find(backup_id)
     run.out.result(manifest.model_dump(mode="json"))
 
 

@@ -55,7 +55,6 @@ def run(
     json: bool = False,
 ) -> None:
     """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
-    from dbrunbook.backup.catalog import load_catalog
     from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, run_restore
 
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
@@ -66,7 +65,7 @@ def run(
         )
         _, target_cluster = task_run.find_host(to)
         host = target_cluster.hosts[to]
-        manifest = load_catalog(ctx.storage, ctx.identities(), ctx.name).find(backup)
+        manifest = ctx.catalog().find(backup)
         if manifest.kind == "logical" or database:
             from dbrunbook.backup.pg_logical import restore_logical
 
