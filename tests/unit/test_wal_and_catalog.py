@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -13,6 +14,7 @@ from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segm
 from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.objects import store
 from dbrunbook.backup.storage import Storage, open_storage
+from dbrunbook.backup.storage_file import FileStorage
 from dbrunbook.backup.wal import WalName, fetch, push
 from dbrunbook.errors import BackupError, NoMatchingIdentityError, ObjectCorruptError
 from dbrunbook.inventory.model import Repository
@@ -123,18 +125,14 @@ def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tupl
         b"".join(load(repo, entry, [identity]))
 
 
-class CountingOpens:
+class CountingOpens(FileStorage):
     """A real file repository that counts the objects it opens for reading."""
 
-    def __init__(self, inner: Storage) -> None:
-        self.inner, self.opened = inner, 0
+    opened = 0
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def open(self, key: str) -> object:
+    def open(self, key: str) -> BinaryIO:
         self.opened += 1
-        return self.inner.open(key)
+        return super().open(key)
 
 
 def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
@@ -149,10 +147,10 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
         m = _manifest("pg-main", f"2026010{day}T000000Z-F", [])
         store(repo, "manifest", manifest_key(m.backup_id), [m.to_json()], [recipient])
     cache = ManifestCache(tmp_path / "cache")
-    counting = CountingOpens(repo)
-    first = load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+    counting = CountingOpens(tmp_path / "repo")
+    first = load_catalog(counting, [identity], "pg-main", cache=cache)
     assert counting.opened == 2
-    second = load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+    second = load_catalog(counting, [identity], "pg-main", cache=cache)
     assert counting.opened == 2 and second == first
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 2 and all(os.stat(f).st_mode & 0o077 == 0 for f in files)
@@ -162,7 +160,7 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
     store(repo, "manifest", manifest_key(m3.backup_id), [m3.to_json()], [recipient])
     assert [m.backup_id for m in load_catalog(counting, [identity], "pg-main", cache=cache).manifests][
         -1
-    ] == m3.backup_id  # type: ignore[arg-type]
+    ] == m3.backup_id
     assert counting.opened == 3
     # A manifest damaged in the repository changes size or time: it misses the cache and fails loudly.
     path = tmp_path / "repo" / manifest_key("20260101T000000Z-F")
@@ -172,7 +170,7 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
     path.write_bytes(bytes(data))
     os.utime(path, (1, 1))
     with pytest.raises(ObjectCorruptError, match="20260101T000000Z-F"):
-        load_catalog(counting, [identity], "pg-main", cache=cache)  # type: ignore[arg-type]
+        load_catalog(counting, [identity], "pg-main", cache=cache)
     # A damaged cache file is ignored, not trusted.
     for f in (tmp_path / "cache").iterdir():
         f.write_bytes(b"{not json")
