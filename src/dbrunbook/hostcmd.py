@@ -67,9 +67,22 @@ def _wal_fetch(args: argparse.Namespace) -> int:
 def _backup_push(args: argparse.Namespace) -> int:
     from dbrunbook.backup import physical
 
+    parent = None
+    if args.parent_lsn:
+        from dbrunbook.backup.incremental import read_file_list, split_lines
+        from dbrunbook.backup.lsn import parse_lsn
+
+        files = read_file_list(split_lines(iter(lambda: sys.stdin.buffer.read(1 << 20), b"")))
+        parent = physical.Parent(parse_lsn(args.parent_lsn), files)
     cfg, storage = _storage(args.config)
     entries = physical.push_bundles(
-        storage, Path(args.data_dir), args.backup_id, cfg.recipients, jobs=args.jobs, target=args.bundle_mb << 20
+        storage,
+        Path(args.data_dir),
+        args.backup_id,
+        cfg.recipients,
+        jobs=args.jobs,
+        target=args.bundle_mb << 20,
+        parent=parent,
     )
     sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
     return 0
@@ -88,9 +101,16 @@ def _restore_files(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = _manifest(storage, args.manifest_key, identities)
+    chain = [_manifest(storage, key, identities) for key in args.manifest_key]
     dest = Path(args.dest)
-    written = physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
+    written = 0
+    for i, manifest in enumerate(chain):
+        if i and manifest.parent != chain[i - 1].backup_id:
+            from dbrunbook.errors import RestoreError
+
+            raise RestoreError(f"backup {manifest.backup_id} does not follow {chain[i - 1].backup_id}: broken chain")
+        apply = physical.apply_incremental if i else physical.unpack_all
+        written += apply(storage, manifest.objects, dest, identities, jobs=args.jobs)
     for extra in ("backup_label", "tablespace_map"):
         if any(o.name == extra for o in manifest.objects):
             (dest / extra).write_bytes(b"".join(load(storage, manifest.object(extra), identities)))
@@ -159,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     bpush.add_argument("--backup-id", required=True)
     bpush.add_argument("--jobs", type=int, default=2)
     bpush.add_argument("--bundle-mb", type=int, default=1024)
+    bpush.add_argument(
+        "--parent-lsn", help="incremental: keep pages changed since this LSN; the parent's file list comes on stdin"
+    )
     rfiles = sub.add_parser("restore-files", help="unpack a backup's files into a directory")
     rfiles.add_argument("--config", required=True)
-    rfiles.add_argument("--manifest-key", required=True)
+    rfiles.add_argument(
+        "--manifest-key", required=True, action="append", help="the chain, full backup first, one per backup"
+    )
     rfiles.add_argument("--dest", required=True)
     rfiles.add_argument("--jobs", type=int, default=2)
     for name, helptext in (

@@ -8,101 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from dbrunbook import errors
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
-from .conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def pg_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
-    for args in (
-        ("hosts.setup", "--env=dev", "--cluster=pg-main"),
-        ("archive.setup", "--env=dev", "--cluster=pg-main", "--yes"),
-    ):
-        res = run_cli(*args, timeout=900)
-        assert res.returncode == 0, res.stderr
-    return sandbox
-
-
-class Sql:
-    """psql against the sandbox primary, password from the sandbox's 0600 file via PGPASSFILE."""
-
-    def __init__(self, dev: LoadedInventory, resolver: SecretResolver, tmp: Path) -> None:
-        cluster = dev.inventory.clusters["pg-main"]
-        self.bindir = cluster.hosts["pg-main-1"].bin_dir
-        assert cluster.credentials.password
-        password = resolver.resolve(cluster.credentials.password).reveal()
-        self.passfile = tmp / "pgpass"
-        self.passfile.write_text(f"127.0.0.1:*:*:postgres:{password}\n")
-        self.passfile.chmod(0o600)
-
-    def __call__(self, sql: str, port: int = 25432) -> str:
-        res = subprocess.run(
-            [
-                f"{self.bindir}/psql",
-                "-X",
-                "-w",
-                "-At",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            env={"PGPASSFILE": str(self.passfile), "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return res.stdout.strip()
-
-
-@pytest.fixture
-def sql(dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path) -> Sql:
-    return Sql(dev, resolver, tmp_path)
-
-
-@pytest.fixture
-def restore_target(ssh_replica: Any, worker_id: str) -> Iterator[tuple[str, int]]:
-    home = ssh_replica.home()
-    data_dir = f"{home}/dbr-test-restore-{uuid.uuid4().hex[:8]}"
-    port = 25460 + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
-    yield data_dir, port
-    ssh_replica.run(
-        Command(
-            ("/usr/lib/postgresql/15/bin/pg_ctl", "stop", "-D", data_dir, "-m", "immediate"),
-            check=False,
-            mutating=False,
-        )
-    )
-    ssh_replica.run(Command(("rm", "-rf", data_dir), mutating=False))
-
-
-def restore(data_dir: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(
-        "restore.run",
-        "--env=dev",
-        "--cluster=pg-main",
-        "--to=pg-main-2",
-        f"--data-dir={data_dir}",
-        f"--port={port}",
-        "--json",
-        *extra,
-        timeout=600,
-    )
+from .conftest import Sql, restore, run_cli
 
 
 def take_backup() -> dict[str, Any]:

@@ -37,6 +37,22 @@ class Catalog:
         known = ", ".join(m.backup_id for m in self.manifests[-5:])
         raise BackupError(f"no backup '{backup_id}' in the repository (newest: {known})")
 
+    def chain(self, manifest: Manifest) -> list[Manifest]:
+        """The backups a restore of ``manifest`` needs, its full backup first."""
+        by_id = {m.backup_id: m for m in self.manifests}
+        chain = [manifest]
+        while chain[0].parent is not None:
+            parent = by_id.get(chain[0].parent)
+            if parent is None:
+                raise BackupError(
+                    f"backup {manifest.backup_id} needs {chain[0].parent}, which is not in the repository: "
+                    "its chain is broken"
+                )
+            if len(chain) > len(self.manifests):
+                raise BackupError(f"backup {manifest.backup_id} has a cycle in its parents")
+            chain.insert(0, parent)
+        return chain
+
 
 def manifest_objects(storage: Storage) -> list[ObjectInfo]:
     """The manifests in the repository, by backup id. Cheap: needs no identity."""

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 
 from dbrunbook import __version__
 from dbrunbook.backup import hostconfig
+from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.context import ClusterContext
+from dbrunbook.backup.incremental import FILE_LIST
 from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
 from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id, object_key
-from dbrunbook.backup.objects import store
+from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.pg_archive import ARCHIVING_SQL
 from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import BackupError
@@ -38,25 +40,45 @@ def pick_source(ctx: ClusterContext, source: str) -> str:
     return replicas[0]
 
 
+DEFAULT_MAX_CHAIN = 7
+
+
+def pick_parent(catalog: Catalog, system_id: str, timeline: int, max_chain: int | None) -> tuple[Manifest | None, str]:
+    """The backup an incremental builds on, or None and why the next backup has to be a full one."""
+    physical = [m for m in catalog.manifests if m.kind in ("physical", "incremental")]
+    if not physical:
+        return None, "there is no physical backup to build on"
+    parent = physical[-1]
+    if parent.system_identifier != system_id:
+        return None, f"the newest backup {parent.backup_id} is of another system identifier"
+    if parent.timeline != timeline:
+        return None, f"the timeline changed since {parent.backup_id} ({parent.timeline} -> {timeline})"
+    if not any(o.name == FILE_LIST for o in parent.objects):
+        return None, f"{parent.backup_id} has no file list (taken by an older dbrunbook)"
+    limit = DEFAULT_MAX_CHAIN if max_chain is None else max_chain
+    chain = catalog.chain(parent)
+    if len(chain) - 1 >= limit:
+        return (
+            None,
+            f"the chain from {chain[0].backup_id} already has {len(chain) - 1} incrementals (max_chain {limit})",
+        )
+    return parent, f"incremental on {parent.backup_id}"
+
+
 def physical_backup(
-    ctx: ClusterContext, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
+    ctx: ClusterContext,
+    *,
+    source: str = "primary",
+    jobs: int = 2,
+    step: Step = lambda _m: None,
+    incremental: bool = False,
 ) -> Manifest:
     host_name = pick_source(ctx, source)
     host = ctx.host(host_name)
-    primary_name, primary = ctx.cluster.primary()
     ex = ctx.executor(host_name)
     agent = ctx.agent(host_name)
-    backup_id = new_backup_id("physical")
-    label = f"dbrunbook {backup_id}"
     recipients = ctx.recipients
-
-    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
-        mode, command = pdb.execute(ARCHIVING_SQL)[0]
-        if mode == "off" or not command or "wal-push" not in command:
-            raise BackupError(
-                f"WAL archiving into the repository is not configured on {primary_name}",
-                hint=f"run: invoke archive.setup --cluster {ctx.name}",
-            )
+    require_archiving(ctx)
 
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
@@ -71,28 +93,28 @@ def physical_backup(
                 mutating=False,
             )
         )[0]
+        parent: Manifest | None = None
+        why = "full backup requested"
+        if incremental:
+            retention = ctx.cluster.retention
+            parent, why = pick_parent(ctx.catalog(), system_id, timeline, retention.max_chain if retention else None)
+            step(why if parent else f"full backup: {why}")
+        backup_id = new_backup_id("incremental" if parent else "physical")
+        label = f"dbrunbook {backup_id}"
+        push = [agent, "backup-push", "--config", config, "--data-dir", host.data_dir]
+        push += ["--backup-id", backup_id, "--jobs", str(jobs)]
+        parent_files = None
+        if parent is not None:
+            assert parent.start_lsn is not None
+            push += ["--parent-lsn", parent.start_lsn]
+            parent_files = load_bytes(ctx.storage, parent.object(FILE_LIST).key, ctx.identities()).decode()
         step(f"pg_backup_start on {host_name}")
         start_time = datetime.now(UTC)
         db.execute(SqlStatement("SELECT pg_backup_start(%s, true)", params=(label,), description="start backup"))
         try:
             step(f"streaming the data directory of {host_name}")
-            res = ex.run(
-                Command(
-                    (
-                        agent,
-                        "backup-push",
-                        "--config",
-                        config,
-                        "--data-dir",
-                        host.data_dir,
-                        "--backup-id",
-                        backup_id,
-                        "--jobs",
-                        str(jobs),
-                    ),
-                    description="stream data directory",
-                )
-            )
+            what = "stream the pages changed since the parent" if parent else "stream data directory"
+            res = ex.run(Command(tuple(push), stdin=parent_files, description=what))
             lines = res.stdout.strip().splitlines()
             if not lines and not ctx.settings.dry_run:
                 raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
@@ -110,19 +132,18 @@ def physical_backup(
     label_info = parse_backup_label(labelfile)
     tli = int(label_info.get("START TIMELINE") or timeline)
     stop_wal = segment_of_stop(tli, parse_lsn(stop_lsn))
-    for name, text in (("backup_label", labelfile), ("tablespace_map", spcmap)):
-        if text:
-            objects.append(store(ctx.storage, name, object_key(backup_id, name), [text.encode()], recipients))
-
+    objects += [
+        store(ctx.storage, name, object_key(backup_id, name), [text.encode()], recipients)
+        for name, text in (("backup_label", labelfile), ("tablespace_map", spcmap))
+        if text
+    ]
     step(f"waiting for WAL {stop_wal} in the repository")
-    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
-        # A replica's stop segment is only archived once the primary leaves it.
-        pdb.execute(SqlStatement("SELECT pg_switch_wal()", description="close the current WAL segment"))
-    wait_for_wal(ctx, stop_wal)
+    switch_and_wait(ctx, stop_wal)
 
     manifest = Manifest(
         backup_id=backup_id,
-        kind="physical",
+        kind="incremental" if parent else "physical",
+        parent=parent.backup_id if parent else None,
         engine="postgresql",
         cluster=ctx.name,
         system_identifier=system_id,
@@ -138,11 +159,30 @@ def physical_backup(
         objects=objects,
         recipients=recipients,
         tool_version=__version__,
-        extra={"label": label},
+        extra={"label": label, "why": why},
     )
     step("writing the manifest")
     store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], recipients)
     return manifest
+
+
+def require_archiving(ctx: ClusterContext) -> None:
+    primary_name, primary = ctx.cluster.primary()
+    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
+        mode, command = pdb.execute(ARCHIVING_SQL)[0]
+    if mode == "off" or not command or "wal-push" not in command:
+        raise BackupError(
+            f"WAL archiving into the repository is not configured on {primary_name}",
+            hint=f"run: invoke archive.setup --cluster {ctx.name}",
+        )
+
+
+def switch_and_wait(ctx: ClusterContext, stop_wal: str) -> None:
+    primary_name, primary = ctx.cluster.primary()
+    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
+        # A replica's stop segment is only archived once the primary leaves it.
+        pdb.execute(SqlStatement("SELECT pg_switch_wal()", description="close the current WAL segment"))
+    wait_for_wal(ctx, stop_wal)
 
 
 def wait_for_wal(ctx: ClusterContext, segment: str, timeout: float = WAL_WAIT_SECONDS) -> None:

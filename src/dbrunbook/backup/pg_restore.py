@@ -6,10 +6,11 @@ prints it). :func:`run_restore` executes it on the target host through the execu
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -110,6 +111,7 @@ class RestorePlan:
     target: RecoveryTarget
     wal_from: str | None
     steps: list[str] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)  # backup ids, full first; the last is backup_id
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,15 +124,29 @@ class RestorePlan:
             "target": self.target.describe(),
             "target_action": self.target.action,
             "wal_from": self.wal_from,
+            "chain": self.chain,
             "steps": self.steps,
         }
 
 
 def plan_restore(
-    manifest: Manifest, cluster: str, host: str, data_dir: str, port: int, target: RecoveryTarget
+    manifest: Manifest,
+    cluster: str,
+    host: str,
+    data_dir: str,
+    port: int,
+    target: RecoveryTarget,
+    chain: Sequence[Manifest] = (),
 ) -> RestorePlan:
-    if manifest.kind != "physical":
+    """``chain`` is every backup the restore needs, full first (just ``manifest`` for a full backup)."""
+    chain = list(chain) or [manifest]
+    if manifest.kind not in ("physical", "incremental"):
         raise RestoreError(f"backup {manifest.backup_id} is {manifest.kind}; this restore path takes physical backups")
+    if chain[-1].backup_id != manifest.backup_id or chain[0].kind != "physical":
+        raise RestoreError(f"the chain of {manifest.backup_id} does not start with a full backup")
+    for before, after in itertools.pairwise(chain):
+        if after.kind != "incremental" or after.parent != before.backup_id:
+            raise RestoreError(f"backup {after.backup_id} does not build on {before.backup_id}: broken chain")
     if target.kind == "time" and target.value:
         try:
             when = datetime.fromisoformat(target.value)
@@ -143,14 +159,26 @@ def plan_restore(
             )
     steps = [
         f"check that {data_dir} on {host} is empty and port {port} is free",
-        f"unpack backup {manifest.backup_id} "
-        f"({manifest.plain_size / 2**20:.0f} MiB in {len(manifest.objects)} objects)",
+        *(
+            f"{'unpack full backup' if m.kind == 'physical' else 'apply incremental'} {m.backup_id} "
+            f"({m.plain_size / 2**20:.0f} MiB in {len(m.objects)} objects)"
+            for m in chain
+        ),
         f"write recovery settings: restore_command from the repository, WAL from {manifest.start_wal}, "
         f"target {target.describe()}, then {target.action}",
         f"start PostgreSQL on port {port} and wait until the target is reached",
     ]
     return RestorePlan(
-        cluster, manifest.backup_id, manifest.stop_time, host, data_dir, port, target, manifest.start_wal, steps
+        cluster,
+        manifest.backup_id,
+        manifest.stop_time,
+        host,
+        data_dir,
+        port,
+        target,
+        manifest.start_wal,
+        steps,
+        [m.backup_id for m in chain],
     )
 
 
@@ -227,8 +255,11 @@ def run_restore(
                 "restore-files",
                 "--config",
                 config,
-                "--manifest-key",
-                manifest_key(plan.backup_id),
+                *(
+                    arg
+                    for backup_id in plan.chain or [plan.backup_id]
+                    for arg in ("--manifest-key", manifest_key(backup_id))
+                ),
                 "--dest",
                 plan.data_dir,
                 "--jobs",

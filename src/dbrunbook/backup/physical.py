@@ -10,6 +10,8 @@ pg_basebackup.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import os
 import stat
@@ -19,6 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from dbrunbook.backup.incremental import (
+    FILE_LIST,
+    FileList,
+    FileRecord,
+    decide,
+    delta_members,
+    file_list_chunks,
+    now_ns,
+    read_file_list,
+    reshape,
+    split_lines,
+    write_member,
+)
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, store
 from dbrunbook.backup.storage import Storage
@@ -57,6 +72,11 @@ class Entry:
     mode: int
     is_dir: bool
     mtime: float
+    mtime_ns: int = 0
+    inode: int = 0
+
+    def record(self) -> FileRecord:
+        return FileRecord(self.path, self.size, self.mode, self.is_dir, self.mtime_ns, self.inode)
 
 
 def scan(root: Path) -> list[Entry]:
@@ -77,7 +97,11 @@ def scan(root: Path) -> list[Entry]:
                     continue
                 raise BackupError(f"{rel_dir / d} is a symlink (tablespace?); tablespaces are not supported yet")
             st = p.stat()
-            out.append(Entry((rel_dir / d).as_posix(), 0, stat.S_IMODE(st.st_mode), True, st.st_mtime))
+            out.append(
+                Entry(
+                    (rel_dir / d).as_posix(), 0, stat.S_IMODE(st.st_mode), True, st.st_mtime, st.st_mtime_ns, st.st_ino
+                )
+            )
         for f in sorted(filenames):
             if f in SKIP_FILES or f.startswith("pgsql_tmp") or (rel_dir.as_posix() == "." and f.endswith(".tmp")):
                 continue
@@ -87,7 +111,10 @@ def scan(root: Path) -> list[Entry]:
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                out.append(Entry((rel_dir / f).as_posix(), st.st_size, stat.S_IMODE(st.st_mode), False, st.st_mtime))
+                rel = (rel_dir / f).as_posix()
+                out.append(
+                    Entry(rel, st.st_size, stat.S_IMODE(st.st_mode), False, st.st_mtime, st.st_mtime_ns, st.st_ino)
+                )
     return out
 
 
@@ -120,11 +147,18 @@ def _header(e: Entry, size: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
-def tar_chunks(root: Path, bundle: Iterable[Entry]) -> Iterator[bytes]:
-    """A tar stream of the bundle, produced piece by piece (tarfile.addfile would buffer whole files)."""
+def tar_chunks(
+    root: Path, bundle: Iterable[Entry], deltas: frozenset[str] = frozenset(), threshold: int = 0
+) -> Iterator[bytes]:
+    """A tar stream of the bundle, produced piece by piece (tarfile.addfile would buffer whole files).
+    Files in ``deltas`` contribute only their pages changed at or after LSN ``threshold``."""
     for e in bundle:
         if e.is_dir:
             yield _header(e, 0)
+            continue
+        if e.path in deltas:
+            with contextlib.suppress(FileNotFoundError):  # dropped since the scan
+                yield from delta_members(root, e.path, e.size, e.mode, e.mtime, threshold)
             continue
         try:
             fh = open(root / e.path, "rb")  # noqa: SIM115 - closed below, after streaming
@@ -148,6 +182,14 @@ def tar_chunks(root: Path, bundle: Iterable[Entry]) -> Iterator[bytes]:
     yield bytes(2 * BLOCK)
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What an incremental needs of its parent: the LSN its pages are compared with, and its file list."""
+
+    start_lsn: int
+    files: FileList
+
+
 def push_bundles(
     storage: Storage,
     root: Path,
@@ -157,19 +199,44 @@ def push_bundles(
     jobs: int = 2,
     target: int = 1 << 30,
     level: int = 1,
+    parent: Parent | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[ObjectEntry]:
-    bundles = plan_bundles(scan(root), target)
+    """Stream the data directory (all of it, or what changed since ``parent``) plus its file list."""
+    scanned_ns = now_ns()
+    entries = scan(root)
+    listing = store(
+        storage,
+        FILE_LIST,
+        object_key(backup_id, FILE_LIST),
+        file_list_chunks((e.record() for e in entries), scanned_ns),
+        recipients,
+        level=level,
+    )
+    deltas: set[str] = set()
+    if parent is not None:
+        chosen = []
+        for e in entries:
+            decision = decide(e.record(), parent.files.files.get(e.path), parent.files.scanned_ns)
+            if decision == "delta":
+                deltas.add(e.path)
+            if decision != "skip":
+                chosen.append(e)
+        entries = chosen
+    bundles = plan_bundles(entries, target)
+    frozen = frozenset(deltas)
+    threshold = parent.start_lsn if parent else 0
 
     def one(i: int, bundle: list[Entry]) -> ObjectEntry:
         name = f"data/{i + 1:04d}.tar"
-        entry = store(storage, name, object_key(backup_id, name), tar_chunks(root, bundle), recipients, level=level)
+        chunks = tar_chunks(root, bundle, frozen, threshold)
+        entry = store(storage, name, object_key(backup_id, name), chunks, recipients, level=level)
         if progress:
             progress(entry.plain_size)
         return entry
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, range(len(bundles)), bundles))
+        return [listing, *pool.map(one, range(len(bundles)), bundles)]
 
 
 class ChunkReader(io.RawIOBase):
@@ -215,10 +282,7 @@ def unpack(storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequenc
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 assert src is not None
-                with open(target, "wb") as out:
-                    while chunk := src.read(READ):
-                        out.write(chunk)
-                        written += len(chunk)
+                written += write_member(target, member, iter(functools.partial(src.read, READ), b""))
                 target.chmod(member.mode or 0o600)
             else:
                 raise RestoreError(f"unexpected member type in backup: {member.name}")
@@ -234,3 +298,18 @@ def unpack_all(
     data = [e for e in entries if e.name.startswith("data/")]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return sum(pool.map(lambda e: unpack(storage, e, dest, identities), data))
+
+
+def load_file_list(storage: Storage, entries: Sequence[ObjectEntry], identities: Sequence[str]) -> FileList:
+    entry = next((e for e in entries if e.name == FILE_LIST), None)
+    if entry is None:
+        raise RestoreError("the backup has no file list (made by an older dbrunbook): it cannot start a chain")
+    return read_file_list(split_lines(load(storage, entry, identities)))
+
+
+def apply_incremental(
+    storage: Storage, entries: Sequence[ObjectEntry], dest: Path, identities: Sequence[str], *, jobs: int = 2
+) -> int:
+    """Turn the restored parent in ``dest`` into this incremental: reshape, then write its files and pages."""
+    reshape(dest, load_file_list(storage, entries, identities), SKIP_CONTENTS)
+    return unpack_all(storage, entries, dest, identities, jobs=jobs)

@@ -36,19 +36,51 @@ def full(
     json: bool = False,
 ) -> None:
     """Take a full backup into the cluster's repository; it is listed only once complete."""
+    if kind not in ("physical", "logical"):
+        raise BackupError(f"--kind must be physical or logical, not {kind!r}")
+    _take("backup.full", kind, env, cluster, source, jobs, json)
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": "back up only this cluster (default: every cluster of the inventory)",
+        "source": "primary (default) or replica",
+        "jobs": "parallel upload streams (default 2)",
+        "json": "print JSON",
+    }
+)
+@guarded
+def incremental(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    source: str = "primary",
+    jobs: int = 2,
+    json: bool = False,
+) -> None:
+    """Store only the pages changed since the newest physical backup; a full one when the chain cannot grow."""
+    _take("backup.incremental", "incremental", env, cluster, source, jobs, json)
+
+
+def _take(task_name: str, kind: str, env: str | None, cluster: str | None, source: str, jobs: int, json: bool) -> None:
+    from functools import partial
+
     from dbrunbook.backup.pg_backup import physical_backup
     from dbrunbook.backup.pg_logical import logical_backup
 
-    if kind not in ("physical", "logical"):
-        raise BackupError(f"--kind must be physical or logical, not {kind!r}")
-    take = physical_backup if kind == "physical" else logical_backup
+    take: dict[str, Callable[..., Any]] = {
+        "physical": physical_backup,
+        "logical": logical_backup,
+        "incremental": partial(physical_backup, incremental=True),
+    }
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
-    run = TaskRun.start("backup.full", env=env, json_mode=json)
+    run = TaskRun.start(task_name, env=env, json_mode=json)
     done = []
     skipped: list[str] = []
     try:
-        with run.out.steps("backup.full") as step:
+        with run.out.steps(task_name) as step:
             for name in run.clusters(cluster):
                 ctx = run.cluster_context(name)
                 if ctx.cluster.engine.value != "postgresql":
@@ -56,16 +88,17 @@ def full(
                         raise BackupError(f"cluster {name}: {ctx.cluster.engine.value} backups are not available yet")
                     skipped.append(name)
                     continue
-                m = take(ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                m = take[kind](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
                 done.append(_summary(m))
     finally:
         run.close()
 
     def human(console: Any) -> None:
         for b in done:
-            what = f"WAL {b['start_wal']}..{b['stop_wal']}" if b["kind"] == "physical" else f"{b['objects']} dumps"
+            what = f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
+            on = f" on {b['parent']}" if b["parent"] else ""
             console.print(
-                f"{b['cluster']}: {b['kind']} backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
+                f"{b['cluster']}: {b['kind']}{on} backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
                 f"({b['plain_mib']} MiB of data) in {b['seconds']}s, {what}",
                 markup=False,
             )
@@ -85,6 +118,7 @@ def _summary(m: Any) -> dict[str, Any]:
         "cluster": m.cluster,
         "backup_id": m.backup_id,
         "kind": m.kind,
+        "parent": m.parent,
         "source_host": m.source_host,
         "start_time": m.start_time.isoformat(),
         "stop_time": m.stop_time.isoformat(),
@@ -117,9 +151,9 @@ def list_(c: Context, env: str | None = None, cluster: str | None = None, json: 
         if not rows:
             console.print("no backups")
         for b in rows:
-            what = f"WAL {b['start_wal']}..{b['stop_wal']}" if b["kind"] == "physical" else f"{b['objects']} dumps"
+            what = f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
             console.print(
-                f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<9} {b['stop_time'][:19]}  "
+                f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<11} {b['stop_time'][:19]}  "
                 f"{b['stored_mib']:>9} MiB  from {b['source_host']}  {what}",
                 markup=False,
             )

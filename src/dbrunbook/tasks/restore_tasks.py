@@ -65,7 +65,8 @@ def run(
         )
         _, target_cluster = task_run.find_host(to)
         host = target_cluster.hosts[to]
-        manifest = ctx.catalog().find(backup)
+        catalog = ctx.catalog()
+        manifest = catalog.find(backup)
         if manifest.kind == "logical" or database:
             from dbrunbook.backup.pg_logical import restore_logical
 
@@ -97,7 +98,9 @@ def run(
                     )
             task_run.out.result(logical)
             return
-        plan = plan_restore(manifest, ctx.name, to, data_dir or host.data_dir, port or host.port, target)
+        plan = plan_restore(
+            manifest, ctx.name, to, data_dir or host.data_dir, port or host.port, target, catalog.chain(manifest)
+        )
         with task_run.out.steps("restore.run") as step:
             result = run_restore(
                 ctx,
