@@ -124,7 +124,8 @@ class Retention(_Strict):
     monthly: int | None = Field(default=None, ge=0)
     yearly: int | None = Field(default=None, ge=0)
     pitr_window: str | None = Field(default=None, pattern=r"^\d+[smhdw]$")
-    max_chain: int | None = Field(default=None, ge=1)
+    max_chain: int | None = Field(default=None, ge=0)
+    timezone: str = "UTC"
 
 
 class Validation(_Strict):
