@@ -197,3 +197,72 @@ def restore_point(
         {"cluster": ctx.name, "name": name, "lsn": lsn},
         lambda console: console.print(f"{ctx.name}: restore point {name!r} at {lsn}", markup=False),
     )
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": "prune only this cluster (default: every cluster with a retention policy)",
+        "dry_run": "print the plan (keep or delete, and why, for every backup) and change nothing",
+        "yes": "do not ask for confirmation",
+        "now": "plan as if it were this ISO 8601 time (what-if; default: now)",
+        "json": "print JSON",
+    }
+)
+@guarded
+def prune(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    now: str | None = None,
+    json: bool = False,
+) -> None:
+    """Apply the retention policy: delete backups and WAL it does not keep; never a needed or locked one."""
+    from datetime import UTC, datetime
+
+    from dbrunbook.backup.prune import plan_prune, run_prune
+    from dbrunbook.output import confirm
+
+    try:
+        when = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    except ValueError:
+        raise BackupError(f"--now {now!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    run = TaskRun.start("backup.prune", env=env, json_mode=json, dry_run=dry_run)
+    results: list[dict[str, Any]] = []
+    try:
+        for name in run.clusters(cluster):
+            ctx = run.cluster_context(name)
+            if ctx.cluster.repository is None:
+                continue
+            plan = plan_prune(ctx, when)
+            doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys)
+            if dry_run or not doomed:
+                results.append({**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()})
+                continue
+            confirm(
+                f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
+                f"{len(plan.wal_keys)} WAL files of {name}",
+                yes=yes,
+            )
+            results.append({**run_prune(ctx.storage, plan), "explain": plan.explain()})
+    finally:
+        run.close()
+
+    def human(console: Any) -> None:
+        for r in results:
+            for line in r["explain"]:
+                console.print(line, markup=False)
+            if r.get("dry_run"):
+                console.print(f"{r['cluster']}: dry run, nothing deleted", markup=False)
+            elif "deleted" in r:
+                console.print(
+                    f"{r['cluster']}: deleted {len(r['deleted'])} backups and {r['wal_deleted']} WAL files; "
+                    f"{len(r['locked'])} backups and {r['wal_locked']} WAL files are under Object Lock, kept",
+                    markup=False,
+                )
+
+    run.out.result({"clusters": results}, human)

@@ -1,0 +1,107 @@
+"""``backup.prune``: apply the cluster's retention policy to its repository.
+
+The plan is made from one snapshot of the repository (the catalog, the WAL listing, the objects of
+backups that never completed) by :func:`dbrunbook.backup.retention.plan_retention`; this module only
+reads that snapshot and deletes what the plan says. A backup is deleted manifest first, so it stops
+existing (and can no longer be chosen by a restore) before any of its data goes; if the manifest is
+refused (Object Lock), its data is left alone. Refusals are reported, never errors: a locked object is
+the repository doing its job.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dbrunbook.backup.catalog import Catalog
+from dbrunbook.backup.context import ClusterContext
+from dbrunbook.backup.manifest import backup_prefix, manifest_key
+from dbrunbook.backup.retention import BackupFacts, RetentionPlan, expired_wal, plan_retention, stale_incomplete
+from dbrunbook.backup.storage import Storage
+
+Confirm = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    cluster: str
+    retention: RetentionPlan
+    wal_keys: list[str]  # expired WAL objects
+    incomplete: list[str]  # ids of backups that never got a manifest, past the grace period
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "keep": self.retention.keep,
+            "delete": self.retention.delete,
+            "decisions": [
+                {"backup_id": d.backup_id, "keep": d.keep, "reasons": list(d.reasons)} for d in self.retention.decisions
+            ],
+            "wal_keep_from": self.retention.wal_keep_from,
+            "wal_expired": len(self.wal_keys),
+            "incomplete": self.incomplete,
+            "notes": self.retention.notes,
+        }
+
+    def explain(self) -> list[str]:
+        lines = [f"{self.cluster}: {line}" for line in self.retention.explain()]
+        if self.wal_keys:
+            lines.append(f"{self.cluster}: delete {len(self.wal_keys)} WAL files before {self.retention.wal_keep_from}")
+        lines += [f"{self.cluster}: delete incomplete backup {i} (it never got a manifest)" for i in self.incomplete]
+        return lines
+
+
+def facts(catalog: Catalog) -> list[BackupFacts]:
+    return [BackupFacts(m.backup_id, m.kind, m.stop_time, m.parent, m.start_wal) for m in catalog.manifests]
+
+
+def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
+    storage = ctx.storage
+    catalog = ctx.catalog()
+    retention = plan_retention(facts(catalog), ctx.cluster.retention, now)
+    wal: dict[str, list[str]] = {}
+    for info in storage.list("wal/"):
+        wal.setdefault(info.key.rsplit("/", 1)[-1].split(".sha256-")[0], []).append(info.key)
+    expired = expired_wal(sorted(wal), retention.wal_keep_from)
+    newest: dict[str, datetime] = {}
+    for info in storage.list("backups/"):
+        backup_id = info.key.split("/")[1]
+        newest[backup_id] = max(newest.get(backup_id, info.last_modified), info.last_modified)
+    complete = {m.backup_id for m in catalog.manifests}
+    return PrunePlan(
+        ctx.name,
+        retention,
+        [key for name in expired for key in wal[name]],
+        stale_incomplete(newest, complete, now),
+    )
+
+
+def run_prune(storage: Storage, plan: PrunePlan) -> dict[str, Any]:
+    deleted: list[str] = []
+    locked: dict[str, list[str]] = defaultdict(list)
+    for backup_id in plan.retention.delete:
+        refused = storage.delete([manifest_key(backup_id)])
+        if refused:
+            locked[backup_id] = refused  # still complete, still restorable: leave its data alone
+            continue
+        _delete_prefix(storage, backup_prefix(backup_id), locked[backup_id])
+        deleted.append(backup_id)
+    for backup_id in plan.incomplete:
+        _delete_prefix(storage, backup_prefix(backup_id), locked[backup_id])
+    wal_refused = storage.delete(plan.wal_keys) if plan.wal_keys else []
+    return {
+        **plan.as_dict(),
+        "deleted": deleted,
+        "locked": {k: v for k, v in locked.items() if v},
+        "wal_deleted": len(plan.wal_keys) - len(wal_refused),
+        "wal_locked": len(wal_refused),
+    }
+
+
+def _delete_prefix(storage: Storage, prefix: str, refused: list[str]) -> None:
+    keys = [info.key for info in storage.list(prefix)]
+    if keys:
+        refused += storage.delete(keys)
