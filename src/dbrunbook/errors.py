@@ -20,6 +20,9 @@ class DbrunbookError(Exception):
         super().__init__(flat)
         self.message = flat
         self.hint = hint
+        # Set when the task already printed its full result (with the failure in it) as its JSON document,
+        # so stdout stays one document.
+        self.reported = False
 
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -171,6 +174,20 @@ class NoMatchingIdentityError(EncryptionError):
 class BackupError(DbrunbookError):
     exit_code = 80
     domain = "backup"
+
+
+class VerifyFailed(BackupError):
+    """backup.verify read the repository and found missing, damaged or undecryptable objects."""
+
+    exit_code = 81
+    domain = "verify"
+
+
+class WalCheckFailed(BackupError):
+    """wal.check found a gap in the archived WAL that a restore would fall into."""
+
+    exit_code = 82
+    domain = "wal"
 
 
 class RestoreError(DbrunbookError):

@@ -5,72 +5,37 @@ never completed, written through the real object pipeline under a private prefix
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from dbrunbook.backup.manifest import Manifest, manifest_key, object_key
+from dbrunbook.backup.manifest import object_key
 from dbrunbook.backup.objects import store
-from dbrunbook.backup.storage import open_storage
-from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.inventory import LoadedInventory
 
 from .conftest import run_cli
+from .forged import ForgedRepo, private_repo
 
 DAYS = 60
 
 
-def forge(dev: LoadedInventory, tmp_path: Path) -> tuple[Any, Path, datetime, list[str]]:
-    pg = dev.inventory.clusters["pg-main"]
-    assert pg.repository is not None and pg.encryption is not None
-    prefix = f"prune-{uuid.uuid4().hex[:10]}"
-    repo = pg.repository.model_copy(update={"url": f"s3://dbrunbook-backups/{prefix}"})
-    storage = open_storage(repo, SecretResolver(dev.base_dir))
-    recipients = list(pg.encryption.recipients)
+def forge(dev: LoadedInventory, tmp_path: Path) -> tuple[ForgedRepo, datetime, list[str]]:
+    forged = private_repo(dev, tmp_path, {"daily": 3, "weekly": 2, "monthly": 2})
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     ids = []
     for i in range(DAYS):
         day = last_day - timedelta(days=DAYS - 1 - i)
         stop = datetime(day.year, day.month, day.day, 3, 10, tzinfo=UTC)
-        backup_id = f"{stop:%Y%m%dT%H%M%SZ}-F"
         segment = f"00000001000000000000{i:04X}"
-        entry = store(storage, "data/0001.tar", object_key(backup_id, "data/0001.tar"), [b"d" * 100], recipients)
-        wal = f"wal/00000001/{segment}.sha256-{i:016x}.zst.age"
-        store(storage, segment, wal, [b"w"], recipients)
-        manifest = Manifest(
-            backup_id=backup_id,
-            kind="physical",
-            engine="postgresql",
-            cluster="pg-main",
-            server_version="15",
-            timeline=1,
-            start_wal=segment,
-            stop_wal=segment,
-            start_time=stop - timedelta(minutes=10),
-            stop_time=stop,
-            source_host="pg-main-1",
-            objects=[entry],
-            recipients=recipients,
-            tool_version="forged",
-        )
-        store(storage, "manifest", manifest_key(backup_id), [manifest.to_json()], recipients)
-        ids.append(backup_id)
+        ids.append(forged.backup(f"{stop:%Y%m%dT%H%M%SZ}-F", stop, segment, segment).backup_id)
     # A backup killed half-way: data, no manifest.
-    store(storage, "data/0001.tar", object_key("20200101T000000Z-F", "data/0001.tar"), [b"x"], recipients)
-    inv = yaml.safe_load((Path(dev.path)).read_text())
-    cluster = inv["clusters"]["pg-main"]
-    cluster["repository"]["url"] = repo.url
-    cluster["retention"] = {"daily": 3, "weekly": 2, "monthly": 2}
-    inv["clusters"] = {"pg-main": cluster}
-    path = tmp_path / "prune.yaml"
-    path.write_text(yaml.safe_dump(inv))
-    return storage, path, datetime(last_day.year, last_day.month, last_day.day, 12, tzinfo=UTC), ids
+    store(forged.storage, "data/0001.tar", object_key("20200101T000000Z-F", "data/0001.tar"), [b"x"], forged.recipients)
+    return forged, datetime(last_day.year, last_day.month, last_day.day, 12, tzinfo=UTC), ids
 
 
 def test_prune_keeps_exactly_the_policy_set(sandbox: dict[str, Any], dev: LoadedInventory, tmp_path: Path) -> None:
-    storage, inventory, last, ids = forge(dev, tmp_path)
+    forged, last, ids = forge(dev, tmp_path)
+    storage, inventory = forged.storage, forged.inventory
     now = (last + timedelta(days=2)).isoformat()  # also ages the incomplete backup past its grace period
     prune = ("backup.prune", f"--env={inventory}", f"--now={now}", "--json")
     before = sorted(info.key for info in storage.list(""))
@@ -107,4 +72,4 @@ def test_prune_keeps_exactly_the_policy_set(sandbox: dict[str, Any], dev: Loaded
 
     again = run_cli(*prune, "--yes")
     assert again.returncode == 0 and json.loads(again.stdout)["clusters"][0]["delete"] == []
-    storage.delete([info.key for info in storage.list("")])
+    forged.wipe()

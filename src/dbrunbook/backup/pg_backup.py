@@ -84,11 +84,12 @@ def physical_backup(
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
         ctx.engine.session(ex, host, ctx.login()) as db,
     ):
-        version, system_id, timeline = db.execute(
+        version, system_id, timeline, seg_size = db.execute(
             SqlStatement(
                 "SELECT current_setting('server_version'), "
                 "(SELECT system_identifier::text FROM pg_control_system()), "
-                "(SELECT timeline_id FROM pg_control_checkpoint())",
+                "(SELECT timeline_id FROM pg_control_checkpoint()), "
+                "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
                 description="cluster identity",
                 mutating=False,
             )
@@ -159,7 +160,7 @@ def physical_backup(
         objects=objects,
         recipients=recipients,
         tool_version=__version__,
-        extra={"label": label, "why": why},
+        extra={"label": label, "why": why, "wal_segment_size": int(seg_size)},
     )
     step("writing the manifest")
     store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], recipients)

@@ -6,7 +6,15 @@ replica, routines, runbook).
 
 from invoke.collection import Collection
 
-from dbrunbook.tasks import archive_tasks, backup_tasks, hosts_tasks, inventory_tasks, restore_tasks, sandbox_tasks
+from dbrunbook.tasks import (
+    archive_tasks,
+    backup_tasks,
+    hosts_tasks,
+    inventory_tasks,
+    restore_tasks,
+    sandbox_tasks,
+    wal_tasks,
+)
 
 namespace = Collection()
 namespace.add_collection(Collection.from_module(inventory_tasks, name="inventory"))
@@ -15,5 +23,6 @@ namespace.add_collection(Collection.from_module(hosts_tasks, name="hosts"))
 namespace.add_collection(Collection.from_module(archive_tasks, name="archive"))
 namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))
 namespace.add_collection(Collection.from_module(restore_tasks, name="restore"))
+namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
 
 __all__ = ["namespace"]

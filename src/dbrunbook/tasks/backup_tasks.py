@@ -266,3 +266,55 @@ def prune(
                 )
 
     run.out.result({"clusters": results}, human)
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": CLUSTER,
+        "backup_id": "latest (default), all, or a backup id",
+        "jobs": "objects read in parallel (default 4)",
+        "json": "print JSON",
+    }
+)
+@guarded
+def verify(
+    c: Context,
+    backup_id: str = "latest",
+    env: str | None = None,
+    cluster: str | None = None,
+    jobs: int = 4,
+    json: bool = False,
+) -> None:
+    """Read back every object of a backup, its chain and its WAL; check digests and decryption; restore nothing."""
+    from dbrunbook.backup.verify import verify as verify_backups
+    from dbrunbook.errors import VerifyFailed
+
+    run = TaskRun.start("backup.verify", env=env, json_mode=json)
+    ctx = run.cluster_context(cluster)
+    catalog = ctx.catalog()
+    targets = catalog.manifests if backup_id == "all" else [catalog.find(backup_id)]
+    if not targets:
+        raise BackupError(f"cluster {ctx.name} has no backup to verify")
+    reports = verify_backups(ctx.storage, catalog, targets, ctx.identities(), jobs=jobs)
+    bad = [r for r in reports if not r["ok"]]
+
+    def human(console: Any) -> None:
+        for r in reports:
+            state = "ok" if r["ok"] else f"{len(r['problems'])} PROBLEMS"
+            console.print(
+                f"{ctx.name} {r['backup_id']} ({r['kind']}, chain of {len(r['chain'])}): {r['objects']} objects, "
+                f"{r['wal_segments']} WAL segments read: {state}",
+                markup=False,
+            )
+            for p in r["problems"]:
+                console.print(f"  {p['key']}: {p['problem']}", markup=False)
+
+    run.out.result({"cluster": ctx.name, "ok": not bad, "backups": reports}, human)
+    if bad:
+        first = bad[0]["problems"][0]
+        failure = VerifyFailed(
+            f"{len(bad)} of {len(reports)} backups failed verification; first: {first['key']}: {first['problem']}"
+        )
+        failure.reported = True
+        raise failure

@@ -87,7 +87,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
             f"{len(bad)} of {len(reports)} hosts differ from the inventory; first: "
             f"{first.cluster}/{first.host}: {first.problems[0]}"
         )
-    exc.reported = True  # type: ignore[attr-defined]
+    exc.reported = True
     raise exc
 
 

@@ -1,0 +1,52 @@
+"""wal.*: the archived WAL of a PostgreSQL cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from dbrunbook.tasks.common import TaskRun, guarded
+
+ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+
+
+@task(help={"env": ENV, "cluster": "the cluster (optional when the inventory has one)", "json": "print JSON"})
+@guarded
+def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+    """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
+    from dbrunbook.backup.verify import segment_size, wal_report
+    from dbrunbook.errors import WalCheckFailed
+
+    run = TaskRun.start("wal.check", env=env, json_mode=json)
+    ctx = run.cluster_context(cluster)
+    catalog = ctx.catalog()
+    physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
+    start = min((m.start_wal for m in physical if m.start_wal), default=None)
+    names = [info.key.rsplit("/", 1)[-1].split(".sha256-")[0] for info in ctx.storage.list("wal/")]
+    report = {"cluster": ctx.name, **wal_report(names, start, segment_size(physical[-1] if physical else None))}
+
+    def human(console: Any) -> None:
+        console.print(f"{ctx.name}: WAL from {report['from']} to {report['newest']}", markup=False)
+        for t in report["timelines"]:
+            history = "" if t["history_file"] else " (no history file!)"
+            console.print(
+                f"  timeline {t['timeline']}: {t['first']}..{t['last']}, {t['segments']} segments{history}",
+                markup=False,
+            )
+        for g in report["gaps"]:
+            console.print(f"  GAP: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
+        if not report["gaps"]:
+            console.print("  no gaps", markup=False)
+
+    run.out.result(report, human)
+    if report["gaps"]:
+        g = report["gaps"][0]
+        failure = WalCheckFailed(
+            f"{ctx.name}: {len(report['gaps'])} gaps in the archived WAL; first: {g['missing']} segments "
+            f"{g['from']}..{g['to']}; point-in-time recovery cannot cross it",
+            hint="take a new full backup and check archive_command errors in the PostgreSQL log",
+        )
+        failure.reported = True
+        raise failure

@@ -1,0 +1,44 @@
+"""WAL arithmetic of verify and wal.check: segment ranges and gaps from file names alone."""
+
+from __future__ import annotations
+
+from dbrunbook.backup.verify import segments_between, wal_report
+
+
+def test_segments_between_rolls_over_log_files() -> None:
+    assert segments_between("0000000100000000000000FE", "000000010000000100000001") == [
+        "0000000100000000000000FE",
+        "0000000100000000000000FF",
+        "000000010000000100000000",
+        "000000010000000100000001",
+    ]
+    # 64 MiB segments: 64 per log file.
+    assert segments_between("00000002000000000000003F", "000000020000000100000000", 64 << 20) == [
+        "00000002000000000000003F",
+        "000000020000000100000000",
+    ]
+
+
+def test_wal_report_finds_gaps_and_timeline_switches() -> None:
+    names = [
+        "000000010000000000000001",  # before the oldest backup: not needed, holes there are not gaps
+        "000000010000000000000005",
+        "000000010000000000000006",
+        "000000010000000000000007.partial",
+        "00000002.history",
+        "000000020000000000000007",
+        "000000020000000000000008",
+        "00000002000000000000000B",
+        "00000002000000000000000B.00000028.backup",
+    ]
+    report = wal_report(names, "000000010000000000000005")
+    assert report["gaps"] == [{"from": "000000010000000000000009", "to": "00000001000000000000000A", "missing": 2}]
+    assert report["timeline_switches"] == 1
+    assert [(t["timeline"], t["first"], t["last"], t["history_file"]) for t in report["timelines"]] == [
+        (1, "000000010000000000000001", "000000010000000000000006", True),
+        (2, "000000020000000000000007", "00000002000000000000000B", True),
+    ]
+    assert report["newest"] == "00000002000000000000000B"
+    assert wal_report(names[:3], "000000010000000000000005")["gaps"] == []
+    lost_history = wal_report([n for n in names if not n.endswith(".history")], None)
+    assert lost_history["timelines"][1]["history_file"] is False
