@@ -20,11 +20,12 @@ FETCH_FAILED = 128
 
 
 def _installed() -> dict[str, str]:
-    from dbrunbook import __version__
+    from dbrunbook import __version__, build_digest
 
     marker = Path(sys.prefix) / MARKER
     return {
         "version": __version__,
+        "build": build_digest(),
         "python": sys.version.split()[0],
         "prefix": sys.prefix,
         "wheel_sha256": marker.read_text().strip() if marker.exists() else "",

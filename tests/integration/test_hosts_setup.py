@@ -22,6 +22,8 @@ def test_setup_installs_same_build_and_is_idempotent(sandbox: dict[str, Any], ss
     installed = json.loads(answer.stdout)
     assert installed["version"] == dbrunbook.__version__
     assert len(installed["wheel_sha256"]) == 64
+    # The same sources, not just the same version string: restore and backup refuse any other build.
+    assert installed["build"] == dbrunbook.build_digest()
 
     again = run_cli("hosts.setup", "--env=dev", "--cluster=pg-main", "--json")
     assert again.returncode == 0, again.stderr

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from dbrunbook import __version__
+from dbrunbook import __version__, build_digest
 from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.engines import EngineDriver, Login, get_engine
@@ -90,9 +90,10 @@ def agent_for(ex: HostExecutor, host: Host) -> str:
             f"{ex.name}: dbrunbook is not installed in {venv}",
             hint=f"run: invoke hosts.setup --env ... --host {ex.name}",
         )
-    if found.get("version") != __version__:
+    if found.get("version") != __version__ or found.get("build") != build_digest():
         raise HostError(
-            f"{ex.name}: dbrunbook {found.get('version')} is installed, this is {__version__}",
+            f"{ex.name}: dbrunbook {found.get('version')} (build {found.get('build', 'unknown')}) is installed, "
+            f"this is {__version__} (build {build_digest()})",
             hint=f"run: invoke hosts.setup --env ... --host {ex.name}",
         )
     return f"{venv}/bin/dbrunbook-host"

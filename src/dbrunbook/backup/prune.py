@@ -21,6 +21,7 @@ from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.manifest import backup_prefix, manifest_key
 from dbrunbook.backup.retention import BackupFacts, RetentionPlan, expired_wal, plan_retention, stale_incomplete
 from dbrunbook.backup.storage import Storage
+from dbrunbook.backup.wal import WalName
 
 Confirm = Callable[[str], None]
 
@@ -64,7 +65,7 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
     retention = plan_retention(facts(catalog), ctx.cluster.retention, now)
     wal: dict[str, list[str]] = {}
     for info in storage.list("wal/"):
-        wal.setdefault(info.key.rsplit("/", 1)[-1].split(".sha256-")[0], []).append(info.key)
+        wal.setdefault(WalName.of_key(info.key), []).append(info.key)
     expired = expired_wal(sorted(wal), retention.wal_keep_from)
     newest: dict[str, datetime] = {}
     for info in storage.list("backups/"):

@@ -47,6 +47,11 @@ class WalName:
         return f"{self.prefix()}{digest[:DIGEST_LEN]}{SUFFIX}"
 
     @staticmethod
+    def of_key(key: str) -> str:
+        """The WAL file name a repository key stores."""
+        return key.rsplit("/", 1)[-1].split(MARK, 1)[0]
+
+    @staticmethod
     def digest_of(key: str) -> str:
         return key.removesuffix(SUFFIX).rsplit(MARK, 1)[-1]
 

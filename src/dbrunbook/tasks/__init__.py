@@ -11,6 +11,7 @@ from dbrunbook.tasks import (
     backup_tasks,
     hosts_tasks,
     inventory_tasks,
+    keys_tasks,
     restore_tasks,
     sandbox_tasks,
     wal_tasks,
@@ -24,5 +25,6 @@ namespace.add_collection(Collection.from_module(archive_tasks, name="archive"))
 namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))
 namespace.add_collection(Collection.from_module(restore_tasks, name="restore"))
 namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
+namespace.add_collection(Collection.from_module(keys_tasks, name="keys"))
 
 __all__ = ["namespace"]

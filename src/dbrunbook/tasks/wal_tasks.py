@@ -17,6 +17,7 @@ ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
     from dbrunbook.backup.verify import segment_size, wal_report
+    from dbrunbook.backup.wal import WalName
     from dbrunbook.errors import WalCheckFailed
 
     run = TaskRun.start("wal.check", env=env, json_mode=json)
@@ -24,7 +25,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     catalog = ctx.catalog()
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
     start = min((m.start_wal for m in physical if m.start_wal), default=None)
-    names = [info.key.rsplit("/", 1)[-1].split(".sha256-")[0] for info in ctx.storage.list("wal/")]
+    names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
     report = {"cluster": ctx.name, **wal_report(names, start, segment_size(physical[-1] if physical else None))}
 
     def human(console: Any) -> None:

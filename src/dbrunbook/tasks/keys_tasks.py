@@ -1,0 +1,130 @@
+"""keys.*: the age keyring of a cluster's repository: what needs which identity, and rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from dbrunbook.tasks.common import TaskRun, guarded
+
+ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+CLUSTER = "the cluster (optional when the inventory has one)"
+
+
+def _status(run: TaskRun, cluster: str | None) -> dict[str, Any]:
+    from dbrunbook.backup.keys import key_status
+
+    ctx = run.cluster_context(cluster)
+    report = key_status(ctx.storage, ctx.catalog(), ctx.identities(), ctx.recipients)
+    return {"cluster": ctx.name, **report}
+
+
+def _human(report: dict[str, Any]) -> Any:
+    def render(console: Any) -> None:
+        console.print(f"{report['cluster']}: new objects are encrypted to {', '.join(report['recipients'])}")
+        for ident in report["identities"]:
+            state = (
+                "REMOVABLE: nothing kept needs it"
+                if ident["removable"]
+                else (f"only key for {ident['only_key_for_backups']} backups and {ident['only_key_for_wal']} WAL files")
+            )
+            console.print(f"  identity {ident['recipient']}: {state}", markup=False)
+        for w in report["wal"]:
+            console.print(f"  WAL {w['first']}..{w['last']} ({w['count']}): {', '.join(w['opened_by'])}", markup=False)
+        for item in report["unreadable"]:
+            console.print(f"  NO IDENTITY OPENS {item}", markup=False)
+        for r in report["recipients_without_identity"]:
+            console.print(f"  warning: no identity in the keyring for recipient {r}", markup=False)
+
+    return render
+
+
+@task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
+@guarded
+def status(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+    """Which identity each backup and WAL file needs; which identities can leave the keyring."""
+    from dbrunbook.errors import NoMatchingIdentityError
+
+    run = TaskRun.start("keys.status", env=env, json_mode=json)
+    report = _status(run, cluster)
+    run.out.result(report, _human(report))
+    if report["unreadable"]:
+        failure = NoMatchingIdentityError(
+            f"{len(report['unreadable'])} objects cannot be opened by any identity in the keyring; "
+            f"first: {report['unreadable'][0]}",
+            hint="add the identity they were encrypted to (encryption.identities)",
+        )
+        failure.reported = True
+        raise failure
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": CLUSTER,
+        "identity_file": "the new age identity (created 0600 if missing)",
+        "keep_old": "keep encrypting to the old recipients too (default: the new one replaces them)",
+        "dry_run": "say what would change, change nothing",
+        "yes": "do not ask for confirmation",
+        "json": "print JSON",
+    }
+)
+@guarded
+def rotate(
+    c: Context,
+    identity_file: str,
+    env: str | None = None,
+    cluster: str | None = None,
+    keep_old: bool = False,
+    dry_run: bool = False,
+    yes: bool = False,
+    json: bool = False,
+) -> None:
+    """Encrypt new backups and WAL to a new recipient; old identities stay in the keyring to restore old backups."""
+    from dbrunbook.backup import hostconfig
+    from dbrunbook.backup.crypto import recipient_of
+    from dbrunbook.backup.keys import new_identity_file
+    from dbrunbook.execution.command import Command
+    from dbrunbook.inventory.edit import rotate_recipients
+    from dbrunbook.output import confirm
+
+    run = TaskRun.start("keys.rotate", env=env, json_mode=json, dry_run=dry_run)
+    ctx = run.cluster_context(cluster)
+    path = Path(identity_file).expanduser().absolute()
+    if dry_run:
+        result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": ctx.recipients}
+        run.out.result(result, lambda console: console.print(f"dry run: {result}", markup=False))
+        return
+    confirm(f"rotate the encryption key of {ctx.name} (edits {run.loaded.path})", yes=yes)
+    recipient = recipient_of(new_identity_file(path))
+    retired = rotate_recipients(run.loaded.path, ctx.name, recipient, f"file:{path}", keep_old=keep_old)
+    run.close()
+
+    # From here on, everything reads the edited inventory.
+    run = TaskRun.start("keys.rotate", env=env, json_mode=json)
+    ctx = run.cluster_context(cluster)
+    primary_name, _ = ctx.cluster.primary()
+    ex = ctx.executor(primary_name)
+    config_dir = f"{ex.home()}/.config/dbrunbook/{ctx.name}"
+    archiving = ex.run(
+        Command(("test", "-f", f"{config_dir}/{hostconfig.CONFIG_NAME}"), mutating=False, check=False)
+    ).ok
+    if archiving:
+        # archive_command reads this file for every segment: WAL is encrypted to the new key from now on.
+        hostconfig.install(ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False))
+    try:
+        report = _status(run, cluster)
+    finally:
+        run.close()
+    result = {**report, "new_recipient": recipient, "retired": retired, "wal_host_config_updated": archiving}
+
+    def human(console: Any) -> None:
+        console.print(f"{ctx.name}: new objects are now encrypted to {recipient}", markup=False)
+        if archiving:
+            console.print(f"  WAL archiving on {primary_name} uses it from the next segment", markup=False)
+        _human(report)(console)
+
+    run.out.result(result, human)
