@@ -24,7 +24,7 @@ from dbrunbook.backup.crypto import HEADER_PROBE, generate_identity, header_open
 from dbrunbook.backup.retention import segment_position
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
-from dbrunbook.errors import ConfigError, RepositoryError
+from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
 
 
 def _probe(storage: Storage, key: str, identities: Sequence[str]) -> list[str] | str:
@@ -32,7 +32,7 @@ def _probe(storage: Storage, key: str, identities: Sequence[str]) -> list[str] |
         with storage.open(key) as fh:
             head = fh.read(HEADER_PROBE)
         return header_openers(head, identities)
-    except RepositoryError as exc:
+    except (RepositoryError, EncryptionError) as exc:
         return exc.message
 
 

@@ -23,7 +23,7 @@ from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.objects import load, load_key
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
-from dbrunbook.errors import RepositoryError
+from dbrunbook.errors import EncryptionError, RepositoryError
 
 DEFAULT_SEGMENT_SIZE = 16 << 20
 
@@ -65,7 +65,7 @@ def _drain(chunks: Iterable[bytes]) -> tuple[int, str]:
 def _check_object(storage: Storage, entry: ObjectEntry, identities: Sequence[str]) -> Problem | None:
     try:
         _drain(load(storage, entry, identities))
-    except RepositoryError as exc:  # missing, corrupt, undecryptable: all name the key
+    except (RepositoryError, EncryptionError) as exc:  # missing, corrupt, undecryptable: all name the key
         return Problem(entry.key, exc.message)
     return None
 
@@ -78,7 +78,7 @@ def _check_wal(storage: Storage, segment: str, identities: Sequence[str]) -> Pro
     for key in keys:
         try:
             _, digest = _drain(load_key(storage, key, identities))
-        except RepositoryError as exc:
+        except (RepositoryError, EncryptionError) as exc:
             return Problem(key, exc.message)
         if not digest.startswith(WalName.digest_of(key)):
             return Problem(key, f"WAL segment {segment}: content does not match the digest in its key")
