@@ -79,7 +79,7 @@ def test_restore_refuses_non_empty_dir_and_dry_run_changes_nothing(
     dry = restore(data_dir, port, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
-    assert plan["dry_run"] is True and any("unpack backup" in s for s in plan["steps"])
+    assert plan["dry_run"] is True and any("unpack full backup" in s for s in plan["steps"])
     assert ssh_replica.run(Command(("test", "-e", data_dir), mutating=False, check=False)).exit_code == 1
 
     ssh_replica.run(Command(("mkdir", "-p", data_dir), mutating=False))
