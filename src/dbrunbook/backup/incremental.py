@@ -11,13 +11,17 @@ their old LSNs into new files) or is not a main fork (free space maps are not WA
 bits are cleared without an LSN change) is stored whole. A file whose inode, size and modification time
 all equal the parent's, and that was last modified well before the parent's scan, is not read at all.
 A page whose header is not a valid PostgreSQL page header (a torn read, corruption, a non-page file) makes
-the rest of its file count as changed, from that page on.
+the rest of its file count as changed, from that page on. All-zero pages (extended, never written) are
+always kept: after a VACUUM truncation and a new extension the parent may hold an old page at that block,
+and its stale rows must not come back to life.
 
 Each backup stores the list of every file and directory it saw (``files.jsonl``). Restore applies an
 incremental on top of its parent's files: entries missing from the list are removed, every file is cut or
-extended to its listed size, then whole files and page runs are written. The runs travel as ordinary tar
-members with a ``DBRUNBOOK.offset`` PAX header, so no object ever needs a temporary file or more memory
-than one run (at most :data:`MAX_RUN` bytes).
+extended to its listed size, then whole files are written and changed pages are written in place. A file's
+changed pages travel as one tar member with a ``DBRUNBOOK.delta`` PAX header whose content is
+``DBRPAGE1``, a little-endian uint32 count, that many uint32 block numbers, then the pages in that order.
+The backup reads a file twice (once for the page LSNs, then the changed pages, from the page cache), so
+the member's size is known before it starts and nothing is held beyond one 1 MiB run of pages.
 """
 
 from __future__ import annotations
@@ -27,23 +31,29 @@ import os
 import re
 import shutil
 import struct
+import sys
 import tarfile
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from dbrunbook.errors import BackupError, RestoreError
 
 PAGE = 8192
-MAX_RUN = 128 * PAGE  # one tar member per run of at most 1 MiB of consecutive changed pages
-OFFSET_KEY = "DBRUNBOOK.offset"
+MAX_RUN = 128 * PAGE  # pages are read and written in runs of at most 1 MiB
+READ = 1 << 20
+BLOCK = 512  # tar's
+DELTA_KEY = "DBRUNBOOK.delta"  # PAX header marking a member that holds changed pages, not a whole file
+DELTA_MAGIC = b"DBRPAGE1"
 FILE_LIST = "files.jsonl"
 # Main forks only: base/<db oid>/<relfilenode>[.<segment>] and global/<relfilenode>[.<segment>].
 MAIN_FORK = re.compile(r"^(base/\d+|global)/\d+(\.\d+)?$")
 # pd_lsn (two uint32), pd_checksum, pd_flags, pd_lower, pd_upper, pd_special, pd_pagesize_version.
 _HEADER = struct.Struct("=IIHHHHHH")
+_PAGE_STRIDE = struct.Struct(f"=IIHHHHHH{8192 - 20}x")  # a page header, then the rest of the page skipped
 _PAGE_LAYOUT = PAGE | 4  # page size and layout version 4, PostgreSQL 8.3 and later
 _VALID_FLAGS = 0x0007
 _MIN_LOWER = 24
@@ -137,50 +147,89 @@ def page_lsn(page: bytes | memoryview) -> int | None:
     return int((hi << 32) | lo)
 
 
-def changed_runs(path: Path, size: int, threshold: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) runs of consecutive pages at or after ``threshold``, within the first ``size``
-    bytes (the size listed by the scan). From the first invalid page header on, every page counts."""
+def changed_blocks(path: Path, size: int, threshold: int) -> array[int]:
+    """Numbers of the pages at or after LSN ``threshold`` within the first ``size`` bytes (the size listed
+    by the scan); from the first invalid page header on, every page. Reads the whole file once."""
+    blocks = array("I")
     distrust = False
-    run_start = -1
-    run = bytearray()
     with open(path, "rb") as fh:
         offset = 0
         while offset < size:
-            block = fh.read(min(MAX_RUN, size - offset))
-            if not block:
+            chunk = fh.read(min(READ, size - offset))
+            whole = len(chunk) - len(chunk) % PAGE
+            if not whole:
                 break
-            view = memoryview(block)
-            for i in range(0, len(block) - len(block) % PAGE, PAGE):
-                page = view[i : i + PAGE]
+            first = offset // PAGE
+            # One C-level pass over the chunk's page headers; Python only looks at the unpacked fields.
+            for i, (hi, lo, _c, flags, lower, upper, special, layout) in enumerate(
+                _PAGE_STRIDE.iter_unpack(memoryview(chunk)[:whole])
+            ):
                 if not distrust:
-                    lsn = page_lsn(page)
-                    distrust = lsn is None
-                changed = distrust or lsn >= threshold  # type: ignore[operator]
-                if changed:
-                    if not run:
-                        run_start = offset + i
-                    run += page
-                    if len(run) >= MAX_RUN:
-                        yield run_start, bytes(run)
-                        run.clear()
-                elif run:
-                    yield run_start, bytes(run)
-                    run.clear()
-            offset += len(block)
-    if run:
-        yield run_start, bytes(run)
+                    if (
+                        layout == _PAGE_LAYOUT
+                        and not flags & ~_VALID_FLAGS
+                        and _MIN_LOWER <= lower <= upper <= special <= PAGE
+                        and not special % 8
+                    ):
+                        if (hi << 32) | lo < threshold:
+                            continue
+                    elif layout != 0 or any(chunk[i * PAGE : (i + 1) * PAGE]):
+                        distrust = True
+                    # An all-zero page is kept: after a truncation and a new extension the parent may hold
+                    # an old page at this block, whose stale rows would come back to life.
+                blocks.append(first + i)
+            offset += len(chunk)
+    return blocks
 
 
-def delta_members(root: Path, path: str, size: int, mode: int, mtime: float, threshold: int) -> Iterator[bytes]:
-    """Tar members, one per run of changed pages of one file."""
-    for offset, data in changed_runs(root / path, size, threshold):
-        info = tarfile.TarInfo(path)
-        info.size = len(data)
-        info.mode = mode
-        info.mtime = int(mtime)
-        info.pax_headers = {OFFSET_KEY: str(offset)}
-        yield info.tobuf(format=tarfile.PAX_FORMAT)
-        yield data  # a multiple of 8192, so already a whole number of tar blocks
+def _runs(blocks: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(first block, count) of each run of consecutive blocks, at most MAX_RUN bytes long."""
+    start = prev = -2
+    for b in blocks:
+        if b == prev + 1 and (b - start) * PAGE < MAX_RUN:
+            prev = b
+            continue
+        if start >= 0:
+            yield start, prev - start + 1
+        start = prev = b
+    if start >= 0:
+        yield start, prev - start + 1
+
+
+def delta_member(root: Path, path: str, size: int, mode: int, mtime: float, threshold: int) -> Iterator[bytes]:
+    """One tar member holding the changed pages of one file: a header (magic, count, block numbers), then
+    the pages in block order. The page list is known before any page is read, so the member's size is too,
+    and nothing is buffered beyond one run of pages."""
+    blocks = changed_blocks(root / path, size, threshold)
+    if not blocks:
+        return
+    listed = array("I", blocks)
+    if sys.byteorder != "little":
+        listed.byteswap()  # the format is little-endian whatever the database host is
+    head = DELTA_MAGIC + struct.pack("<I", len(blocks)) + listed.tobytes()
+    info = tarfile.TarInfo(path)
+    info.size = len(head) + len(blocks) * PAGE
+    info.mode = mode
+    info.mtime = int(mtime)
+    info.pax_headers = {DELTA_KEY: "1"}
+    yield info.tobuf(format=tarfile.PAX_FORMAT)
+    yield head
+    out = bytearray()
+    with open(root / path, "rb") as fh:
+        for first, count in _runs(blocks):
+            data = os.pread(fh.fileno(), count * PAGE, first * PAGE)
+            # A page that vanished since the first pass (truncation) is sent as zeros: WAL replay of the
+            # truncation removes it again, and the member keeps the size its header announced.
+            out += data
+            out += bytes(count * PAGE - len(data))
+            if len(out) >= READ:  # scattered pages: hand the pipeline 1 MiB pieces, not 8 KiB ones
+                yield bytes(out)
+                out.clear()
+    if out:
+        yield bytes(out)
+    pad = info.size % BLOCK
+    if pad:
+        yield bytes(BLOCK - pad)
 
 
 def now_ns() -> int:
@@ -228,21 +277,30 @@ def reshape(dest: Path, listing: FileList, skip_contents: set[str], keep: Sequen
             os.close(fd)
 
 
-def write_member(target: Path, member: tarfile.TarInfo, src: Iterable[bytes]) -> int:
-    """Write a whole file, or one run of pages into an existing file at the member's offset."""
-    offset = member.pax_headers.get(OFFSET_KEY)
+def write_member(target: Path, member: tarfile.TarInfo, src: IO[bytes]) -> int:
+    """Write a whole file, or the changed pages of a delta member into the existing file."""
     written = 0
-    if offset is None:
+    if member.pax_headers.get(DELTA_KEY) is None:
         with open(target, "wb") as out:
-            for chunk in src:
+            while chunk := src.read(READ):
                 out.write(chunk)
                 written += len(chunk)
         return written
     if not target.exists():
-        raise RestoreError(f"page run for {member.name} but the file is not there: the chain is broken")
+        raise RestoreError(f"changed pages for {member.name} but the file is not there: the chain is broken")
+    head = src.read(len(DELTA_MAGIC) + 4)
+    if len(head) != len(DELTA_MAGIC) + 4 or not head.startswith(DELTA_MAGIC):
+        raise RestoreError(f"changed pages of {member.name}: not a dbrunbook page list")
+    (count,) = struct.unpack("<I", head[len(DELTA_MAGIC) :])
+    blocks = array("I")
+    blocks.frombytes(src.read(4 * count))
+    if sys.byteorder != "little":
+        blocks.byteswap()
     with open(target, "r+b") as out:
-        out.seek(int(offset))
-        for chunk in src:
-            out.write(chunk)
-            written += len(chunk)
+        for first, n in _runs(blocks):
+            data = src.read(n * PAGE)
+            if len(data) != n * PAGE:
+                raise RestoreError(f"changed pages of {member.name} end early")
+            os.pwrite(out.fileno(), data, first * PAGE)
+            written += len(data)
     return written

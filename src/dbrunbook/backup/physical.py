@@ -11,7 +11,6 @@ pg_basebackup.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
 import stat
@@ -26,7 +25,7 @@ from dbrunbook.backup.incremental import (
     FileList,
     FileRecord,
     decide,
-    delta_members,
+    delta_member,
     file_list_chunks,
     now_ns,
     read_file_list,
@@ -158,7 +157,7 @@ def tar_chunks(
             continue
         if e.path in deltas:
             with contextlib.suppress(FileNotFoundError):  # dropped since the scan
-                yield from delta_members(root, e.path, e.size, e.mode, e.mtime, threshold)
+                yield from delta_member(root, e.path, e.size, e.mode, e.mtime, threshold)
             continue
         try:
             fh = open(root / e.path, "rb")  # noqa: SIM115 - closed below, after streaming
@@ -282,7 +281,7 @@ def unpack(storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequenc
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 assert src is not None
-                written += write_member(target, member, iter(functools.partial(src.read, READ), b""))
+                written += write_member(target, member, src)
                 target.chmod(member.mode or 0o600)
             else:
                 raise RestoreError(f"unexpected member type in backup: {member.name}")
