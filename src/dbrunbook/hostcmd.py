@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     bpush.add_argument("--data-dir", required=True)
     bpush.add_argument("--backup-id", required=True)
     bpush.add_argument("--jobs", type=int, default=2)
-    bpush.add_argument("--bundle-mb", type=int, default=1024)
+    bpush.add_argument("--bundle-mb", type=int, default=256)
     bpush.add_argument(
         "--parent-lsn", help="incremental: keep pages changed since this LSN; the parent's file list comes on stdin"
     )

@@ -83,7 +83,8 @@ def repo(tmp_path: Path) -> Storage:
     return open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
 
 
-def test_full_plus_incremental_rebuilds_the_directory(tmp_path: Path, repo: Storage) -> None:
+@pytest.mark.parametrize("target", [256 << 20, 2 * PAGE], ids=["bundles", "files-cut-in-pieces"])
+def test_full_plus_incremental_rebuilds_the_directory(tmp_path: Path, repo: Storage, target: int) -> None:
     identity, recipient = generate_identity()
     src = tmp_path / "data"
     write(src, "PG_VERSION", b"15\n", old=True)
@@ -96,7 +97,7 @@ def test_full_plus_incremental_rebuilds_the_directory(tmp_path: Path, repo: Stor
     write(src, "global/7000", page(10, 7) * 3)
     write(src, "base/5/8000", page(10, 8) * 3)  # truncated by VACUUM later, then extended with zeros
     write(src, "pg_wal/000000010000000000000001", b"w" * 100)  # contents never backed up
-    full = push_bundles(repo, src, "F", [recipient], jobs=2)
+    full = push_bundles(repo, src, "F", [recipient], jobs=2, target=target)
     parent = Parent(100, load_file_list(repo, full, [identity]))
     assert set(parent.files.files) >= {"PG_VERSION", "base/5/1000", "pg_wal"}
     assert "pg_wal/000000010000000000000001" not in parent.files.files
@@ -122,13 +123,15 @@ def test_full_plus_incremental_rebuilds_the_directory(tmp_path: Path, repo: Stor
     (src / "base/9").mkdir()
     write(src, "base/9/1", page(170, 1))
 
-    inc = push_bundles(repo, src, "I", [recipient], jobs=2, parent=parent)
+    inc = push_bundles(repo, src, "I", [recipient], jobs=2, parent=parent, target=target)
     kept = sum(e.plain_size for e in inc if e.name.startswith("data/"))
     whole = sum(e.plain_size for e in full if e.name.startswith("data/"))
     # 1000: 1 page, 2000: 1 page, 5000 and 6000: 2 pages each, 7000: 2 pages, base/9/1 and the fsm: 1 each,
     # 8000: its 2 zero pages;
     # not the 3 untouched pages of 1000, nor 3000 at all. Tar and page-list headers add about 1.5 KiB a file.
-    assert 12 * PAGE <= kept < 12 * PAGE + 20 * 1024 < whole
+    assert 12 * PAGE <= kept < 12 * PAGE + 40 * 1024 < whole
+    if target == 2 * PAGE:  # 1000, 3000, 5000, 6000, 7000 and 8000 were cut into pieces of 2 pages
+        assert len([e for e in full if e.name.startswith("data/")]) > 8
 
     dest = tmp_path / "restored"
     unpack_all(repo, full, dest, [identity])

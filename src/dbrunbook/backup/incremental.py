@@ -47,6 +47,7 @@ MAX_RUN = 128 * PAGE  # pages are read and written in runs of at most 1 MiB
 READ = 1 << 20
 BLOCK = 512  # tar's
 DELTA_KEY = "DBRUNBOOK.delta"  # PAX header marking a member that holds changed pages, not a whole file
+OFFSET_KEY = "DBRUNBOOK.offset"  # PAX header of a member that is a byte range of a file cut into pieces
 DELTA_MAGIC = b"DBRPAGE1"
 FILE_LIST = "files.jsonl"
 # Main forks only: base/<db oid>/<relfilenode>[.<segment>] and global/<relfilenode>[.<segment>].
@@ -147,13 +148,14 @@ def page_lsn(page: bytes | memoryview) -> int | None:
     return int((hi << 32) | lo)
 
 
-def changed_blocks(path: Path, size: int, threshold: int) -> array[int]:
-    """Numbers of the pages at or after LSN ``threshold`` within the first ``size`` bytes (the size listed
-    by the scan); from the first invalid page header on, every page. Reads the whole file once."""
+def changed_blocks(path: Path, size: int, threshold: int, start: int = 0) -> array[int]:
+    """Numbers of the pages at or after LSN ``threshold`` between byte ``start`` and ``size`` (the size
+    listed by the scan, or the end of a piece); from the first invalid page header on, every page."""
     blocks = array("I")
     distrust = False
     with open(path, "rb") as fh:
-        offset = 0
+        fh.seek(start)
+        offset = start
         while offset < size:
             chunk = fh.read(min(READ, size - offset))
             whole = len(chunk) - len(chunk) % PAGE
@@ -196,11 +198,13 @@ def _runs(blocks: Sequence[int]) -> Iterator[tuple[int, int]]:
         yield start, prev - start + 1
 
 
-def delta_member(root: Path, path: str, size: int, mode: int, mtime: float, threshold: int) -> Iterator[bytes]:
+def delta_member(
+    root: Path, path: str, size: int, mode: int, mtime: float, threshold: int, *, start: int = 0
+) -> Iterator[bytes]:
     """One tar member holding the changed pages of one file: a header (magic, count, block numbers), then
     the pages in block order. The page list is known before any page is read, so the member's size is too,
     and nothing is buffered beyond one run of pages."""
-    blocks = changed_blocks(root / path, size, threshold)
+    blocks = changed_blocks(root / path, size, threshold, start)
     if not blocks:
         return
     listed = array("I", blocks)
@@ -280,6 +284,17 @@ def reshape(dest: Path, listing: FileList, skip_contents: set[str], keep: Sequen
 def write_member(target: Path, member: tarfile.TarInfo, src: IO[bytes]) -> int:
     """Write a whole file, or the changed pages of a delta member into the existing file."""
     written = 0
+    piece_at = member.pax_headers.get(OFFSET_KEY)
+    if piece_at is not None:
+        # Other pieces of this file may be written by other workers at the same time: no truncation.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while chunk := src.read(READ):
+                os.pwrite(fd, chunk, int(piece_at) + written)
+                written += len(chunk)
+        finally:
+            os.close(fd)
+        return written
     if member.pax_headers.get(DELTA_KEY) is None:
         with open(target, "wb") as out:
             while chunk := src.read(READ):
