@@ -47,9 +47,14 @@ def test_prune_keeps_exactly_the_policy_set(sandbox: dict[str, Any], dev: Loaded
     assert refused.returncode == 50, refused.stderr
     assert sorted(info.key for info in storage.list("")) == before
 
-    res = run_cli(*prune, "--yes")
+    audit = tmp_path / "audit.jsonl"
+    res = run_cli(*prune, "--yes", audit=audit)
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)["clusters"][0]
+    # Every deletion is in the audit log, with the reason the policy gave.
+    deletes = [e for e in map(json.loads, audit.read_text().splitlines()) if e["kind"] == "delete"]
+    assert len(deletes) == len(result["deleted"]) + 2  # + the incomplete backup + one line for the WAL
+    assert all("outside the policy" in e["text"] for e in deletes if e["text"].startswith("backup "))
     days = [date(int(i[:4]), int(i[4:6]), int(i[6:8])) for i in ids]
     newest = days[-1]
     expected = {newest - timedelta(days=n) for n in range(3)}  # daily 3

@@ -11,7 +11,7 @@ the repository doing its job.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from dbrunbook.backup.manifest import backup_prefix, manifest_key
 from dbrunbook.backup.retention import BackupFacts, RetentionPlan, expired_wal, plan_retention, stale_incomplete
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import WalName
+from dbrunbook.execution.audit import AuditLog
 
 Confirm = Callable[[str], None]
 
@@ -46,6 +47,9 @@ class PrunePlan:
             "incomplete": self.incomplete,
             "notes": self.retention.notes,
         }
+
+    def reasons(self, backup_id: str) -> tuple[str, ...]:
+        return next(d.reasons for d in self.retention.decisions if d.backup_id == backup_id)
 
     def explain(self) -> list[str]:
         lines = [f"{self.cluster}: {line}" for line in self.retention.explain()]
@@ -80,19 +84,37 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
     )
 
 
-def run_prune(storage: Storage, plan: PrunePlan) -> dict[str, Any]:
+def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) -> dict[str, Any]:
     deleted: list[str] = []
     locked: dict[str, list[str]] = defaultdict(list)
+
+    def record(what: str, refused: Sequence[str]) -> None:
+        if audit is not None:
+            audit.record(
+                host=storage.describe(),
+                kind="delete",
+                text=what,
+                duration=0,
+                exit_status=0,
+                dry_run=False,
+                refused=list(refused),
+            )
+
     for backup_id in plan.retention.delete:
         refused = storage.delete([manifest_key(backup_id)])
         if refused:
             locked[backup_id] = refused  # still complete, still restorable: leave its data alone
+            record(f"backup {backup_id}: manifest under Object Lock, kept", refused)
             continue
         _delete_prefix(storage, backup_prefix(backup_id), locked[backup_id])
+        record(f"backup {backup_id}: {'; '.join(plan.reasons(backup_id))}", locked[backup_id])
         deleted.append(backup_id)
     for backup_id in plan.incomplete:
         _delete_prefix(storage, backup_prefix(backup_id), locked[backup_id])
+        record(f"incomplete backup {backup_id} (no manifest)", locked[backup_id])
     wal_refused = storage.delete(plan.wal_keys) if plan.wal_keys else []
+    if plan.wal_keys:
+        record(f"{len(plan.wal_keys)} WAL files before {plan.retention.wal_keep_from}", wal_refused)
     return {
         **plan.as_dict(),
         "deleted": deleted,

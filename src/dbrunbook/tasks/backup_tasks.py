@@ -248,7 +248,7 @@ def prune(
                 f"{len(plan.wal_keys)} WAL files of {name}",
                 yes=yes,
             )
-            results.append({**run_prune(ctx.storage, plan), "explain": plan.explain()})
+            results.append({**run_prune(ctx.storage, plan, run.settings.audit), "explain": plan.explain()})
     finally:
         run.close()
 
