@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dbrunbook.backup.manifest import manifest_key
 from dbrunbook.backup.storage_s3 import S3Storage
 from dbrunbook.inventory import LoadedInventory
 
@@ -86,5 +87,11 @@ def test_verify_and_wal_check_name_what_is_broken(
             {"from": "000000010000000000000011", "to": "000000010000000000000011", "missing": 1},
             {"from": "000000010000000000000013", "to": "000000010000000000000013", "missing": 1},
         ]
+        # The full backup gone: the incremental's chain is broken, reported as its problem, not a crash.
+        forged.storage.delete([manifest_key(full.backup_id)])
+        orphan = run_cli("backup.verify", "--backup-id=all", *args)
+        assert orphan.returncode == 81, orphan.stderr
+        [report] = json.loads(orphan.stdout)["backups"]
+        assert "chain is broken" in report["problems"][0]["problem"]
     finally:
         forged.wipe()

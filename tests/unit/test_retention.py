@@ -134,7 +134,7 @@ def test_the_newest_restorable_backup_survives_any_policy() -> None:
     history = chain_history()
     plan = plan_retention(history, Retention(daily=0), now)
     assert plan.keep == ["F2", "I3"]
-    assert "the newest restorable backup is always kept" in plan.decisions[-1].reasons
+    assert "the newest restorable physical backup is always kept" in plan.decisions[-1].reasons
     # A broken chain (its full backup gone) is not "restorable": the newest good one is kept instead.
     broken = [b for b in history if b.backup_id != "F2"]
     plan = plan_retention(broken, Retention(daily=0), now)
@@ -154,7 +154,17 @@ def test_pitr_window_keeps_its_base_and_everything_inside() -> None:
     logical = BackupFacts("L", "logical", datetime(2026, 4, 7, 3, 30, tzinfo=UTC))
     plan = plan_retention([*history, logical], Retention(keep_last=1, pitr_window="3d"), now)
     assert "base of the PITR window" in " ".join({d.backup_id: d.reasons for d in plan.decisions}[history[6].backup_id])
-    assert "L" in plan.delete
+    assert plan.wal_keep_from == history[6].start_wal
+
+
+def test_logical_and_physical_backups_are_counted_apart() -> None:
+    day = datetime(2026, 4, 10, tzinfo=UTC)
+    base = BackupFacts("F", "physical", day.replace(hour=3), start_wal="000000010000000000000005")
+    dump = BackupFacts("L", "logical", day.replace(hour=4))
+    older = BackupFacts("F0", "physical", day.replace(hour=2) - timedelta(days=1), start_wal="000000010000000000000001")
+    plan = plan_retention([older, base, dump], Retention(daily=1), day.replace(hour=6))
+    # The 04:00 dump takes the logical slot of the day; the 03:00 base backup keeps the physical one.
+    assert plan.keep == ["F", "L"] and plan.delete == ["F0"]
 
 
 def test_wal_expiry_and_segment_order() -> None:

@@ -26,6 +26,7 @@ the member's size is known before it starts and nothing is held beyond one 1 MiB
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -148,12 +149,12 @@ def page_lsn(page: bytes | memoryview) -> int | None:
     return int((hi << 32) | lo)
 
 
-def changed_blocks(path: Path, size: int, threshold: int, start: int = 0) -> array[int]:
+def changed_blocks(path: Path | IO[bytes], size: int, threshold: int, start: int = 0) -> array[int]:
     """Numbers of the pages at or after LSN ``threshold`` between byte ``start`` and ``size`` (the size
     listed by the scan, or the end of a piece); from the first invalid page header on, every page."""
     blocks = array("I")
     distrust = False
-    with open(path, "rb") as fh:
+    with open(path, "rb") if isinstance(path, Path) else contextlib.nullcontext(path) as fh:
         fh.seek(start)
         offset = start
         while offset < size:
@@ -204,7 +205,16 @@ def delta_member(
     """One tar member holding the changed pages of one file: a header (magic, count, block numbers), then
     the pages in block order. The page list is known before any page is read, so the member's size is too,
     and nothing is buffered beyond one run of pages."""
-    blocks = changed_blocks(root / path, size, threshold, start)
+    # One open file for both passes: a file dropped after its tar header went out must not cut the member
+    # short (that would corrupt the whole bundle); unlinked, it stays readable through this descriptor.
+    with open(root / path, "rb") as fh:
+        yield from _delta_member(fh, path, size, mode, mtime, threshold, start)
+
+
+def _delta_member(
+    fh: IO[bytes], path: str, size: int, mode: int, mtime: float, threshold: int, start: int
+) -> Iterator[bytes]:
+    blocks = changed_blocks(fh, size, threshold, start)
     if not blocks:
         return
     listed = array("I", blocks)
@@ -219,16 +229,15 @@ def delta_member(
     yield info.tobuf(format=tarfile.PAX_FORMAT)
     yield head
     out = bytearray()
-    with open(root / path, "rb") as fh:
-        for first, count in _runs(blocks):
-            data = os.pread(fh.fileno(), count * PAGE, first * PAGE)
-            # A page that vanished since the first pass (truncation) is sent as zeros: WAL replay of the
-            # truncation removes it again, and the member keeps the size its header announced.
-            out += data
-            out += bytes(count * PAGE - len(data))
-            if len(out) >= READ:  # scattered pages: hand the pipeline 1 MiB pieces, not 8 KiB ones
-                yield bytes(out)
-                out.clear()
+    for first, count in _runs(blocks):
+        data = os.pread(fh.fileno(), count * PAGE, first * PAGE)
+        # A page that vanished since the first pass (truncation) is sent as zeros: WAL replay of the
+        # truncation removes it again, and the member keeps the size its header announced.
+        out += data
+        out += bytes(count * PAGE - len(data))
+        if len(out) >= READ:  # scattered pages: hand the pipeline 1 MiB pieces, not 8 KiB ones
+            yield bytes(out)
+            out.clear()
     if out:
         yield bytes(out)
     pad = info.size % BLOCK

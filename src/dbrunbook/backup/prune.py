@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook.backup.catalog import Catalog
@@ -80,7 +80,8 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
         ctx.name,
         retention,
         [key for name in expired for key in wal[name]],
-        stale_incomplete(newest, complete, now),
+        # The real clock, whatever --now says: a what-if date must never make a running backup look abandoned.
+        stale_incomplete(newest, complete, datetime.now(UTC)),
     )
 
 

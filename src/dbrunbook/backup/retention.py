@@ -1,14 +1,15 @@
 """Retention: which backups and which WAL a policy keeps. Pure: (backups, policy, now) -> a plan that
 says, for every backup, keep or delete and why. ``backup.prune`` executes the plan.
 
-Grandfather-father-son rules count like restic's ``--keep-daily`` and friends: ``daily: 7`` keeps the
+Physical backups (full and incremental) and logical dumps are counted separately, each kind with the
+whole policy. Grandfather-father-son rules count like restic's ``--keep-daily`` and friends: ``daily: 7`` keeps the
 newest backup of each of the 7 most recent calendar days *that have a backup*, so a week without backups
 does not empty the repository. Days, weeks (ISO), months and years are those of the policy's time zone:
 a backup at 23:30 in Berlin belongs to that Berlin day, whatever UTC says.
 
 Safety rules, applied after the policy:
 - a kept incremental keeps every backup it builds on;
-- the newest restorable backup is always kept, whatever the policy says;
+- the newest restorable backup of each kind is always kept, whatever the policy says;
 - the PITR window keeps every backup that ends inside it, plus the newest one before it (the base a
   restore to the window's first second starts from);
 - WAL is kept from the oldest kept physical backup's start segment; everything before it is expired.
@@ -121,15 +122,24 @@ def plan_retention(backups: Sequence[BackupFacts], policy: Retention | None, now
     counts = () if policy is None else (policy.keep_last, policy.daily, policy.weekly, policy.monthly, policy.yearly)
     if policy is None or (all(v is None for v in counts) and policy.pitr_window is None):
         decisions = [Decision(b.backup_id, True, ("no retention policy",)) for b in ordered]
-        return RetentionPlan(decisions, None, None, [*notes, "no retention policy: nothing is deleted"])
+        return RetentionPlan(decisions, None, None, [*notes, "no retention policy: no complete backup is deleted"])
 
-    _calendar_reasons(ordered, policy, reasons)
+    # Physical chains and logical dumps are counted apart: a nightly pg_dump must not push the night's base
+    # backup out of its daily slot, and each kind keeps its own newest copy.
+    families = {
+        "physical": [b for b in ordered if b.kind != "logical"],
+        "logical": [b for b in ordered if b.kind == "logical"],
+    }
+    for family in families.values():
+        _calendar_reasons(family, policy, reasons)
     pitr_from = None
     if policy.pitr_window:
         pitr_from = now - parse_window(policy.pitr_window)
         notes += _pitr_reasons(ordered, restorable, pitr_from, reasons)
-    if restorable and not reasons[restorable[-1].backup_id]:
-        reasons[restorable[-1].backup_id].append("the newest restorable backup is always kept")
+    for kind, family in families.items():
+        good = [b for b in restorable if b in family]
+        if good and not reasons[good[-1].backup_id]:
+            reasons[good[-1].backup_id].append(f"the newest restorable {kind} backup is always kept")
     # Parents of kept backups, newest first, so a chain's reasons propagate to its root.
     for b in reversed(ordered):
         if reasons[b.backup_id] and b.parent in reasons:

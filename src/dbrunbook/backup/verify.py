@@ -23,7 +23,7 @@ from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.objects import load, load_key
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
-from dbrunbook.errors import EncryptionError, RepositoryError
+from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
 
 DEFAULT_SEGMENT_SIZE = 16 << 20
 
@@ -91,8 +91,15 @@ def verify(
     """One report per target backup; objects shared by several chains are read once."""
     results: dict[str, Problem | None] = {}
     plans: list[tuple[Manifest, list[ObjectEntry], list[str]]] = []
+    chains: dict[str, list[str]] = {}
     for target in targets:
-        entries = [o for m in catalog.chain(target) for o in m.objects]
+        try:
+            chain = catalog.chain(target)
+        except BackupError as exc:  # a parent is gone: report it with this backup, go on with the others
+            chain = [target]
+            results[f"chain:{target.backup_id}"] = Problem(f"backups/{target.parent}/", exc.message)
+        chains[target.backup_id] = [m.backup_id for m in chain]
+        entries = [o for m in chain for o in m.objects]
         wal: list[str] = []
         if target.kind != "logical" and target.start_wal and target.stop_wal:
             wal = segments_between(target.start_wal, target.stop_wal, segment_size(target))
@@ -115,11 +122,14 @@ def verify(
         problems = [p for p in (results[o.key] for o in entries) if p] + [
             p for p in (results[f"wal:{s}"] for s in wal) if p
         ]
+        broken = results.get(f"chain:{target.backup_id}")
+        if broken:
+            problems.insert(0, broken)
         reports.append(
             {
                 "backup_id": target.backup_id,
                 "kind": target.kind,
-                "chain": [m.backup_id for m in catalog.chain(target)],
+                "chain": chains[target.backup_id],
                 "objects": len(entries),
                 "stored_bytes": sum(o.size for o in entries),
                 "wal_segments": len(wal),

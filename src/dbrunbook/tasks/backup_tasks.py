@@ -102,6 +102,8 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
                 f"({b['plain_mib']} MiB of data) in {b['seconds']}s, {what}",
                 markup=False,
             )
+            if task_name == "backup.incremental" and b["kind"] != "incremental":
+                console.print(f"{b['cluster']}: took a full backup: {b['why']}", markup=False)
 
         for name in skipped:
             console.print(f"{name}: skipped, backups of its engine are not available yet", markup=False)
@@ -119,6 +121,7 @@ def _summary(m: Any) -> dict[str, Any]:
         "backup_id": m.backup_id,
         "kind": m.kind,
         "parent": m.parent,
+        "why": m.extra.get("why"),
         "source_host": m.source_host,
         "start_time": m.start_time.isoformat(),
         "stop_time": m.stop_time.isoformat(),
@@ -202,7 +205,7 @@ def restore_point(
 @task(
     help={
         "env": ENV,
-        "cluster": "prune only this cluster (default: every cluster with a retention policy)",
+        "cluster": "prune only this cluster (default: every cluster with a repository)",
         "dry_run": "print the plan (keep or delete, and why, for every backup) and change nothing",
         "yes": "do not ask for confirmation",
         "now": "plan as if it were this ISO 8601 time (what-if; default: now)",

@@ -16,6 +16,7 @@ ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 @guarded
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
+    from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.verify import segment_size, wal_report
     from dbrunbook.backup.wal import WalName
     from dbrunbook.errors import WalCheckFailed
@@ -24,7 +25,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     ctx = run.cluster_context(cluster)
     catalog = ctx.catalog()
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
-    start = min((m.start_wal for m in physical if m.start_wal), default=None)
+    start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
     names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
     report = {"cluster": ctx.name, **wal_report(names, start, segment_size(physical[-1] if physical else None))}
 
