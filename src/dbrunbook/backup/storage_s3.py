@@ -267,7 +267,9 @@ class S3Storage(Storage):
                 raise self._error(exc, "delete", wanted[batch[0]["Key"]]) from exc
             for err in answer.get("Errors", []):
                 key = wanted.get(err.get("Key", ""), err.get("Key", "?"))
-                if err.get("Code") in _DENIED or err.get("Code") == "ObjectLocked":
+                # S3 answers AccessDenied for a version under Object Lock too; without a lock policy it
+                # means the credentials may not delete, which prune must not report as "kept by a lock".
+                if err.get("Code") == "ObjectLocked" or (err.get("Code") in _DENIED and self._lock is not None):
                     refused.add(key)
                 else:
                     raise RepositoryError(

@@ -17,12 +17,18 @@ def rotate_recipients(
     """Make ``new_recipient`` the one new objects are encrypted to (with the old ones too when
     ``keep_old``) and put ``identity_ref`` first in the keyring. Returns the recipients retired."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
 
     from dbrunbook.inventory.loader import parse_inventory
 
+    original = path.read_text()
+    _, seq_indent, offset = load_yaml_guess_indent(original)
     yaml = YAML()
     yaml.preserve_quotes = True
-    original = path.read_text()
+    yaml.width = 4096  # never re-wrap the operator's long lines
+    # Write the file the way it is already written: its mapping indent, and lists flush with their key or
+    # indented under it.
+    yaml.indent(mapping=_mapping_indent(original), sequence=seq_indent or 2, offset=offset or 0)
     data = yaml.load(original)
     try:
         encryption = data["clusters"][cluster]["encryption"]
@@ -45,3 +51,12 @@ def rotate_recipients(
     os.chmod(tmp, path.stat().st_mode & 0o777)
     tmp.replace(path)
     return [r for r in old if r not in wanted]
+
+
+def _mapping_indent(text: str) -> int:
+    """Indentation of the first nested mapping key (ruamel guesses only the list indentation)."""
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if line[:1] == " " and stripped and not stripped.startswith(("#", "- ")) and ":" in stripped:
+            return len(line) - len(stripped)
+    return 2

@@ -95,8 +95,16 @@ def rotate(
     ctx = run.cluster_context(cluster)
     path = Path(identity_file).expanduser().absolute()
     if dry_run:
-        result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": ctx.recipients}
-        run.out.result(result, lambda console: console.print(f"dry run: {result}", markup=False))
+        retire = [] if keep_old else ctx.recipients
+        result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": retire}
+        run.out.result(
+            result,
+            lambda console: console.print(
+                f"dry run: would encrypt new objects of {ctx.name} to the identity in {path} (created if missing), "
+                f"retire {', '.join(retire) or 'no recipient'}, and edit {run.loaded.path}",
+                markup=False,
+            ),
+        )
         return
     confirm(f"rotate the encryption key of {ctx.name} (edits {run.loaded.path})", yes=yes)
     recipient = recipient_of(new_identity_file(path))
