@@ -320,11 +320,18 @@ def write_member(target: Path, member: tarfile.TarInfo, src: IO[bytes]) -> int:
     blocks.frombytes(src.read(4 * count))
     if sys.byteorder != "little":
         blocks.byteswap()
+    # Pages arrive in block order; read them 1 MiB at a time and write each run from that buffer: scattered
+    # changes make tens of thousands of short runs, and a read call per run costs more than the write.
+    buf = memoryview(b"")
     with open(target, "r+b") as out:
         for first, n in _runs(blocks):
-            data = src.read(n * PAGE)
-            if len(data) != n * PAGE:
-                raise RestoreError(f"changed pages of {member.name} end early")
-            os.pwrite(out.fileno(), data, first * PAGE)
-            written += len(data)
+            size = n * PAGE
+            if len(buf) < size:
+                more = src.read(max(READ, size - len(buf)))
+                buf = memoryview(bytes(buf) + more)
+                if len(buf) < size:
+                    raise RestoreError(f"changed pages of {member.name} end early")
+            os.pwrite(out.fileno(), buf[:size], first * PAGE)
+            buf = buf[size:]
+            written += size
     return written
