@@ -83,10 +83,13 @@ def test_verify_and_wal_check_name_what_is_broken(
 
         gaps = run_cli("wal.check", *args)
         assert gaps.returncode == 82, gaps.stderr
+        # 11 breaks the full backup itself: critical. 13 lies between the two backups: the full backup can no
+        # longer replay past it, but the incremental restores to now; reported, not critical.
         assert json.loads(gaps.stdout)["gaps"] == [
-            {"from": "000000010000000000000011", "to": "000000010000000000000011", "missing": 1},
-            {"from": "000000010000000000000013", "to": "000000010000000000000013", "missing": 1},
+            {"from": "000000010000000000000011", "to": "000000010000000000000011", "missing": 1, "critical": True},
+            {"from": "000000010000000000000013", "to": "000000010000000000000013", "missing": 1, "critical": False},
         ]
+        assert "1 gaps in the archived WAL break a backup" in gaps.stderr
         # The full backup gone: the incremental's chain is broken, reported as its problem, not a crash.
         forged.storage.delete([manifest_key(full.backup_id)])
         orphan = run_cli("backup.verify", "--backup-id=all", *args)

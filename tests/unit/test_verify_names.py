@@ -32,7 +32,12 @@ def test_wal_report_finds_gaps_and_timeline_switches() -> None:
         "00000002000000000000000B.00000028.backup",
     ]
     report = wal_report(names, "000000010000000000000005")
-    assert report["gaps"] == [{"from": "000000010000000000000009", "to": "00000001000000000000000A", "missing": 2}]
+    gap = {"from": "000000010000000000000009", "to": "00000001000000000000000A", "missing": 2}
+    assert report["gaps"] == [{**gap, "critical": True}]  # no backup after it: nothing restores to now
+    after = [("000000010000000000000005", "000000010000000000000006"), ("00000002000000000000000B",) * 2]
+    assert wal_report(names, "000000010000000000000005", backups=after)["gaps"] == [{**gap, "critical": False}]
+    inside = [("000000010000000000000008", "00000001000000000000000B")]
+    assert wal_report(names, "000000010000000000000005", backups=inside)["gaps"] == [{**gap, "critical": True}]
     assert report["timeline_switches"] == 1
     assert [(t["timeline"], t["first"], t["last"], t["history_file"]) for t in report["timelines"]] == [
         (1, "000000010000000000000001", "000000010000000000000006", True),

@@ -143,10 +143,24 @@ def verify(
 # -- wal.check ----------------------------------------------------------------------------------------
 
 
-def wal_report(names: Iterable[str], start: str | None, seg_size: int = DEFAULT_SEGMENT_SIZE) -> dict[str, Any]:
+def wal_report(
+    names: Iterable[str],
+    start: str | None,
+    seg_size: int = DEFAULT_SEGMENT_SIZE,
+    backups: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """Gaps and timelines of the archived WAL, from the file names alone. ``start`` is the oldest backup's
-    start segment: older WAL is not needed, so holes before it are not gaps."""
+    start segment: older WAL is not needed, so holes before it are not gaps.
+
+    ``backups`` are the (start, stop) segments of the physical backups. A gap is *critical* when it breaks
+    one of them (inside its start..stop, so it cannot become consistent) or lies after the newest one's
+    start (so no restore reaches "now"). An older gap only stops older backups from replaying past it:
+    reported, not critical, and it goes away when retention deletes them."""
     per_log = 0x1_0000_0000 // seg_size
+
+    def at(seg: str) -> int:
+        return int(seg[8:16], 16) * per_log + int(seg[16:24], 16)
+
     positions: dict[int, set[str]] = {}
     timelines: dict[str, list[int]] = {}
     history = []
@@ -178,7 +192,10 @@ def wal_report(names: Iterable[str], start: str | None, seg_size: int = DEFAULT_
             while q <= last and q not in positions:
                 q += 1
             tli = start[:8] if start else min(timelines)
-            gaps.append({"from": name(tli, p), "to": name(tli, q - 1), "missing": q - p})
+            newest = max((at(s) for s, _ in backups), default=None)
+            inside = any(at(s) <= q - 1 and p <= at(e) for s, e in backups)
+            critical = inside or newest is None or q - 1 >= newest
+            gaps.append({"from": name(tli, p), "to": name(tli, q - 1), "missing": q - p, "critical": critical})
             p = q
     switches = sorted(timelines)
     return {

@@ -27,7 +27,9 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
     start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
     names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
-    report = {"cluster": ctx.name, **wal_report(names, start, segment_size(physical[-1] if physical else None))}
+    spans = [(m.start_wal, m.stop_wal) for m in physical if m.start_wal and m.stop_wal]
+    seg_size = segment_size(physical[-1] if physical else None)
+    report = {"cluster": ctx.name, **wal_report(names, start, seg_size, spans)}
 
     def human(console: Any) -> None:
         console.print(f"{ctx.name}: WAL from {report['from']} to {report['newest']}", markup=False)
@@ -38,16 +40,18 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
                 markup=False,
             )
         for g in report["gaps"]:
-            console.print(f"  GAP: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
+            what = "GAP" if g["critical"] else "old gap (only older backups cannot replay past it)"
+            console.print(f"  {what}: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
         if not report["gaps"]:
             console.print("  no gaps", markup=False)
 
     run.out.result(report, human)
-    if report["gaps"]:
-        g = report["gaps"][0]
+    critical = [g for g in report["gaps"] if g["critical"]]
+    if critical:
+        g = critical[0]
         failure = WalCheckFailed(
-            f"{ctx.name}: {len(report['gaps'])} gaps in the archived WAL; first: {g['missing']} segments "
-            f"{g['from']}..{g['to']}; point-in-time recovery cannot cross it",
+            f"{ctx.name}: {len(critical)} gaps in the archived WAL break a backup or recovery to now; "
+            f"first: {g['missing']} segments {g['from']}..{g['to']}; point-in-time recovery cannot cross it",
             hint="take a new full backup and check archive_command errors in the PostgreSQL log",
         )
         failure.reported = True
