@@ -104,6 +104,21 @@ def _restore_files(args: argparse.Namespace) -> int:
     identities = cfg.identities()
     chain = [_manifest(storage, key, identities) for key in args.manifest_key]
     dest = Path(args.dest)
+    tablespaces: dict[str, str] = {}
+    for m in chain:  # every tablespace any backup of the chain has, where the newest one had it
+        if any(o.name == "tablespace_map" for o in m.objects):
+            text = b"".join(load(storage, m.object("tablespace_map"), identities)).decode()
+            tablespaces.update(physical.parse_tablespace_map(text))
+    for mapping in args.tablespace:
+        oid, _, location = mapping.partition("=")
+        if oid not in tablespaces:
+            from dbrunbook.errors import RestoreError
+
+            raise RestoreError(
+                f"--tablespace {mapping}: the backup has no tablespace {oid} ({', '.join(tablespaces) or 'none'})"
+            )
+        tablespaces[oid] = location
+    physical.link_tablespaces(dest, tablespaces)
     written = 0
     for i, manifest in enumerate(chain):
         if i and manifest.parent != chain[i - 1].backup_id:
@@ -112,10 +127,11 @@ def _restore_files(args: argparse.Namespace) -> int:
             raise RestoreError(f"backup {manifest.backup_id} does not follow {chain[i - 1].backup_id}: broken chain")
         apply = physical.apply_incremental if i else physical.unpack_all
         written += apply(storage, manifest.objects, dest, identities, jobs=args.jobs)
-    for extra in ("backup_label", "tablespace_map"):
-        if any(o.name == extra for o in manifest.objects):
-            (dest / extra).write_bytes(b"".join(load(storage, manifest.object(extra), identities)))
-    sys.stdout.write(json.dumps({"written": written, "backup_id": manifest.backup_id}) + "\n")
+    # No tablespace_map: the links made above already say where each tablespace is.
+    (dest / "backup_label").write_bytes(b"".join(load(storage, manifest.object("backup_label"), identities)))
+    sys.stdout.write(
+        json.dumps({"written": written, "backup_id": manifest.backup_id, "tablespaces": tablespaces}) + "\n"
+    )
     return 0
 
 
@@ -189,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest-key", required=True, action="append", help="the chain, full backup first, one per backup"
     )
     rfiles.add_argument("--dest", required=True)
+    rfiles.add_argument("--tablespace", action="append", default=[], help="OID=DIR: restore that tablespace there")
     rfiles.add_argument("--jobs", type=int, default=2)
     for name, helptext in (
         ("logical-push", "pg_dump databases into the repository"),

@@ -52,7 +52,7 @@ OFFSET_KEY = "DBRUNBOOK.offset"  # PAX header of a member that is a byte range o
 DELTA_MAGIC = b"DBRPAGE1"
 FILE_LIST = "files.jsonl"
 # Main forks only: base/<db oid>/<relfilenode>[.<segment>] and global/<relfilenode>[.<segment>].
-MAIN_FORK = re.compile(r"^(base/\d+|global)/\d+(\.\d+)?$")
+MAIN_FORK = re.compile(r"^(base/\d+|global|pg_tblspc/\d+/PG_[^/]+/\d+)/\d+(\.\d+)?$")
 # pd_lsn (two uint32), pd_checksum, pd_flags, pd_lower, pd_upper, pd_special, pd_pagesize_version.
 _HEADER = struct.Struct("=IIHHHHHH")
 _PAGE_STRIDE = struct.Struct(f"=IIHHHHHH{8192 - 20}x")  # a page header, then the rest of the page skipped
@@ -262,14 +262,18 @@ def reshape(dest: Path, listing: FileList, skip_contents: set[str], keep: Sequen
     contents are written: removed files go, truncated files are cut, grown or new files are extended with
     zeros (every page of them that matters is in the incremental)."""
     files = listing.files
-    for dirpath, dirnames, filenames in os.walk(dest, topdown=True):
+    for dirpath, dirnames, filenames in os.walk(dest, topdown=True, followlinks=True):
         rel_dir = Path(dirpath).relative_to(dest).as_posix()
         for d in list(dirnames):
             rel = d if rel_dir == "." else f"{rel_dir}/{d}"
             if _skipped(rel, skip_contents):
                 dirnames.remove(d)
             elif rel not in files:
-                shutil.rmtree(Path(dirpath, d))
+                gone = Path(dirpath, d)
+                if gone.is_symlink():
+                    gone.unlink()  # a dropped tablespace: its link goes, its directory is the operator's
+                else:
+                    shutil.rmtree(gone)
                 dirnames.remove(d)
         for f in filenames:
             rel = f if rel_dir == "." else f"{rel_dir}/{f}"

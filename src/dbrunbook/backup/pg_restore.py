@@ -112,6 +112,7 @@ class RestorePlan:
     wal_from: str | None
     steps: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)  # backup ids, full first; the last is backup_id
+    tablespaces: dict[str, str] = field(default_factory=dict)  # oid -> directory on the target host
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +126,7 @@ class RestorePlan:
             "target_action": self.target.action,
             "wal_from": self.wal_from,
             "chain": self.chain,
+            "tablespaces": self.tablespaces,
             "steps": self.steps,
         }
 
@@ -137,9 +139,24 @@ def plan_restore(
     port: int,
     target: RecoveryTarget,
     chain: Sequence[Manifest] = (),
+    *,
+    tablespaces: dict[str, str] | None = None,
+    remap: Sequence[str] = (),
 ) -> RestorePlan:
-    """``chain`` is every backup the restore needs, full first (just ``manifest`` for a full backup)."""
+    """``chain`` is every backup the restore needs, full first (just ``manifest`` for a full backup).
+    ``tablespaces`` are the backup's (oid -> original directory), ``remap`` the operator's OID=DIR."""
     chain = list(chain) or [manifest]
+    places = dict(tablespaces or {})
+    for mapping in remap:
+        oid, sep, location = mapping.partition("=")
+        if not sep or not location.startswith("/"):
+            raise RestoreError(f"--tablespace {mapping!r} must look like OID=/absolute/dir")
+        if oid not in places:
+            raise RestoreError(
+                f"--tablespace {mapping}: backup {manifest.backup_id} has no tablespace {oid} "
+                f"(it has: {', '.join(sorted(places)) or 'none'})"
+            )
+        places[oid] = location
     if manifest.kind not in ("physical", "incremental"):
         raise RestoreError(f"backup {manifest.backup_id} is {manifest.kind}; this restore path takes physical backups")
     if chain[-1].backup_id != manifest.backup_id or chain[0].kind != "physical":
@@ -164,6 +181,7 @@ def plan_restore(
             f"({m.plain_size / 2**20:.0f} MiB in {len(m.objects)} objects)"
             for m in chain
         ),
+        *(f"restore tablespace {oid} into {location} (must be empty)" for oid, location in sorted(places.items())),
         f"write recovery settings: restore_command from the repository, WAL from {manifest.start_wal}, "
         f"target {target.describe()}, then {target.action}",
         f"start PostgreSQL on port {port} and wait until the target is reached",
@@ -179,19 +197,48 @@ def plan_restore(
         manifest.start_wal,
         steps,
         [m.backup_id for m in chain],
+        places,
     )
+
+
+def backup_tablespaces(ctx: ClusterContext, chain: Sequence[Manifest]) -> dict[str, str]:
+    """Every tablespace of the chain (oid -> directory on the source), from its tablespace_map objects."""
+    from dbrunbook.backup.objects import load_bytes
+    from dbrunbook.backup.physical import parse_tablespace_map
+
+    found: dict[str, str] = {}
+    for m in chain:
+        for o in m.objects:
+            if o.name == "tablespace_map":
+                found.update(parse_tablespace_map(load_bytes(ctx.storage, o.key, ctx.identities()).decode()))
+    return found
 
 
 def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bool, confirm: Confirm) -> None:
     d = plan.data_dir
-    empty = ex.run(
-        Command(
-            ("sh", "-c", 'test ! -e "$1" || test -z "$(ls -A "$1")"', "sh", d),
-            mutating=False,
-            check=False,
-            description="is the data directory empty",
+
+    def is_empty(path: str, what: str) -> bool:
+        return ex.run(
+            Command(
+                ("sh", "-c", 'test ! -e "$1" || test -z "$(ls -A "$1")"', "sh", path),
+                mutating=False,
+                check=False,
+                description=f"is the {what} empty",
+            )
+        ).ok
+
+    busy_spaces = [loc for loc in plan.tablespaces.values() if not is_empty(loc, "tablespace directory")]
+    if busy_spaces and not force:
+        raise RestoreError(
+            f"refusing to restore on {plan.host}: tablespace directory {busy_spaces[0]} is not empty",
+            hint="map the tablespace elsewhere with --tablespace OID=/new/dir, or use --force to replace it",
         )
-    )
+    if busy_spaces:
+        confirm(f"delete everything in tablespace directories {', '.join(busy_spaces)} on {plan.host}")
+        for loc in busy_spaces:
+            ex.run(Command(("find", loc, "-mindepth", "1", "-delete"), description="empty a tablespace directory"))
+
+    data_empty = is_empty(d, "data directory")
     busy = ex.run(
         Command(
             (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
@@ -201,10 +248,10 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
         )
     )
     port_busy = busy.exit_code in (0, 1)
-    if (not empty.ok or port_busy) and not force:
-        what = f"{d} is not empty" if not empty.ok else f"port {plan.port} is in use"
+    if (not data_empty or port_busy) and not force:
+        what = f"{d} is not empty" if not data_empty else f"port {plan.port} is in use"
         raise RestoreError(f"refusing to restore on {plan.host}: {what}", hint="use --force to replace it")
-    if not empty.ok or port_busy:
+    if not data_empty or port_busy:
         confirm(f"stop any server in {d} on {plan.host} and delete everything in it")
         ex.run(
             Command(
@@ -260,6 +307,7 @@ def run_restore(
                     for backup_id in plan.chain or [plan.backup_id]
                     for arg in ("--manifest-key", manifest_key(backup_id))
                 ),
+                *(arg for oid, location in plan.tablespaces.items() for arg in ("--tablespace", f"{oid}={location}")),
                 "--dest",
                 plan.data_dir,
                 "--jobs",

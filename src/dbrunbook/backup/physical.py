@@ -86,7 +86,8 @@ class Entry:
 def scan(root: Path) -> list[Entry]:
     """Every directory and regular file to back up, relative to the data directory."""
     out: list[Entry] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Tablespaces are symlinks pg_tblspc/<oid> -> their directory: followed, and stored under that name.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         rel_dir = Path(dirpath).relative_to(root)
         top = rel_dir.parts[0] if rel_dir.parts else ""
         if top in SKIP_CONTENTS:
@@ -95,11 +96,12 @@ def scan(root: Path) -> list[Entry]:
         dirnames.sort()
         for d in list(dirnames):
             p = Path(dirpath, d)
-            if p.is_symlink():  # tablespaces or a moved pg_wal: not supported yet, refuse rather than lose data
-                if (rel_dir / d).as_posix() in SKIP_CONTENTS:
+            if p.is_symlink() and rel_dir.as_posix() != "pg_tblspc":
+                if (rel_dir / d).as_posix() in SKIP_CONTENTS:  # a pg_wal moved elsewhere
                     dirnames.remove(d)
                     continue
-                raise BackupError(f"{rel_dir / d} is a symlink (tablespace?); tablespaces are not supported yet")
+                # Anything else linked out of the data directory would be restored as a plain directory.
+                raise BackupError(f"{rel_dir / d} is a symlink outside pg_tblspc; move it back into the data directory")
             st = p.stat()
             out.append(
                 Entry(
@@ -336,6 +338,38 @@ def load_file_list(storage: Storage, entries: Sequence[ObjectEntry], identities:
     if entry is None:
         raise RestoreError("the backup has no file list (made by an older dbrunbook): it cannot start a chain")
     return read_file_list(split_lines(load(storage, entry, identities)))
+
+
+def link_tablespaces(dest: Path, tablespaces: dict[str, str]) -> None:
+    """Make pg_tblspc/<oid> a symlink to each tablespace's directory (created 0700, refused when it holds
+    anything) before any file is unpacked: files then land in the tablespace, as PostgreSQL expects. No
+    tablespace_map is written, since the links already say what it would."""
+    for oid, location in sorted(tablespaces.items()):
+        target = Path(location)
+        if not target.is_absolute():
+            raise RestoreError(f"tablespace {oid}: {location!r} is not an absolute path")
+        if target.exists() and any(target.iterdir()):
+            raise RestoreError(
+                f"tablespace {oid} would be restored into {location}, which is not empty",
+                hint=f"map it elsewhere with --tablespace {oid}=/new/empty/dir",
+            )
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target.chmod(0o700)
+        link = dest / "pg_tblspc" / oid
+        link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if link.is_symlink() or link.exists():
+            raise RestoreError(f"{link} already exists")
+        link.symlink_to(target)
+
+
+def parse_tablespace_map(text: str) -> dict[str, str]:
+    """tablespace_map lines are '<oid> <path>' (the path may hold spaces)."""
+    out = {}
+    for line in text.splitlines():
+        oid, _, path = line.partition(" ")
+        if oid.isdigit() and path:
+            out[oid] = path
+    return out
 
 
 def apply_incremental(

@@ -13,6 +13,7 @@ from dbrunbook.tasks.common import TaskRun, guarded
 
 
 @task(
+    iterable=["tablespace"],
     help={
         "env": "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)",
         "cluster": "the cluster whose backup to restore (optional when the inventory has one)",
@@ -26,12 +27,13 @@ from dbrunbook.tasks.common import TaskRun, guarded
         "data_dir": "data directory to create there (default: the host's data_dir)",
         "port": "port for the restored server (default 0: the host's port)",
         "database": "logical backups: restore this database (give as SOURCE or SOURCE:NEW_NAME) into a new database",
-        "force": "replace a non-empty data directory (asks first)",
+        "tablespace": "OID=DIR: restore that tablespace into DIR (repeat; default: its original path)",
+        "force": "replace a non-empty data directory and tablespace directories (asks first)",
         "yes": "do not ask",
         "jobs": "parallel download streams (default 2)",
         "dry_run": "print the plan, change nothing",
         "json": "print JSON",
-    }
+    },
 )
 @guarded
 def run(
@@ -51,11 +53,12 @@ def run(
     force: bool = False,
     yes: bool = False,
     jobs: int = 2,
+    tablespace: list[str] | None = None,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
     """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
-    from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, run_restore
+    from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
 
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
     try:
@@ -98,8 +101,17 @@ def run(
                     )
             task_run.out.result(logical)
             return
+        chain = catalog.chain(manifest)
         plan = plan_restore(
-            manifest, ctx.name, to, data_dir or host.data_dir, port or host.port, target, catalog.chain(manifest)
+            manifest,
+            ctx.name,
+            to,
+            data_dir or host.data_dir,
+            port or host.port,
+            target,
+            chain,
+            tablespaces=backup_tablespaces(ctx, chain),
+            remap=tablespace or [],
         )
         with task_run.out.steps("restore.run") as step:
             result = run_restore(
