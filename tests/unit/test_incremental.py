@@ -61,7 +61,10 @@ def test_decide() -> None:
     assert decide(rec, FileRecord(rec.path, rec.size, 0o600, False, rec.mtime_ns, 8), 0) == "whole"  # replaced
     fsm = FileRecord("base/5/16384_fsm", PAGE, 0o600, False, 1, 7)
     assert decide(fsm, FileRecord(fsm.path, PAGE, 0o600, False, 0, 7), 0) == "whole"  # not WAL-logged
+    in_space = FileRecord("pg_tblspc/16390/PG_15_202209061/5/16391.1", PAGE, 0o600, False, 1, 3)
+    assert decide(in_space, FileRecord(in_space.path, PAGE, 0o600, False, 0, 3), 0) == "delta"  # tablespaces too
     odd = FileRecord("base/5/16385", PAGE + 1, 0o600, False, 1, 9)
+
     assert decide(odd, FileRecord(odd.path, PAGE, 0o600, False, 0, 9), 0) == "whole"
 
 
@@ -157,3 +160,28 @@ def test_a_page_run_for_a_missing_file_is_a_broken_chain(tmp_path: Path, repo: S
     only_runs = [e for e in inc if e.name.startswith("data/")]
     with pytest.raises(RestoreError, match="chain is broken"):
         unpack_all(repo, only_runs, dest, [identity])
+
+
+def test_tablespace_map_lines() -> None:
+    from dbrunbook.backup.physical import parse_tablespace_map
+
+    text = "16390 /srv/pg space/fast\n16391 /srv/slow\n\n"
+    assert parse_tablespace_map(text) == {"16390": "/srv/pg space/fast", "16391": "/srv/slow"}
+
+
+def test_a_symlinked_pg_wal_comes_back_as_an_empty_directory(tmp_path: Path) -> None:
+    from dbrunbook.backup.physical import scan
+
+    data, elsewhere = tmp_path / "data", tmp_path / "wal"
+    elsewhere.mkdir()
+    (elsewhere / "000000010000000000000001").write_bytes(b"w")
+    data.mkdir()
+    (data / "pg_wal").symlink_to(elsewhere)
+    (data / "PG_VERSION").write_text("15\n")
+    entries = {e.path: e for e in scan(data)}
+    assert entries["pg_wal"].is_dir and "pg_wal/000000010000000000000001" not in entries
+    (data / "other").symlink_to(elsewhere)
+    from dbrunbook.errors import BackupError
+
+    with pytest.raises(BackupError, match="other is a symlink outside pg_tblspc"):
+        scan(data)

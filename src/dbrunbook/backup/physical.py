@@ -97,8 +97,10 @@ def scan(root: Path) -> list[Entry]:
         for d in list(dirnames):
             p = Path(dirpath, d)
             if p.is_symlink() and rel_dir.as_posix() != "pg_tblspc":
-                if (rel_dir / d).as_posix() in SKIP_CONTENTS:  # a pg_wal moved elsewhere
+                if (rel_dir / d).as_posix() in SKIP_CONTENTS:  # a pg_wal moved elsewhere (initdb --waldir)
                     dirnames.remove(d)
+                    # The restored copy still needs the directory itself, inside its data directory.
+                    out.append(Entry((rel_dir / d).as_posix(), 0, 0o700, True, 0.0))
                     continue
                 # Anything else linked out of the data directory would be restored as a plain directory.
                 raise BackupError(f"{rel_dir / d} is a symlink outside pg_tblspc; move it back into the data directory")
