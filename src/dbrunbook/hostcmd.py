@@ -42,12 +42,35 @@ def _storage(config: str, *, patient: bool = True) -> tuple[Any, Any]:
 
 
 def _wal_push(args: argparse.Namespace) -> int:
+    from dbrunbook import walspool
+
+    path = Path(args.path)
+    if walspool.already_pushed(args.config, path):
+        if args.verbose:
+            sys.stderr.write(f"dbrunbook-host: {path.name} already pushed ahead\n")
+        return 0
+    from concurrent.futures import ThreadPoolExecutor
+
     from dbrunbook.backup import wal
 
     cfg, storage = _storage(args.config, patient=False)
-    outcome = wal.push(storage, Path(args.path), cfg.recipients)
+    outcome = wal.push(storage, path, cfg.recipients)
     if args.verbose:
-        sys.stderr.write(f"dbrunbook-host: {Path(args.path).name} {outcome}\n")
+        sys.stderr.write(f"dbrunbook-host: {path.name} {outcome}\n")
+
+    def ahead(other: Path) -> None:
+        try:
+            digest = walspool.file_digest(other)
+            wal.push(storage, other, cfg.recipients)
+        except (OSError, DbrunbookError):
+            return  # PostgreSQL asks for it later, and that run reports what is wrong
+        walspool.record(args.config, other.name, digest)
+
+    ready = walspool.ready_segments(path, args.ahead)
+    if ready:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(ahead, ready))
+    walspool.forget_stale(args.config)
     return 0
 
 
@@ -185,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     push = sub.add_parser("wal-push", help="archive one WAL file (archive_command)")
     push.add_argument("--config", required=True)
     push.add_argument("--verbose", action="store_true")
+    push.add_argument(
+        "--ahead", type=int, default=8, help="also push up to N other segments marked ready (0: only this one)"
+    )
     push.add_argument("path")
     fetch = sub.add_parser("wal-fetch", help="restore one WAL file (restore_command)")
     fetch.add_argument("--config", required=True)
