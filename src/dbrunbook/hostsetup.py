@@ -7,11 +7,14 @@ build does nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,30 +53,49 @@ def build_wheel(local: LocalExecutor, out_dir: Path, python: str) -> Wheel:
                 "cannot build a wheel of this installation",
                 hint="run from a source checkout, or point DBRUNBOOK_WHEEL at dbrunbook's wheel",
             )
-        # setuptools reuses build/lib between builds and would ship modules deleted since.
-        local.run(Command(("rm", "-rf", str(root / "build")), description="clean the build folder", mutating=False))
-        local.run(
-            Command(
-                (
-                    python,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-build-isolation",
-                    "-w",
-                    str(out_dir),
-                    str(root),
-                ),
-                description="build dbrunbook wheel",
-                mutating=False,
-                # Fixed zip timestamps: the same source gives the same wheel digest, so reruns are no-ops.
-                env={"SOURCE_DATE_EPOCH": "315532800"},
-            )
-        )
+        with _build_lock(root):
+            _build(local, root, out_dir, python)
         path = next(out_dir.glob("dbrunbook-*.whl"))
     return Wheel(path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+@contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    """One build at a time per checkout: two runs of hosts.setup (two cron jobs, parallel tests) would
+    otherwise delete and refill the same build/ folder under each other."""
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    # Read-only is enough for flock, and works when another user created the file.
+    fd = os.open(Path(tempfile.gettempdir()) / f"dbrunbook-build-{digest}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _build(local: LocalExecutor, root: Path, out_dir: Path, python: str) -> None:
+    # setuptools reuses build/lib between builds and would ship modules deleted since.
+    local.run(Command(("rm", "-rf", str(root / "build")), description="clean the build folder", mutating=False))
+    local.run(
+        Command(
+            (
+                python,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out_dir),
+                str(root),
+            ),
+            description="build dbrunbook wheel",
+            mutating=False,
+            # Fixed zip timestamps: the same source gives the same wheel digest, so reruns are no-ops.
+            env={"SOURCE_DATE_EPOCH": "315532800"},
+        )
+    )
 
 
 def venv_path(executor: HostExecutor, configured: str) -> str:
