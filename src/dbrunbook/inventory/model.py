@@ -117,6 +117,16 @@ class Encryption(_Strict):
     identities: list[SecretRefStr] = Field(default_factory=list)
 
 
+def _known_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from None
+    return name
+
+
 class Retention(_Strict):
     keep_last: int | None = Field(default=None, ge=1)
     daily: int | None = Field(default=None, ge=0)
@@ -125,7 +135,7 @@ class Retention(_Strict):
     yearly: int | None = Field(default=None, ge=0)
     pitr_window: str | None = Field(default=None, pattern=r"^\d+[smhdw]$")
     max_chain: int | None = Field(default=None, ge=0)
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(_known_zone)] = "UTC"
 
 
 class Validation(_Strict):
