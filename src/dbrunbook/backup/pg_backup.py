@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dbrunbook import __version__
@@ -43,26 +44,64 @@ def pick_source(ctx: ClusterContext, source: str) -> str:
 DEFAULT_MAX_CHAIN = 7
 
 
-def pick_parent(catalog: Catalog, system_id: str, timeline: int, max_chain: int | None) -> tuple[Manifest | None, str]:
+@dataclass(frozen=True)
+class ServerFacts:
+    """What decides whether page LSNs can be trusted against a parent backup."""
+
+    system_id: str
+    timeline: int
+    hint_bits_logged: bool  # wal_log_hints or data checksums: every page change moves the page LSN
+    data_checksums: int  # pg_control's data_page_checksum_version
+    source_host: str
+
+
+def pick_parent(catalog: Catalog, server: ServerFacts, max_chain: int | None) -> tuple[Manifest | None, str]:
     """The backup an incremental builds on, or None and why the next backup has to be a full one."""
-    physical = [m for m in catalog.manifests if m.kind in ("physical", "incremental")]
-    if not physical:
-        return None, "there is no physical backup to build on"
-    parent = physical[-1]
-    if parent.system_identifier != system_id:
-        return None, f"the newest backup {parent.backup_id} is of another system identifier"
-    if parent.timeline != timeline:
-        return None, f"the timeline changed since {parent.backup_id} ({parent.timeline} -> {timeline})"
-    if not any(o.name == FILE_LIST for o in parent.objects):
-        return None, f"{parent.backup_id} has no file list (taken by an older dbrunbook)"
-    limit = DEFAULT_MAX_CHAIN if max_chain is None else max_chain
-    chain = catalog.chain(parent)
-    if len(chain) - 1 >= limit:
-        return (
-            None,
-            f"the chain from {chain[0].backup_id} already has {len(chain) - 1} incrementals (max_chain {limit})",
-        )
+    # The newest backup of this very host: another host's files have other inodes, so nothing would match.
+    parent = next(
+        (
+            m
+            for m in reversed(catalog.manifests)
+            if m.kind in ("physical", "incremental") and m.source_host == server.source_host
+        ),
+        None,
+    )
+    why = _cannot_build_on(catalog, parent, server, DEFAULT_MAX_CHAIN if max_chain is None else max_chain)
+    if why or parent is None:
+        return None, why or "no parent"
     return parent, f"incremental on {parent.backup_id}"
+
+
+def _cannot_build_on(catalog: Catalog, parent: Manifest | None, server: ServerFacts, limit: int) -> str | None:
+    if not server.hint_bits_logged:
+        # Without them, VACUUM sets PD_ALL_VISIBLE (and hint bits) without moving the page LSN: a page
+        # left out as "unchanged" would restore without the flag, and index-only scans would then see
+        # deleted rows. pg_rewind has the same requirement.
+        return "page-level incrementals need wal_log_hints = on or data checksums"
+    if parent is None:
+        return f"there is no physical backup of {server.source_host} to build on"
+    p = parent.backup_id
+    refusals = [
+        (parent.system_identifier != server.system_id, f"the newest backup {p} is of another system identifier"),
+        (
+            parent.timeline != server.timeline,
+            f"the timeline changed since {p} ({parent.timeline} -> {server.timeline})",
+        ),
+        (not any(o.name == FILE_LIST for o in parent.objects), f"{p} has no file list (taken by an older dbrunbook)"),
+        (not parent.extra.get("hint_bits_logged"), f"{p} was taken without wal_log_hints or data checksums"),
+        # pg_checksums rewrites every page without moving its LSN.
+        (parent.extra.get("data_checksums") != server.data_checksums, f"data checksums changed since {p}"),
+    ]
+    why = next((message for failed, message in refusals if failed), None)
+    if why:
+        return why
+    try:
+        chain = catalog.chain(parent)
+    except BackupError as exc:
+        return exc.message
+    if len(chain) - 1 >= limit:
+        return f"the chain from {chain[0].backup_id} already has {len(chain) - 1} incrementals (max_chain {limit})"
+    return None
 
 
 def physical_backup(
@@ -84,12 +123,14 @@ def physical_backup(
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
         ctx.engine.session(ex, host, ctx.login()) as db,
     ):
-        version, system_id, timeline, seg_size = db.execute(
+        version, system_id, timeline, seg_size, hints, checksums = db.execute(
             SqlStatement(
                 "SELECT current_setting('server_version'), "
                 "(SELECT system_identifier::text FROM pg_control_system()), "
                 "(SELECT timeline_id FROM pg_control_checkpoint()), "
-                "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
+                "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), "
+                "current_setting('wal_log_hints') = 'on' OR current_setting('data_checksums') = 'on', "
+                "(SELECT data_page_checksum_version FROM pg_control_init())",
                 description="cluster identity",
                 mutating=False,
             )
@@ -98,7 +139,8 @@ def physical_backup(
         why = "full backup requested"
         if incremental:
             retention = ctx.cluster.retention
-            parent, why = pick_parent(ctx.catalog(), system_id, timeline, retention.max_chain if retention else None)
+            server = ServerFacts(system_id, int(timeline), bool(hints), int(checksums), host_name)
+            parent, why = pick_parent(ctx.catalog(), server, retention.max_chain if retention else None)
             step(why if parent else f"full backup: {why}")
         backup_id = new_backup_id("incremental" if parent else "physical")
         label = f"dbrunbook {backup_id}"
@@ -160,7 +202,13 @@ def physical_backup(
         objects=objects,
         recipients=recipients,
         tool_version=__version__,
-        extra={"label": label, "why": why, "wal_segment_size": int(seg_size)},
+        extra={
+            "label": label,
+            "why": why,
+            "wal_segment_size": int(seg_size),
+            "hint_bits_logged": bool(hints),
+            "data_checksums": int(checksums),
+        },
     )
     step("writing the manifest")
     store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], recipients)

@@ -31,6 +31,8 @@ def server_settings(layout: Layout, port: int) -> str:
             f"port = {port}",
             f"unix_socket_directories = '{layout.pg / 'run'}'",
             "wal_level = replica",
+            # Page-level incrementals need every page change to move the page LSN, hint bits included.
+            "wal_log_hints = on",
             "max_wal_senders = 10",
             "max_replication_slots = 10",
             "archive_mode = on",
