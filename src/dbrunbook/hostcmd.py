@@ -148,8 +148,13 @@ def _restore_files(args: argparse.Namespace) -> int:
             from dbrunbook.errors import RestoreError
 
             raise RestoreError(f"backup {manifest.backup_id} does not follow {chain[i - 1].backup_id}: broken chain")
-        apply = physical.apply_incremental if i else physical.unpack_all
-        written += apply(storage, manifest.objects, dest, identities, jobs=args.jobs)
+        if i:
+            links = [f"pg_tblspc/{oid}" for oid in tablespaces]
+            written += physical.apply_incremental(
+                storage, manifest.objects, dest, identities, jobs=args.jobs, links=links
+            )
+        else:
+            written += physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
     # No tablespace_map: the links made above already say where each tablespace is.
     (dest / "backup_label").write_bytes(b"".join(load(storage, manifest.object("backup_label"), identities)))
     sys.stdout.write(

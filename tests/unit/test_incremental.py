@@ -185,3 +185,51 @@ def test_a_symlinked_pg_wal_comes_back_as_an_empty_directory(tmp_path: Path) -> 
 
     with pytest.raises(BackupError, match="other is a symlink outside pg_tblspc"):
         scan(data)
+
+
+def test_a_file_list_cannot_point_outside_the_data_directory() -> None:
+    import json
+
+    from dbrunbook.backup.incremental import read_file_list
+    from dbrunbook.errors import BackupError
+
+    head = json.dumps({"format": 1, "scanned_ns": 0}).encode()
+    for bad in ("../etc/passwd", "/etc/passwd", "base//1", "base/./1"):
+        line = FileRecord(bad, 0, 0o600, False, 0, 0).to_line()
+        with pytest.raises(BackupError, match="unsafe path"):
+            read_file_list([head, line])
+    with pytest.raises(BackupError, match="negative size"):
+        read_file_list([head, FileRecord("base/1", -1, 0o600, False, 0, 0).to_line()])
+
+
+def test_changed_pages_past_the_listed_size_are_refused(tmp_path: Path) -> None:
+    import io
+    import struct as st
+    import tarfile
+
+    from dbrunbook.backup.incremental import DELTA_KEY, DELTA_MAGIC, write_member
+    from dbrunbook.errors import RestoreError
+
+    target = tmp_path / "rel"
+    target.write_bytes(page(10, 1))  # the listed size: one page
+    body = DELTA_MAGIC + st.pack("<II", 1, 5) + page(200, 2)
+    member = tarfile.TarInfo("base/1/1")
+    member.size = len(body)
+    member.pax_headers = {DELTA_KEY: "1"}
+    with pytest.raises(RestoreError, match="past its listed size"):
+        write_member(target, member, io.BytesIO(body))
+    assert target.stat().st_size == PAGE
+
+
+def test_reshape_keeps_this_restores_tablespace_links(tmp_path: Path) -> None:
+    from dbrunbook.backup.incremental import FileList, reshape
+
+    dest, space = tmp_path / "data", tmp_path / "space"
+    (space / "PG_15_x").mkdir(parents=True)
+    (dest / "pg_tblspc").mkdir(parents=True)
+    (dest / "pg_tblspc" / "16390").symlink_to(space)
+    listing = FileList(0, {"pg_tblspc": FileRecord("pg_tblspc", 0, 0o700, True, 0, 0)})
+    reshape(dest, listing, set(), keep=["pg_tblspc/16390"])
+    assert (dest / "pg_tblspc" / "16390").is_symlink() and (space / "PG_15_x").is_dir()
+    reshape(dest, listing, set())  # not this restore's link: a dropped tablespace, its link goes
+    assert not (dest / "pg_tblspc" / "16390").exists() and (space / "PG_15_x").is_dir()

@@ -99,10 +99,20 @@ def read_file_list(lines: Iterable[bytes]) -> FileList:
         for line in it:
             if line.strip():
                 rec = FileRecord(**json.loads(line))
+                _check_record(rec)
                 files[rec.path] = rec
     except (StopIteration, ValueError, TypeError) as exc:
-        raise BackupError(f"the parent backup's file list is not readable: {exc}") from None
+        raise BackupError(f"a backup's file list is not readable: {exc}") from None
     return FileList(int(head["scanned_ns"]), files)
+
+
+def _check_record(rec: FileRecord) -> None:
+    """A file list is data from the repository: a path must stay inside the data directory."""
+    parts = rec.path.split("/")
+    if not rec.path or rec.path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rec.path:
+        raise ValueError(f"unsafe path {rec.path!r} in the file list")
+    if rec.size < 0:
+        raise ValueError(f"negative size for {rec.path!r} in the file list")
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -260,27 +270,13 @@ def _skipped(rel: str, skip_contents: set[str]) -> bool:
 def reshape(dest: Path, listing: FileList, skip_contents: set[str], keep: Sequence[str] = ()) -> None:
     """Make ``dest`` hold exactly the listed paths, each file at its listed size, before the incremental's
     contents are written: removed files go, truncated files are cut, grown or new files are extended with
-    zeros (every page of them that matters is in the incremental)."""
-    files = listing.files
-    for dirpath, dirnames, filenames in os.walk(dest, topdown=True, followlinks=True):
-        rel_dir = Path(dirpath).relative_to(dest).as_posix()
-        for d in list(dirnames):
-            rel = d if rel_dir == "." else f"{rel_dir}/{d}"
-            if _skipped(rel, skip_contents):
-                dirnames.remove(d)
-            elif rel not in files:
-                gone = Path(dirpath, d)
-                if gone.is_symlink():
-                    gone.unlink()  # a dropped tablespace: its link goes, its directory is the operator's
-                else:
-                    shutil.rmtree(gone)
-                dirnames.remove(d)
-        for f in filenames:
-            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
-            if rel not in files and rel not in keep and not _skipped(rel, skip_contents):
-                os.unlink(Path(dirpath, f))
-    for rec in sorted(files.values(), key=lambda r: r.path):
+    zeros (every page of them that matters is in the incremental). ``keep``: paths never removed or
+    recreated, whatever the list says (the tablespace links this restore made)."""
+    _remove_unlisted(dest, listing.files, skip_contents, set(keep))
+    for rec in sorted(listing.files.values(), key=lambda r: r.path):
         target = dest / rec.path
+        if rec.path in keep:
+            continue  # a tablespace link of this restore: the directory it points to is already there
         if rec.is_dir:
             target.mkdir(parents=True, exist_ok=True)
             target.chmod(rec.mode or 0o700)
@@ -292,6 +288,26 @@ def reshape(dest: Path, listing: FileList, skip_contents: set[str], keep: Sequen
                 os.ftruncate(fd, rec.size)
         finally:
             os.close(fd)
+
+
+def _remove_unlisted(dest: Path, files: dict[str, FileRecord], skip_contents: set[str], keep: set[str]) -> None:
+    for dirpath, dirnames, filenames in os.walk(dest, topdown=True, followlinks=True):
+        rel_dir = Path(dirpath).relative_to(dest).as_posix()
+        for d in list(dirnames):
+            rel = d if rel_dir == "." else f"{rel_dir}/{d}"
+            if _skipped(rel, skip_contents) or (rel in keep and rel not in files):
+                dirnames.remove(d)
+            elif rel not in files and rel not in keep:
+                gone = Path(dirpath, d)
+                if gone.is_symlink():
+                    gone.unlink()  # a dropped tablespace: its link goes, its directory is the operator's
+                else:
+                    shutil.rmtree(gone)
+                dirnames.remove(d)
+        for f in filenames:
+            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
+            if rel not in files and rel not in keep and not _skipped(rel, skip_contents):
+                os.unlink(Path(dirpath, f))
 
 
 def write_member(target: Path, member: tarfile.TarInfo, src: IO[bytes]) -> int:
@@ -328,8 +344,11 @@ def write_member(target: Path, member: tarfile.TarInfo, src: IO[bytes]) -> int:
     # changes make tens of thousands of short runs, and a read call per run costs more than the write.
     buf = memoryview(b"")
     with open(target, "r+b") as out:
+        limit = os.fstat(out.fileno()).st_size  # reshape set the listed size: pages never extend it
         for first, n in _runs(blocks):
             size = n * PAGE
+            if (first + n) * PAGE > limit:
+                raise RestoreError(f"changed pages of {member.name} go past its listed size: corrupt backup")
             if len(buf) < size:
                 more = src.read(max(READ, size - len(buf)))
                 buf = memoryview(bytes(buf) + more)

@@ -381,7 +381,9 @@ def apply_incremental(
     identities: Sequence[str],
     *,
     jobs: int = 2,
+    links: Sequence[str] = (),
 ) -> int:
-    """Turn the restored parent in ``dest`` into this incremental: reshape, then write its files and pages."""
-    reshape(dest, load_file_list(storage, entries, identities), SKIP_CONTENTS)
+    """Turn the restored parent in ``dest`` into this incremental: reshape, then write its files and pages.
+    ``links`` are the pg_tblspc/<oid> links this restore made; they stay whatever the list says."""
+    reshape(dest, load_file_list(storage, entries, identities), SKIP_CONTENTS, links)
     return unpack_all(storage, entries, dest, identities, jobs=jobs)
