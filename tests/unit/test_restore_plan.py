@@ -70,3 +70,18 @@ def test_malformed_targets_never_reach_the_config(flag: str, value: str) -> None
     given = {k: (value if k == flag else None) for k in ("time", "lsn", "xid", "name")}
     with pytest.raises(RestoreError):
         RecoveryTarget.from_flags(time=given["time"], lsn=given["lsn"], xid=given["xid"], name=given["name"])
+
+
+def test_tablespace_places_are_checked() -> None:
+    spaces = {"16390": "/srv/fast", "16391": "/srv/slow"}
+    plan = plan_restore(MANIFEST, "pg", "h", "/d", 5499, RecoveryTarget(), tablespaces=spaces, remap=["16391=/r/slow"])
+    assert plan.tablespaces == {"16390": "/srv/fast", "16391": "/r/slow"} and plan.remapped == {"16391"}
+    assert any("restore tablespace 16391 into /r/slow" in s for s in plan.steps)
+    for remap, message in (
+        (["16392=/x"], "has no tablespace 16392"),
+        (["16390=relative"], "OID=/absolute/dir"),
+        (["16390=/d/ts"], "overlap"),  # inside the data directory
+        (["16390=/srv/slow/sub"], "overlap"),  # inside another tablespace
+    ):
+        with pytest.raises(RestoreError, match=message):
+            plan_restore(MANIFEST, "pg", "h", "/d", 5499, RecoveryTarget(), tablespaces=spaces, remap=remap)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from dbrunbook.backup import hostconfig
@@ -113,6 +114,7 @@ class RestorePlan:
     steps: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)  # backup ids, full first; the last is backup_id
     tablespaces: dict[str, str] = field(default_factory=dict)  # oid -> directory on the target host
+    remapped: frozenset[str] = frozenset()  # oids the operator placed with --tablespace
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +159,7 @@ def plan_restore(
                 f"(it has: {', '.join(sorted(places)) or 'none'})"
             )
         places[oid] = location
+    _check_places(data_dir, places)
     if manifest.kind not in ("physical", "incremental"):
         raise RestoreError(f"backup {manifest.backup_id} is {manifest.kind}; this restore path takes physical backups")
     if chain[-1].backup_id != manifest.backup_id or chain[0].kind != "physical":
@@ -198,7 +201,23 @@ def plan_restore(
         steps,
         [m.backup_id for m in chain],
         places,
+        frozenset(oid for oid in (m.partition("=")[0] for m in remap)),
     )
+
+
+def _check_places(data_dir: str, places: dict[str, str]) -> None:
+    """A tablespace directory may not be, hold or sit inside the data directory or another tablespace:
+    the restore would unpack one into the other, and an incremental's cleanup would delete it."""
+    named = [("the data directory", PurePosixPath(data_dir))] + [
+        (f"tablespace {oid}", PurePosixPath(loc)) for oid, loc in sorted(places.items())
+    ]
+    for oid, loc in sorted(places.items()):
+        if not loc.startswith("/"):
+            raise RestoreError(f"tablespace {oid}: {loc!r} is not an absolute path")
+    for i, (what_a, a) in enumerate(named):
+        for what_b, b in named[i + 1 :]:
+            if a == b or a in b.parents or b in a.parents:
+                raise RestoreError(f"{what_a} ({a}) and {what_b} ({b}) overlap; give each its own directory")
 
 
 def backup_tablespaces(ctx: ClusterContext, chain: Sequence[Manifest]) -> dict[str, str]:
@@ -227,16 +246,16 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
             )
         ).ok
 
-    busy_spaces = [loc for loc in plan.tablespaces.values() if not is_empty(loc, "tablespace directory")]
-    if busy_spaces and not force:
-        raise RestoreError(
-            f"refusing to restore on {plan.host}: tablespace directory {busy_spaces[0]} is not empty",
-            hint="map the tablespace elsewhere with --tablespace OID=/new/dir, or use --force to replace it",
-        )
-    if busy_spaces:
-        confirm(f"delete everything in tablespace directories {', '.join(busy_spaces)} on {plan.host}")
-        for loc in busy_spaces:
-            ex.run(Command(("find", loc, "-mindepth", "1", "-delete"), description="empty a tablespace directory"))
+    busy_spaces = {oid: loc for oid, loc in plan.tablespaces.items() if not is_empty(loc, "tablespace directory")}
+    for oid, loc in busy_spaces.items():
+        # The source's own directory (the default, and what a replica mirrors) is never emptied, even with
+        # --force: only a directory the operator named with --tablespace is.
+        if not force or oid not in plan.remapped:
+            raise RestoreError(
+                f"refusing to restore on {plan.host}: tablespace directory {loc} is not empty",
+                hint=f"map it elsewhere with --tablespace {oid}=/new/dir"
+                + ("" if oid not in plan.remapped else ", or use --force to replace it"),
+            )
 
     data_empty = is_empty(d, "data directory")
     busy = ex.run(
@@ -269,6 +288,11 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
         )
         if still.exit_code in (0, 1) and not ex.settings.dry_run:
             raise RestoreError(f"port {plan.port} on {plan.host} is used by a server outside {d}; pick another --port")
+    if busy_spaces:
+        # Last, once every refusal above has had its chance: nothing is deleted for a restore that stops.
+        confirm(f"delete everything in tablespace directories {', '.join(busy_spaces.values())} on {plan.host}")
+        for loc in busy_spaces.values():
+            ex.run(Command(("find", loc, "-mindepth", "1", "-delete"), description="empty a tablespace directory"))
     ex.run(Command(("mkdir", "-p", "-m", "0700", d), description="create the data directory"))
     ex.run(Command(("chmod", "0700", d), description="data directory mode"))
 
