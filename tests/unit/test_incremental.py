@@ -165,8 +165,8 @@ def test_a_page_run_for_a_missing_file_is_a_broken_chain(tmp_path: Path, repo: S
 def test_tablespace_map_lines() -> None:
     from dbrunbook.backup.physical import parse_tablespace_map
 
-    text = "16390 /srv/pg space/fast\n16391 /srv/slow\n\n"
-    assert parse_tablespace_map(text) == {"16390": "/srv/pg space/fast", "16391": "/srv/slow"}
+    text = "16390 /srv/pg space/fast\n16391 /srv/slow\\\\dir\n\n"  # PostgreSQL escapes a backslash
+    assert parse_tablespace_map(text) == {"16390": "/srv/pg space/fast", "16391": "/srv/slow\\dir"}
 
 
 def test_a_symlinked_pg_wal_comes_back_as_an_empty_directory(tmp_path: Path) -> None:

@@ -58,11 +58,13 @@ class ClusterContext:
             keys.extend(parse_identities(self.resolver.resolve(ref).reveal()))
         return keys
 
-    def catalog(self, system_id: str | None = None) -> Catalog:
-        """The complete backups, oldest first, listed from the repository (manifests cached locally)."""
+    def catalog(self, system_id: str | None = None, *, cached: bool = True) -> Catalog:
+        """The complete backups, oldest first, listed from the repository (manifests cached locally unless
+        ``cached=False``, which reads and decrypts every manifest again: what verify must do)."""
         from dbrunbook.backup.catalog import ManifestCache, load_catalog
 
-        return load_catalog(self.storage, self.identities(), self.name, system_id, cache=ManifestCache.default())
+        cache = ManifestCache.default() if cached else None
+        return load_catalog(self.storage, self.identities(), self.name, system_id, cache=cache)
 
     def login(self, database: str | None = None) -> Login:
         cred = self.cluster.credentials

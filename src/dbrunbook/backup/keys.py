@@ -68,13 +68,20 @@ def key_status(
                 ranges[-1]["last"], ranges[-1]["count"] = name, ranges[-1]["count"] + 1
             else:
                 ranges.append({"opened_by": opened_by, "first": name, "last": name, "count": 1})
+    # Removable together, not one by one: an object encrypted to A and B needs neither alone, but it
+    # needs one of them. Grow the set of identities that can all go at once.
+    opener_sets: list[set[str]] = [set(b["opened_by"]) for b in backups] + [set(w["opened_by"]) for w in ranges]
+    removable: set[str] = set()
+    for r in sorted(needs):
+        if r not in recipients and all(o - (removable | {r}) for o in opener_sets if o):
+            removable.add(r)
     identities_report = [
         {
             "recipient": r,
             "writes_new_objects": r in recipients,
             "only_key_for_backups": n["backups"],
             "only_key_for_wal": n["wal"],
-            "removable": r not in recipients and not n["backups"] and not n["wal"],
+            "removable": r in removable,
         }
         for r, n in needs.items()
     ]

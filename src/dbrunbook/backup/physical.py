@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -365,12 +366,13 @@ def link_tablespaces(dest: Path, tablespaces: dict[str, str]) -> None:
 
 
 def parse_tablespace_map(text: str) -> dict[str, str]:
-    """tablespace_map lines are '<oid> <path>' (the path may hold spaces)."""
+    """tablespace_map lines are '<oid> <path>'; PostgreSQL escapes a backslash, newline or carriage return
+    in the path with a backslash."""
     out = {}
     for line in text.splitlines():
         oid, _, path = line.partition(" ")
         if oid.isdigit() and path:
-            out[oid] = path
+            out[oid] = re.sub(r"\\(.)", r"\1", path)
     return out
 
 

@@ -295,7 +295,7 @@ def verify(
 
     run = TaskRun.start("backup.verify", env=env, json_mode=json)
     ctx = run.cluster_context(cluster)
-    catalog = ctx.catalog()
+    catalog = ctx.catalog(cached=False)  # every manifest read back from the repository, not the local cache
     targets = catalog.manifests if backup_id == "all" else [catalog.find(backup_id)]
     if not targets:
         raise BackupError(f"cluster {ctx.name} has no backup to verify")
