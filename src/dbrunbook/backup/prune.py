@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.manifest import backup_prefix, manifest_key
-from dbrunbook.backup.retention import BackupFacts, RetentionPlan, expired_wal, plan_retention, stale_incomplete
+from dbrunbook.backup.retention import (
+    BackupFacts,
+    RetentionPlan,
+    expired_wal,
+    plan_retention,
+    segment_position,
+    stale_incomplete,
+)
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import WalName
 from dbrunbook.execution.audit import AuditLog
@@ -33,6 +40,7 @@ class PrunePlan:
     retention: RetentionPlan
     wal_keys: list[str]  # expired WAL objects
     incomplete: list[str]  # ids of backups that never got a manifest, past the grace period
+    starts: dict[str, str] = field(default_factory=dict)  # backup id -> its start WAL segment
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +90,7 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
         [key for name in expired for key in wal[name]],
         # The real clock, whatever --now says: a what-if date must never make a running backup look abandoned.
         stale_incomplete(newest, complete, datetime.now(UTC)),
+        {m.backup_id: m.start_wal for m in catalog.manifests if m.start_wal},
     )
 
 
@@ -113,14 +122,20 @@ def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) 
     for backup_id in plan.incomplete:
         _delete_prefix(storage, backup_prefix(backup_id), locked[backup_id])
         record(f"incomplete backup {backup_id} (no manifest)", locked[backup_id])
-    wal_refused = storage.delete(plan.wal_keys) if plan.wal_keys else []
-    if plan.wal_keys:
-        record(f"{len(plan.wal_keys)} WAL files before {plan.retention.wal_keep_from}", wal_refused)
+    wal_keys = plan.wal_keys
+    kept_starts = [plan.starts[b] for b in locked if locked[b] and b not in deleted and b in plan.starts]
+    if kept_starts:
+        # A backup the lock kept is still restorable: its WAL stays, whatever the plan said.
+        limit = segment_position(min(kept_starts, key=segment_position))
+        wal_keys = [k for k in wal_keys if segment_position(WalName.of_key(k)) < limit]
+    wal_refused = storage.delete(wal_keys) if wal_keys else []
+    if wal_keys:
+        record(f"{len(wal_keys)} WAL files before {plan.retention.wal_keep_from}", wal_refused)
     return {
         **plan.as_dict(),
         "deleted": deleted,
         "locked": {k: v for k, v in locked.items() if v},
-        "wal_deleted": len(plan.wal_keys) - len(wal_refused),
+        "wal_deleted": len(wal_keys) - len(wal_refused),
         "wal_locked": len(wal_refused),
     }
 
