@@ -69,7 +69,8 @@ def server_argv(layout: Layout, weed: str) -> tuple[str, ...]:
         "-webdav=false",
         # Small volumes: a sandbox must not reserve gigabytes of disk up front.
         "-master.volumeSizeLimitMB=256",
-        "-volume.max=50",
+        # Volumes are not preallocated: a long-lived sandbox (benchmarks write GBs) needs room for many.
+        "-volume.max=400",
         # weed waits 10 s on SIGTERM by default before it lets go of its volumes.
         "-volume.preStopSeconds=0",
     )
