@@ -36,6 +36,9 @@ def test_wal_report_finds_gaps_and_timeline_switches() -> None:
     assert report["gaps"] == [{**gap, "critical": True}]  # no backup after it: nothing restores to now
     after = [("000000010000000000000005", "000000010000000000000006"), ("00000002000000000000000B",) * 2]
     assert wal_report(names, "000000010000000000000005", backups=after)["gaps"] == [{**gap, "critical": False}]
+    # Inside the PITR window (after the start of the backup it restores from): critical.
+    window = wal_report(names, "000000010000000000000005", backups=after, window_from="000000010000000000000005")
+    assert window["gaps"] == [{**gap, "critical": True}]
     inside = [("000000010000000000000008", "00000001000000000000000B")]
     assert wal_report(names, "000000010000000000000005", backups=inside)["gaps"] == [{**gap, "critical": True}]
     assert report["timeline_switches"] == 1

@@ -148,14 +148,16 @@ def wal_report(
     start: str | None,
     seg_size: int = DEFAULT_SEGMENT_SIZE,
     backups: Sequence[tuple[str, str]] = (),
+    window_from: str | None = None,
 ) -> dict[str, Any]:
     """Gaps and timelines of the archived WAL, from the file names alone. ``start`` is the oldest backup's
     start segment: older WAL is not needed, so holes before it are not gaps.
 
     ``backups`` are the (start, stop) segments of the physical backups. A gap is *critical* when it breaks
     one of them (inside its start..stop, so it cannot become consistent) or lies after the newest one's
-    start (so no restore reaches "now"). An older gap only stops older backups from replaying past it:
-    reported, not critical, and it goes away when retention deletes them."""
+    start (so no restore reaches "now"), or after ``window_from`` (the start segment of the backup the PITR
+    window restores from: the window promises every point after it). An older gap only stops older
+    backups from replaying past it: reported, not critical, and it goes away when retention deletes them."""
     per_log = 0x1_0000_0000 // seg_size
 
     def at(seg: str) -> int:
@@ -194,7 +196,8 @@ def wal_report(
             tli = start[:8] if start else min(timelines)
             newest = max((at(s) for s, _ in backups), default=None)
             inside = any(at(s) <= q - 1 and p <= at(e) for s, e in backups)
-            critical = inside or newest is None or q - 1 >= newest
+            in_window = window_from is not None and q - 1 >= at(window_from)
+            critical = inside or in_window or newest is None or q - 1 >= newest
             gaps.append({"from": name(tli, p), "to": name(tli, q - 1), "missing": q - p, "critical": critical})
             p = q
     switches = sorted(timelines)

@@ -29,7 +29,17 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
     spans = [(m.start_wal, m.stop_wal) for m in physical if m.start_wal and m.stop_wal]
     seg_size = segment_size(physical[-1] if physical else None)
-    report = {"cluster": ctx.name, **wal_report(names, start, seg_size, spans)}
+    window_from = None
+    retention = ctx.cluster.retention
+    if retention and retention.pitr_window and physical:
+        from datetime import UTC, datetime
+
+        from dbrunbook.backup.retention import parse_window
+
+        since = datetime.now(UTC) - parse_window(retention.pitr_window)
+        base = [m for m in physical if m.stop_time <= since] or physical[:1]
+        window_from = base[-1].start_wal
+    report = {"cluster": ctx.name, **wal_report(names, start, seg_size, spans, window_from)}
 
     def human(console: Any) -> None:
         console.print(f"{ctx.name}: WAL from {report['from']} to {report['newest']}", markup=False)
