@@ -83,7 +83,10 @@ def wait(predicate: Any, what: str, timeout: float) -> None:
 
 @contextmanager
 def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name: str, base: int) -> Iterator[Isolated]:
-    """Cluster ``name`` with one local primary host ``<name>-1``; repository with Object Lock (1 day)."""
+    """Cluster ``name`` with one local primary host ``<name>-1``; repository with Object Lock (1 day).
+
+    Bases in use: 500 (S3 outage), 700 (test_sandbox_cli's busy port), 900 (tablespaces); each worker
+    adds 100, so a new user needs a base at least 200 away from these."""
     offset = base + 100 * (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
     as_root = os.geteuid() == 0
     layout = Layout(
