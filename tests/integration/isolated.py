@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from dbrunbook.backup.storage_s3 import S3Storage
+from dbrunbook.errors import SandboxError
 from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
 from dbrunbook.redact import Secret
@@ -112,7 +113,7 @@ def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name:
         ["install", "-d", "-m", "0700", *(["-o", layout.os_user] if as_root else []), *map(str, owned)], check=True
     )
     try:
-        seaweed.start(server, layout, keys["s3-access-key"], keys["s3-secret-key"])
+        start_s3(server, layout, keys)
         s3 = boto3.client(
             "s3",
             endpoint_url=layout.s3_endpoint,
@@ -181,3 +182,19 @@ def _try(action: Any) -> bool:
     except Exception as exc:  # SeaweedFS answers errors until its volume server is up
         return "BucketAlreadyOwnedByYou" in str(exc)
     return True
+
+
+def start_s3(server: LocalExecutor, layout: Layout, keys: dict[str, Secret]) -> None:
+    """weed sometimes dies at start-up on a loaded machine (a panic in runServer, seen once in a full run):
+    one clean retry, after removing what a killed weed leaves in /tmp."""
+    try:
+        seaweed.start(server, layout, keys["s3-access-key"], keys["s3-secret-key"])
+    except SandboxError:
+        crash_s3(layout)
+        for name in ("s3", "weed-master", "weed-volume", "weed-filer"):
+            port = layout.port(name)
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port + 10000}.sock"):
+                sock.unlink(missing_ok=True)
+        seaweed.start(server, layout, keys["s3-access-key"], keys["s3-secret-key"])

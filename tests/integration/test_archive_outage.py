@@ -18,10 +18,10 @@ import pytest
 from dbrunbook.backup import objects
 from dbrunbook.backup.crypto import parse_identities
 from dbrunbook.inventory import LoadedInventory
-from dbrunbook.sandbox import postgres, seaweed
+from dbrunbook.sandbox import postgres
 
 from .conftest import run_cli
-from .isolated import BUCKET, Isolated, crash_s3, isolated_cluster, wait
+from .isolated import BUCKET, Isolated, crash_s3, isolated_cluster, start_s3, wait
 
 CLUSTER = "outage-pg"
 
@@ -52,7 +52,7 @@ def test_s3_outage_during_archive_command_loses_nothing(outage: Isolated) -> Non
     assert "Traceback" not in log
     assert (postgres.data_dir(outage.layout, "primary") / "pg_wal" / stuck).exists()
 
-    seaweed.start(outage.server, outage.layout, outage.keys["s3-access-key"], outage.keys["s3-secret-key"])
+    start_s3(outage.server, outage.layout, outage.keys)
     outage.psql("INSERT INTO during_outage SELECT 1")
     outage.psql("SELECT pg_switch_wal()")  # wakes the archiver instead of waiting out its 60 s retry
     wait(lambda: outage.archiver()["last_ok"] > stuck, f"{stuck} and its successor to be archived", 120)
