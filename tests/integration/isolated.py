@@ -86,8 +86,9 @@ def wait(predicate: Any, what: str, timeout: float) -> None:
 def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name: str, base: int) -> Iterator[Isolated]:
     """Cluster ``name`` with one local primary host ``<name>-1``; repository with Object Lock (1 day).
 
-    Bases in use: 500 (S3 outage), 700 (test_sandbox_cli's busy port), 900 (tablespaces); each worker
-    adds 100, so a new user needs a base at least 200 away from these."""
+    Bases in use: -6000 (S3 outage) and -6400 (tablespaces); each worker adds 100. Negative on purpose:
+    weed's gRPC ports (HTTP port + 10000) then stay below Linux's ephemeral range (32768 and up), where a
+    client connection of a parallel test could hold the port (seen: "port 39334 ... already in use")."""
     offset = base + 100 * (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
     as_root = os.geteuid() == 0
     layout = Layout(

@@ -28,7 +28,7 @@ CLUSTER = "outage-pg"
 
 @pytest.fixture
 def outage(dev: LoadedInventory, tmp_path: Path, worker_id: str) -> Iterator[Isolated]:
-    with isolated_cluster(dev, tmp_path, worker_id, CLUSTER, 500) as cluster:
+    with isolated_cluster(dev, tmp_path, worker_id, CLUSTER, -6000) as cluster:
         yield cluster
 
 

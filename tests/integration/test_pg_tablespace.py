@@ -27,7 +27,7 @@ CLUSTER = "ts-pg"
 
 @pytest.fixture
 def ts(dev: LoadedInventory, tmp_path: Path, worker_id: str) -> Iterator[Isolated]:
-    with isolated_cluster(dev, tmp_path, worker_id, CLUSTER, 900) as cluster:
+    with isolated_cluster(dev, tmp_path, worker_id, CLUSTER, -6400) as cluster:
         yield cluster
 
 
