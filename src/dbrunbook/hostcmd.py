@@ -61,7 +61,7 @@ def _wal_push(args: argparse.Namespace) -> int:
     def ahead(other: Path) -> None:
         try:
             digest = walspool.file_digest(other)
-            wal.push(storage, other, cfg.recipients)
+            wal.push(storage, other, cfg.recipients, digest)
         except (OSError, DbrunbookError):
             return  # PostgreSQL asks for it later, and that run reports what is wrong
         walspool.record(args.config, other.name, digest)

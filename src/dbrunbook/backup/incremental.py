@@ -108,9 +108,12 @@ def read_file_list(lines: Iterable[bytes]) -> FileList:
 
 def _check_record(rec: FileRecord) -> None:
     """A file list is data from the repository: a path must stay inside the data directory."""
-    parts = rec.path.split("/")
-    if not rec.path or rec.path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rec.path:
-        raise ValueError(f"unsafe path {rec.path!r} in the file list")
+    from dbrunbook.backup.storage import check_key
+
+    try:
+        check_key(rec.path)  # the repository's own rule for relative names: no "/" start, "..", "." or ""
+    except ValueError:
+        raise ValueError(f"unsafe path {rec.path!r} in the file list") from None
     if rec.size < 0:
         raise ValueError(f"negative size for {rec.path!r} in the file list")
 
@@ -146,9 +149,15 @@ def decide(record: FileRecord, parent: FileRecord | None, parent_scanned_ns: int
 def page_lsn(page: bytes | memoryview) -> int | None:
     """The page's LSN, or None when the header is not a valid page header. An all-zero page (extended but
     never written) is valid, with LSN 0."""
-    hi, lo, _checksum, flags, lower, upper, special, layout = _HEADER.unpack_from(page)
-    if layout == 0 and not any(page):
+    fields = _HEADER.unpack_from(page)
+    if fields[-1] == 0 and not any(page):
         return 0
+    return _header_lsn(fields)
+
+
+def _header_lsn(fields: tuple[int, ...]) -> int | None:
+    """The LSN of an unpacked page header, or None when it is not a valid PostgreSQL page header."""
+    hi, lo, _checksum, flags, lower, upper, special, layout = fields
     if (
         layout != _PAGE_LAYOUT
         or flags & ~_VALID_FLAGS
@@ -174,19 +183,13 @@ def changed_blocks(path: Path | IO[bytes], size: int, threshold: int, start: int
                 break
             first = offset // PAGE
             # One C-level pass over the chunk's page headers; Python only looks at the unpacked fields.
-            for i, (hi, lo, _c, flags, lower, upper, special, layout) in enumerate(
-                _PAGE_STRIDE.iter_unpack(memoryview(chunk)[:whole])
-            ):
+            for i, fields in enumerate(_PAGE_STRIDE.iter_unpack(memoryview(chunk)[:whole])):
                 if not distrust:
-                    if (
-                        layout == _PAGE_LAYOUT
-                        and not flags & ~_VALID_FLAGS
-                        and _MIN_LOWER <= lower <= upper <= special <= PAGE
-                        and not special % 8
-                    ):
-                        if (hi << 32) | lo < threshold:
+                    lsn = _header_lsn(fields)
+                    if lsn is not None:
+                        if lsn < threshold:
                             continue
-                    elif layout != 0 or any(chunk[i * PAGE : (i + 1) * PAGE]):
+                    elif fields[-1] != 0 or any(chunk[i * PAGE : (i + 1) * PAGE]):
                         distrust = True
                     # An all-zero page is kept: after a truncation and a new extension the parent may hold
                     # an old page at this block, whose stale rows would come back to life.
@@ -297,7 +300,7 @@ def _remove_unlisted(dest: Path, files: dict[str, FileRecord], skip_contents: se
             rel = d if rel_dir == "." else f"{rel_dir}/{d}"
             if _skipped(rel, skip_contents) or (rel in keep and rel not in files):
                 dirnames.remove(d)
-            elif rel not in files and rel not in keep:
+            elif rel not in files:
                 gone = Path(dirpath, d)
                 if gone.is_symlink():
                     gone.unlink()  # a dropped tablespace: its link goes, its directory is the operator's

@@ -21,9 +21,9 @@ from typing import Any
 
 from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of
-from dbrunbook.backup.retention import segment_position
+from dbrunbook.backup.retention import expired_wal, segment_position
 from dbrunbook.backup.storage import Storage
-from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
+from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
 
 
@@ -53,7 +53,11 @@ def key_status(
 
     starts = [m.start_wal for m in catalog.manifests if m.start_wal]
     oldest = min(starts, key=segment_position, default=None)
-    wal_keys = [info.key for info in storage.list("wal/") if _needed(info.key, oldest)]
+    # WAL a restore may still read: what retention would not expire (from the oldest backup's start on,
+    # and every timeline history file).
+    all_wal = [info.key for info in storage.list("wal/")]
+    expired = set(expired_wal([WalName.of_key(k) for k in all_wal], oldest))
+    wal_keys = [k for k in all_wal if WalName.of_key(k) not in expired]
     ranges: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for key, found in zip(wal_keys, pool.map(lambda k: _probe(storage, k, identities), wal_keys), strict=True):
@@ -93,14 +97,6 @@ def key_status(
         "unreadable": unreadable,
         "recipients_without_identity": [r for r in recipients if r not in public],
     }
-
-
-def _needed(key: str, oldest: str | None) -> bool:
-    """WAL a restore may still read: from the oldest backup's start on, and every timeline history file."""
-    name = WalName.of_key(key)
-    if oldest is None or HISTORY.match(name) or not SEGMENT.match(name):
-        return True
-    return segment_position(name) >= segment_position(oldest)
 
 
 def new_identity_file(path: Path) -> str:

@@ -37,7 +37,7 @@ from dbrunbook.backup.incremental import (
 )
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, store
-from dbrunbook.backup.storage import Storage
+from dbrunbook.backup.storage import ChunkReader, Storage, check_key
 from dbrunbook.errors import BackupError, RestoreError
 
 # Contents are recreated by the server or replayed from the archive; the directories themselves are kept.
@@ -273,33 +273,12 @@ def push_bundles(
         return [listing, *pool.map(one, range(len(bundles)), bundles)]
 
 
-class ChunkReader(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks (for tarfile's stream mode)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def _safe(dest: Path, name: str) -> Path:
-    rel = PurePosixPath(name)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise RestoreError(f"refusing unsafe path {name!r} in backup")
-    return dest.joinpath(*rel.parts)
+    try:
+        check_key(name.rstrip("/"))  # tarfile ends directory names with "/"
+    except ValueError:
+        raise RestoreError(f"refusing unsafe path {name!r} in backup") from None
+    return dest.joinpath(*PurePosixPath(name).parts)
 
 
 def unpack(storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequence[str]) -> int:

@@ -44,13 +44,22 @@ def segment_size(manifest: Manifest | None) -> int:
 
 def segments_between(start: str, stop: str, seg_size: int = DEFAULT_SEGMENT_SIZE) -> list[str]:
     """Every segment name from ``start`` to ``stop`` inclusive, on ``start``'s timeline."""
-    per_log = 0x1_0000_0000 // seg_size
+    per_log = _per_log(seg_size)
     tli = start[:8]
+    return [_name(tli, p, per_log) for p in range(_position(start, per_log), _position(stop, per_log) + 1)]
 
-    def pos(name: str) -> int:
-        return int(name[8:16], 16) * per_log + int(name[16:24], 16)
 
-    return [f"{tli}{p // per_log:08X}{p % per_log:08X}" for p in range(pos(start), pos(stop) + 1)]
+def _per_log(seg_size: int) -> int:
+    return 0x1_0000_0000 // seg_size
+
+
+def _position(name: str, per_log: int) -> int:
+    """A segment's place in the WAL stream, counted in segments (timeline left out)."""
+    return int(name[8:16], 16) * per_log + int(name[16:24], 16)
+
+
+def _name(tli: str, position: int, per_log: int) -> str:
+    return f"{tli}{position // per_log:08X}{position % per_log:08X}"
 
 
 def _drain(chunks: Iterable[bytes]) -> tuple[int, str]:
@@ -158,10 +167,10 @@ def wal_report(
     start (so no restore reaches "now"), or after ``window_from`` (the start segment of the backup the PITR
     window restores from: the window promises every point after it). An older gap only stops older
     backups from replaying past it: reported, not critical, and it goes away when retention deletes them."""
-    per_log = 0x1_0000_0000 // seg_size
+    per_log = _per_log(seg_size)
 
     def at(seg: str) -> int:
-        return int(seg[8:16], 16) * per_log + int(seg[16:24], 16)
+        return _position(seg, per_log)
 
     positions: dict[int, set[str]] = {}
     timelines: dict[str, list[int]] = {}
@@ -173,17 +182,17 @@ def wal_report(
         m = SEGMENT.match(n)
         if not m or m.group(4):  # .partial and .backup files do not fill a position
             continue
-        p = int(m.group(2), 16) * per_log + int(m.group(3), 16)
+        p = at(n)
         positions.setdefault(p, set()).add(m.group(1))
         timelines.setdefault(m.group(1), []).append(p)
 
     def name(tli: str, p: int) -> str:
-        return f"{tli}{p // per_log:08X}{p % per_log:08X}"
+        return _name(tli, p, per_log)
 
     gaps = []
     first = None
     if positions:
-        first = int(start[8:16], 16) * per_log + int(start[16:24], 16) if start else min(positions)
+        first = at(start) if start else min(positions)
         last = max(positions)
         p = first
         while p <= last:

@@ -19,6 +19,7 @@ from dbrunbook.backup.manifest import SUFFIX
 from dbrunbook.backup.objects import load_key, store
 from dbrunbook.backup.storage import Storage
 from dbrunbook.errors import BackupError, ObjectCorruptError
+from dbrunbook.walspool import file_digest
 
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
@@ -56,25 +57,17 @@ class WalName:
         return key.removesuffix(SUFFIX).rsplit(MARK, 1)[-1]
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             yield chunk
 
 
-def push(storage: Storage, path: Path, recipients: Sequence[str]) -> str:
+def push(storage: Storage, path: Path, recipients: Sequence[str], digest: str | None = None) -> str:
     """Archive one file; returns 'archived' or 'already archived'. Raises when the name is taken by
-    different content."""
+    different content. ``digest``: the file's SHA-256 when the caller already has it."""
     wal = WalName(path.name)
-    digest = file_digest(path)
+    digest = digest or file_digest(path)
     existing = [o.key for o in storage.list(wal.prefix())]
     if any(WalName.digest_of(k) == digest[:DIGEST_LEN] for k in existing):
         return "already archived"
