@@ -45,13 +45,18 @@ class Isolated:
     cluster: str
     host: str
 
-    def psql(self, sql: str) -> str:
+    def psql(self, sql: str, port: int | None = None) -> str:
+        """As postgres, on the primary (or on ``port``); the password travels in a 0600 pgpass file."""
+        passfile = self.layout.root / "pgpass"
+        if not passfile.exists():
+            passfile.touch(mode=0o600)
+            passfile.write_text(f"127.0.0.1:*:*:postgres:{self.keys['pg-admin.password'].reveal()}\n")
         out = subprocess.run(
             [
-                *(f"{self.bindir}/psql", "-h", "127.0.0.1", "-p", str(self.layout.port("pg-primary"))),
-                *("-U", "postgres", "-d", "postgres", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql),
+                *(f"{self.bindir}/psql", "-h", "127.0.0.1", "-p", str(port or self.layout.port("pg-primary"))),
+                *("-U", "postgres", "-d", "postgres", "-w", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql),
             ],
-            env={**os.environ, "PGPASSWORD": self.keys["pg-admin.password"].reveal()},
+            env={**os.environ, "PGPASSFILE": str(passfile)},
             capture_output=True,
             text=True,
             check=True,
@@ -96,7 +101,8 @@ def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name:
     )
     settings = RunSettings(audit=AuditLog(tmp_path / "audit.jsonl", task=name, env=name))
     server = LocalExecutor(name, settings, os_user=layout.os_user if as_root else None)
-    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    bindir = dev.inventory.clusters["pg-main"].hosts["pg-main-1"].bin_dir  # the sandbox's own PostgreSQL
+    assert bindir is not None
     secrets = Path(str(dev.inventory.clusters["pg-main"].credentials.password).removeprefix("file:")).parent
     keys = {
         n: Secret((secrets / n).read_text().strip()) for n in ("pg-admin.password", "s3-access-key", "s3-secret-key")

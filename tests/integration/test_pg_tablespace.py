@@ -61,7 +61,7 @@ def test_tablespace_backup_incremental_and_remapped_restore(ts: Isolated) -> Non
     work = root / "work"  # the server's OS user creates the restored directories in here
     owned_dir(work, ts.layout.os_user)
     data_dir = work / "restored"
-    port = str(ts.layout.port("pg-primary") + 1)
+    port = ts.layout.port("pg-primary") + 1
     restore = ("restore.run", f"--to={ts.host}", f"--data-dir={data_dir}", f"--port={port}")
     refused = run_cli(*restore, "--cluster", CLUSTER, env=ts.env)
     assert refused.returncode == 85, refused.stderr
@@ -72,26 +72,8 @@ def test_tablespace_backup_incremental_and_remapped_restore(ts: Isolated) -> Non
     result = cli(*restore, f"--tablespace={oid}={moved}", f"--target-lsn={inc['stop_lsn']}")
     assert result["tablespaces"] == {oid: str(moved)}
     try:
-        check = [
-            f"{ts.bindir}/psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            port,
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-XAtq",
-            "-c",
-        ]
-        env = {**os.environ, "PGPASSWORD": ts.keys["pg-admin.password"].reveal()}
-
-        def q(sql: str) -> str:
-            return subprocess.run([*check, sql], env=env, capture_output=True, text=True, check=True).stdout.strip()
-
-        assert q("SELECT md5(string_agg(i || pad, ',' ORDER BY i)) FROM t") == expected
-        assert q(f"SELECT pg_tablespace_location({oid})") == str(moved)
+        assert ts.psql("SELECT md5(string_agg(i || pad, ',' ORDER BY i)) FROM t", port=port) == expected
+        assert ts.psql(f"SELECT pg_tablespace_location({oid})", port=port) == str(moved)
         assert (data_dir / "pg_tblspc" / oid).resolve() == moved.resolve()
         assert any(moved.iterdir())
     finally:

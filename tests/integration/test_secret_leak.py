@@ -77,6 +77,11 @@ def test_passwords_never_leak(
             (("backup.full", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("backup.list", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("backup.show", "--env=dev", "--cluster=pg-main"), None),
+            (("backup.incremental", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("backup.verify", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("wal.check", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("keys.status", "--env=dev", "--cluster=pg-main", "--json"), None),
+            (("backup.prune", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]

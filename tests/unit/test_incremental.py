@@ -233,3 +233,26 @@ def test_reshape_keeps_this_restores_tablespace_links(tmp_path: Path) -> None:
     assert (dest / "pg_tblspc" / "16390").is_symlink() and (space / "PG_15_x").is_dir()
     reshape(dest, listing, set())  # not this restore's link: a dropped tablespace, its link goes
     assert not (dest / "pg_tblspc" / "16390").exists() and (space / "PG_15_x").is_dir()
+
+
+def test_a_bundle_member_outside_the_destination_is_refused(tmp_path: Path, repo: Storage) -> None:
+    import io
+    import tarfile
+
+    from dbrunbook.backup.manifest import object_key
+    from dbrunbook.backup.objects import store
+    from dbrunbook.backup.physical import unpack
+    from dbrunbook.errors import RestoreError
+
+    identity, recipient = generate_identity()
+    for name in ("../evil", "/etc/evil", "base/../../evil"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+        key = object_key("X", f"data/{abs(hash(name))}.tar")
+        entry = store(repo, "data/0001.tar", key, [buf.getvalue()], [recipient])
+        with pytest.raises(RestoreError, match="unsafe path"):
+            unpack(repo, entry, tmp_path / "dest", [identity])
+    assert not (tmp_path / "evil").exists()

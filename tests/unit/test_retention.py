@@ -168,6 +168,11 @@ def test_logical_and_physical_backups_are_counted_apart() -> None:
     plan = plan_retention([older, base, dump], Retention(daily=1), day.replace(hour=6))
     # The 04:00 dump takes the logical slot of the day; the 03:00 base backup keeps the physical one.
     assert plan.keep == ["F", "L"] and plan.delete == ["F0"]
+    # Two days of both kinds, daily 2: every one is kept. Counted together, the two dumps would take both
+    # daily slots and the older base backup (not the newest, so no safety rule saves it) would go.
+    dump0 = BackupFacts("L0", "logical", older.stop_time + timedelta(hours=2))
+    both = plan_retention([older, dump0, base, dump], Retention(daily=2), day.replace(hour=6))
+    assert both.delete == [] and "daily 2026-04-09" in dict((d.backup_id, d.reasons) for d in both.decisions)["F0"]
 
 
 def test_wal_expiry_and_segment_order() -> None:
