@@ -256,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--manifest-key", required=True)
             p.add_argument("--source-database", required=True)
             p.add_argument("--database", required=True)
+    from dbrunbook import hostcmd_my
+
+    my_handlers = hostcmd_my.register(sub)
     args = parser.parse_args(argv)
+    hostcmd_my.strip_dashes(args)
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
         return 0
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "restore-files": _restore_files,
         "logical-push": _logical_push,
         "logical-restore": _logical_restore,
+        **my_handlers,
     }
     try:
         return handlers[args.command](args)

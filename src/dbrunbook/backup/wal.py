@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from dbrunbook.backup.manifest import SUFFIX
 from dbrunbook.backup.objects import load_key, store
@@ -63,10 +64,24 @@ def read_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def push(storage: Storage, path: Path, recipients: Sequence[str], digest: str | None = None) -> str:
+class Naming(Protocol):
+    """Where an archived log file goes: WAL segments and MariaDB binlogs share the push rules."""
+
+    def prefix(self) -> str: ...
+    def key(self, digest: str) -> str: ...
+
+
+def push(
+    storage: Storage,
+    path: Path,
+    recipients: Sequence[str],
+    digest: str | None = None,
+    naming: Naming | None = None,
+) -> str:
     """Archive one file; returns 'archived' or 'already archived'. Raises when the name is taken by
-    different content. ``digest``: the file's SHA-256 when the caller already has it."""
-    wal = WalName(path.name)
+    different content. ``digest``: the file's SHA-256 when the caller already has it; ``naming``: the
+    key scheme (WAL by default)."""
+    wal = naming or WalName(path.name)
     digest = digest or file_digest(path)
     existing = [o.key for o in storage.list(wal.prefix())]
     if any(WalName.digest_of(k) == digest[:DIGEST_LEN] for k in existing):

@@ -9,6 +9,7 @@ from invoke.collection import Collection
 from dbrunbook.tasks import (
     archive_tasks,
     backup_tasks,
+    binlog_tasks,
     hosts_tasks,
     inventory_tasks,
     keys_tasks,
@@ -26,5 +27,6 @@ namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))
 namespace.add_collection(Collection.from_module(restore_tasks, name="restore"))
 namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
 namespace.add_collection(Collection.from_module(keys_tasks, name="keys"))
+namespace.add_collection(Collection.from_module(binlog_tasks, name="binlog"))
 
 __all__ = ["namespace"]

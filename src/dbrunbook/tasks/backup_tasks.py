@@ -19,7 +19,8 @@ CLUSTER = "the cluster (optional when the inventory has one)"
     help={
         "env": ENV,
         "cluster": "back up only this cluster (default: every cluster of the inventory)",
-        "kind": "physical (default: base backup + WAL) or logical (pg_dump of every database + globals)",
+        "kind": "PostgreSQL: physical (default: base backup + WAL) or logical (pg_dump of every database + globals); "
+        "MariaDB: logical (default: mariadb-dump) or physical (mariabackup)",
         "source": "primary (default) or replica",
         "jobs": "parallel upload streams (default 2)",
         "json": "print JSON",
@@ -30,13 +31,13 @@ def full(
     c: Context,
     env: str | None = None,
     cluster: str | None = None,
-    kind: str = "physical",
+    kind: str = "",
     source: str = "primary",
     jobs: int = 2,
     json: bool = False,
 ) -> None:
     """Take a full backup into the cluster's repository; it is listed only once complete."""
-    if kind not in ("physical", "logical"):
+    if kind not in ("", "physical", "logical"):
         raise BackupError(f"--kind must be physical or logical, not {kind!r}")
     _take("backup.full", kind, env, cluster, source, jobs, json)
 
@@ -66,13 +67,21 @@ def incremental(
 def _take(task_name: str, kind: str, env: str | None, cluster: str | None, source: str, jobs: int, json: bool) -> None:
     from functools import partial
 
+    from dbrunbook.backup import my_backup
     from dbrunbook.backup.pg_backup import physical_backup
     from dbrunbook.backup.pg_logical import logical_backup
 
-    take: dict[str, Callable[..., Any]] = {
-        "physical": physical_backup,
-        "logical": logical_backup,
-        "incremental": partial(physical_backup, incremental=True),
+    takers: dict[str, dict[str, Callable[..., Any]]] = {
+        "postgresql": {
+            "physical": physical_backup,
+            "logical": logical_backup,
+            "incremental": partial(physical_backup, incremental=True),
+        },
+        "mariadb": {
+            "physical": my_backup.physical_backup,
+            "logical": my_backup.logical_backup,
+            "incremental": partial(my_backup.physical_backup, incremental=True),
+        },
     }
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
@@ -83,19 +92,21 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
         with run.out.steps(task_name) as step:
             for name in run.clusters(cluster):
                 ctx = run.cluster_context(name)
-                if ctx.cluster.engine.value != "postgresql":
+                engine = ctx.cluster.engine.value
+                if engine not in takers:
                     if cluster:
-                        raise BackupError(f"cluster {name}: {ctx.cluster.engine.value} backups are not available yet")
+                        raise BackupError(f"cluster {name}: {engine} backups are not available yet")
                     skipped.append(name)
                     continue
-                m = take[kind](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                chosen = kind if kind else ("physical" if engine == "postgresql" else "logical")
+                m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
                 done.append(_summary(m))
     finally:
         run.close()
 
     def human(console: Any) -> None:
         for b in done:
-            what = f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
+            what = _what(b)
             on = f" on {b['parent']}" if b["parent"] else ""
             console.print(
                 f"{b['cluster']}: {b['kind']}{on} backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
@@ -109,6 +120,13 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
             console.print(f"{name}: skipped, backups of its engine are not available yet", markup=False)
 
     run.out.result({"backups": done, "skipped": skipped}, human)
+
+
+def _what(b: dict[str, Any]) -> str:
+    if b.get("binlog"):
+        pos = b["binlog"]
+        return f"binlog {pos['file']}:{pos['position']}" + (f" GTID {pos['gtid']}" if pos.get("gtid") else "")
+    return f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
 
 
 def _prefixed(step: Callable[[str], None], name: str) -> Callable[[str], None]:
@@ -132,6 +150,7 @@ def _summary(m: Any) -> dict[str, Any]:
         "stop_wal": m.stop_wal,
         "timeline": m.timeline,
         "objects": len(m.objects),
+        "binlog": m.extra.get("binlog"),
         "stored_mib": round(m.total_size / 2**20, 1),
         "plain_mib": round(m.plain_size / 2**20, 1),
     }
@@ -154,7 +173,7 @@ def list_(c: Context, env: str | None = None, cluster: str | None = None, json: 
         if not rows:
             console.print("no backups")
         for b in rows:
-            what = f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
+            what = _what(b)
             console.print(
                 f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<11} {b['stop_time'][:19]}  "
                 f"{b['stored_mib']:>9} MiB  from {b['source_host']}  {what}",

@@ -1,0 +1,299 @@
+"""Host side of MariaDB/MySQL backups and recovery: dumps, mariabackup streams, binlog push and replay.
+
+Every path streams through the same object pipeline as PostgreSQL (:mod:`dbrunbook.backup.objects`).
+A tool's exit status is checked once its output has been consumed, so a dump that dies half-way never
+becomes an object a manifest lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from dbrunbook.backup import wal
+from dbrunbook.backup.binlog import (
+    DUMP_COMPLETE,
+    BinlogName,
+    BinlogStart,
+    Coordinates,
+    ReplayTarget,
+    binlog_start,
+    covers,
+    dump_coordinates,
+)
+from dbrunbook.backup.logical import _stream
+from dbrunbook.backup.manifest import ObjectEntry, object_key
+from dbrunbook.backup.objects import load, load_key, store
+from dbrunbook.backup.storage import Storage
+from dbrunbook.errors import BackupError, RestoreError
+
+EDGE = 1 << 16  # bytes of a dump's head and tail kept to read its coordinates
+
+
+class HeadTail:
+    """Passes chunks through, keeping the first and last EDGE bytes (bounded, whatever the size)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self.head = b""
+        self.tail = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if len(self.head) < EDGE:
+                self.head += chunk[: EDGE - len(self.head)]
+            self.tail = (self.tail + chunk)[-EDGE:] if len(chunk) < EDGE else chunk[-EDGE:]
+            yield chunk
+
+
+def push_dump(
+    storage: Storage, backup_id: str, recipients: Sequence[str], argv: Sequence[str]
+) -> tuple[ObjectEntry, Coordinates]:
+    """Stream one ``mariadb-dump`` of the whole server into ``dump.sql``; returns its binlog coordinates."""
+    tap = HeadTail(_stream(argv, dict(os.environ), "mariadb-dump"))
+    entry = store(storage, "dump.sql", object_key(backup_id, "dump.sql"), tap, recipients)
+    tail = tap.tail.decode(errors="replace")
+    if DUMP_COMPLETE not in tail:
+        raise BackupError("mariadb-dump ended without its completion line: the dump is truncated")
+    return entry, dump_coordinates(tap.head.decode(errors="replace"), tail)
+
+
+@dataclass(frozen=True)
+class PhysicalCopy:
+    entry: ObjectEntry
+    checkpoints: str
+    info: str
+
+
+def push_physical(
+    storage: Storage, backup_id: str, recipients: Sequence[str], argv: Sequence[str], lsndir: Path
+) -> PhysicalCopy:
+    """Stream ``mariabackup --backup --stream=xbstream`` into ``backup.xbstream``.
+
+    ``--extra-lsndir`` leaves the two small text files the manifest needs (checkpoints and binlog
+    position) outside the stream, so nothing has to read the stream back.
+    """
+    name = "backup.xbstream"
+    entry = store(
+        storage, name, object_key(backup_id, name), _stream(argv, dict(os.environ), "mariabackup"), recipients
+    )
+    try:
+        checkpoints = (lsndir / "xtrabackup_checkpoints").read_text()
+        info = (lsndir / "xtrabackup_info").read_text()
+    except OSError as exc:
+        raise BackupError(f"mariabackup left no {Path(exc.filename or '').name} in {lsndir}") from None
+    return PhysicalCopy(entry, checkpoints, info)
+
+
+def push_binlogs(storage: Storage, server_id: int, paths: Sequence[Path], recipients: Sequence[str]) -> dict[str, str]:
+    """Archive closed binlog files, each exactly once (the WAL rules: digest in the key, never overwritten)."""
+    return {p.name: wal.push(storage, p, recipients, naming=BinlogName(server_id, p.name)) for p in paths}
+
+
+# -- restore ----------------------------------------------------------------------------------------
+
+
+def extract(storage: Storage, entry: ObjectEntry, identities: Sequence[str], argv: Sequence[str]) -> None:
+    """Feed one stored object into a program's stdin (``mbstream -x``); fail with the object's name."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    errors = _Drain(proc.stderr)
+    try:
+        _feed(proc, load(storage, entry, identities))
+    finally:
+        code = proc.wait()
+        errors.join()
+    if code:
+        raise RestoreError(f"{Path(argv[0]).name} failed (exit {code}): {errors.last_line()}")
+
+
+def _feed(proc: subprocess.Popen[bytes], chunks: Iterator[bytes]) -> None:
+    assert proc.stdin is not None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # the program gave up; its exit status and message say why
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+
+
+class _Drain(threading.Thread):
+    """Reads a pipe to its end so the writer never blocks on it; keeps the last lines."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        super().__init__(daemon=True)
+        self._pipe = pipe
+        self.lines: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        if self._pipe is None:
+            return
+        for raw in self._pipe:
+            self.lines = [*self.lines, raw.decode(errors="replace").rstrip()][-20:]
+
+    def last_line(self) -> str:
+        useful = [x for x in self.lines if x.strip()]
+        return useful[-1] if useful else "no message"
+
+
+@dataclass
+class Replay:
+    """What a replay did, for the restore report."""
+
+    files: list[str] = field(default_factory=list)
+    stopped_in: str | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"binlogs_replayed": self.files, "stopped_in": self.stopped_in, "stop_reason": self.reason}
+
+
+def binlog_args(
+    start: Coordinates | None, target: ReplayTarget, name: str, nxt: BinlogStart | None
+) -> tuple[list[str], bool]:
+    """mariadb-binlog options for one file of a replay, and whether it is the last file to read.
+
+    ``start`` is given for the first file only. ``nxt`` is the start of the following archived file: a
+    GTID target lies in this file when the next one already counts it, a time target ends here when the
+    next file was opened at or after it (what one mariadb-binlog over all files would do).
+    """
+    args: list[str] = []
+    if start is not None:
+        args.append(f"--start-position={start.position}")
+    if target.kind == "position":
+        if name == target.file:
+            return [*args, f"--stop-position={target.position}"], True
+        return args, False
+    if target.kind == "time" and target.time is not None:
+        args.append(f"--stop-datetime={target.time:%Y-%m-%d %H:%M:%S}")
+        return args, nxt is None or nxt.created >= target.time
+    if target.kind == "gtid" and target.gtid is not None:
+        if nxt is None or covers(nxt.before, target.gtid):
+            return [*args, f"--stop-position={target.gtid}"], True
+        return args, False
+    return args, False
+
+
+class _Peek:
+    """One archived binlog, decrypting lazily; the first bytes are read early to parse its start."""
+
+    def __init__(self, storage: Storage, key: str, identities: Sequence[str]) -> None:
+        self.key = key
+        self.name = BinlogName.of_key(key).name
+        self._chunks = load_key(storage, key, identities, expect_plain=None)
+        self._first: list[bytes] = []
+        head = b""
+        for chunk in self._chunks:
+            self._first.append(chunk)
+            head += chunk
+            if len(head) >= 4096:
+                break
+        self.start = binlog_start(head)
+
+    def chunks(self) -> Iterator[bytes]:
+        yield from self._first
+        yield from self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close:
+            close()
+
+
+def replay(
+    storage: Storage,
+    identities: Sequence[str],
+    *,
+    client_argv: Sequence[str],
+    binlog_argv: Sequence[str],
+    dump: ObjectEntry | None,
+    keys: Sequence[str],
+    start: Coordinates,
+    target: ReplayTarget,
+) -> Replay:
+    """Load a dump (logical restores) and replay archived binlogs into ONE client session.
+
+    One session end to end, so a temporary table created in one binlog and used in the next survives.
+    Each binlog is decoded by its own mariadb-binlog reading stdin, whose output goes straight into the
+    client's stdin; Python copies only the encrypted side.
+    """
+    client = subprocess.Popen(
+        client_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0
+    )
+    assert client.stdin is not None
+    errors = _Drain(client.stderr)
+    done = Replay()
+    try:
+        if dump is not None:
+            client.stdin.write(b"SET SESSION sql_log_bin = 0;\n")
+            for chunk in load(storage, dump, identities):
+                client.stdin.write(chunk)
+            # The dump replaced the privilege tables; binlogged again from here so the server's GTID
+            # position says where the replay got to.
+            client.stdin.write(b"\nFLUSH PRIVILEGES;\nSET SESSION sql_log_bin = 1;\n")
+        _replay_binlogs(storage, identities, client, binlog_argv, keys, start, target, done)
+    except BrokenPipeError:
+        pass  # the client stopped on an error; its message is below
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            client.stdin.close()
+        code = client.wait()
+        errors.join()
+    if code:
+        where = f" while replaying {done.files[-1]}" if done.files else " while loading the dump"
+        raise RestoreError(f"the mariadb client failed{where}: {errors.last_line()}")
+    return done
+
+
+def _replay_binlogs(
+    storage: Storage,
+    identities: Sequence[str],
+    client: subprocess.Popen[bytes],
+    binlog_argv: Sequence[str],
+    keys: Sequence[str],
+    start: Coordinates,
+    target: ReplayTarget,
+    done: Replay,
+) -> None:
+    if not keys:
+        return
+    current = _Peek(storage, keys[0], identities)
+    if target.kind == "gtid" and target.gtid is not None and covers(current.start.before, target.gtid):
+        raise RestoreError(f"GTID {target.gtid} was committed before the backup's binlog {current.name}")
+    env = {**os.environ, "TZ": "UTC"}  # --stop-datetime is read in the local time zone
+    for i in range(len(keys)):
+        nxt = _Peek(storage, keys[i + 1], identities) if i + 1 < len(keys) else None
+        args, last = binlog_args(start if i == 0 else None, target, current.name, nxt.start if nxt else None)
+        proc = subprocess.Popen(
+            [*binlog_argv, *args, "-"], stdin=subprocess.PIPE, stdout=client.stdin, stderr=subprocess.PIPE, env=env
+        )
+        errors = _Drain(proc.stderr)
+        _feed(proc, current.chunks())
+        code = proc.wait()
+        errors.join()
+        done.files.append(current.name)
+        if code:
+            if target.kind == "gtid" and nxt is None:
+                raise RestoreError(
+                    f"GTID {target.gtid} is not in the archived binlogs (the newest is {current.name})",
+                    hint="run binlog.sync to archive the newest binlogs, or pick an earlier GTID",
+                )
+            raise RestoreError(f"mariadb-binlog failed on {current.name} (exit {code}): {errors.last_line()}")
+        if last:
+            done.stopped_in = current.name
+            done.reason = target.describe()
+            if nxt is not None:
+                nxt.close()
+            return
+        assert nxt is not None or i + 1 == len(keys)
+        if nxt is not None:
+            current = nxt
+    done.reason = "end of the archived binlogs"

@@ -1,0 +1,151 @@
+"""binlog.*: the archived binlogs of a MariaDB/MySQL cluster, its continuous incremental backup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from dbrunbook.errors import BackupError, WalCheckFailed
+from dbrunbook.tasks.common import TaskRun, guarded
+
+ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+
+
+def _mariadb(run: TaskRun, cluster: str | None) -> Any:
+    ctx = run.cluster_context(cluster)
+    if ctx.cluster.engine.value not in ("mariadb", "mysql"):
+        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+    return ctx
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": "the cluster (optional when the inventory has one)",
+        "host": "archive this host's binlogs (default: the primary)",
+        "rotate": "close the open binlog first when it holds a transaction (default; --no-rotate to leave it)",
+        "follow": "keep going: sync every --interval seconds until interrupted",
+        "interval": "seconds between syncs with --follow (default 60)",
+        "json": "print JSON",
+    }
+)
+@guarded
+def sync(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    host: str | None = None,
+    rotate: bool = True,
+    follow: bool = False,
+    interval: float = 60.0,
+    json: bool = False,
+) -> None:
+    """Copy every closed binlog the repository lacks (idempotent, cron-friendly)."""
+    import time
+
+    from dbrunbook.backup.my_backup import binlog_sync
+
+    run = TaskRun.start("binlog.sync", env=env, json_mode=json)
+    results: list[dict[str, Any]] = []
+    try:
+        ctx = _mariadb(run, cluster)
+        while True:
+            with run.out.steps("binlog.sync") as step:
+                results.append(binlog_sync(ctx, host_name=host, rotate=rotate, step=step))
+            if not follow:
+                break
+            time.sleep(max(1.0, interval))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        run.close()
+    last = results[-1] if results else {}
+
+    def human(console: Any) -> None:
+        for r in results:
+            console.print(
+                f"{r['cluster']}: {len(r['archived'])} binlogs archived from {r['host']} (server {r['server_id']}), "
+                f"{len(r['already_archived'])} already there; open: {r['open']}"
+                + (" (rotated)" if r["rotated"] else "")
+                + f"; GTID {r['gtid'] or '-'}",
+                markup=False,
+            )
+
+    run.out.result(last if not follow else {"runs": results}, human)
+
+
+@task(help={"env": ENV, "cluster": "the cluster (optional when the inventory has one)", "json": "print JSON"})
+@guarded
+def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+    """Find binlogs a recovery would miss: gaps since the oldest backup, and closed ones not archived yet."""
+    from dbrunbook.backup.binlog import binlog_report
+    from dbrunbook.backup.my_backup import binlog_keys, facts, server_binlogs
+    from dbrunbook.execution.command import SqlStatement
+
+    run = TaskRun.start("binlog.check", env=env, json_mode=json)
+    try:
+        ctx = _mariadb(run, cluster)
+        primary_name, primary = ctx.cluster.primary()
+        with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
+            f = facts(db)
+            on_server = [n for n, _ in server_binlogs(db)]
+            expire = float(
+                db.scalar(
+                    SqlStatement(
+                        "SELECT GREATEST(@@binlog_expire_logs_seconds, @@expire_logs_days * 86400)",
+                        mutating=False,
+                        description="binlog expiry",
+                    )
+                )
+                or 0
+            )
+        catalog = ctx.catalog()
+        starts = [
+            m.extra["binlog"]["file"]
+            for m in catalog.manifests
+            if m.extra.get("binlog") and m.extra.get("server_id") == f.server_id
+        ]
+        oldest = min(starts, key=lambda n: int(n.rsplit(".", 1)[1]), default=None)
+        report = {
+            "cluster": ctx.name,
+            "server_id": f.server_id,
+            **binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire),
+        }
+    finally:
+        run.close()
+
+    def human(console: Any) -> None:
+        console.print(
+            f"{ctx.name}: {report['archived']} binlogs archived from server {report['server_id']}, newest "
+            f"{report['newest_archived']}; recovery starts at {report['from'] or '(no backup)'}",
+            markup=False,
+        )
+        for g in report["gaps"]:
+            console.print(
+                f"  GAP: {g['missing']} binlogs neither archived nor on the server: {g['from']}..{g['to']}",
+                markup=False,
+            )
+        if report["at_risk"]:
+            days = report["expiry_seconds"] / 86400
+            console.print(
+                f"  WARNING: {len(report['at_risk'])} closed binlogs are not archived and the server purges binlogs "
+                f"after {days:g} days: {', '.join(report['at_risk'])}",
+                markup=False,
+            )
+        elif report["not_archived_yet"]:
+            console.print(f"  not archived yet: {', '.join(report['not_archived_yet'])}", markup=False)
+        if not report["gaps"]:
+            console.print("  no gaps", markup=False)
+
+    run.out.result(report, human)
+    if report["gaps"]:
+        g = report["gaps"][0]
+        failure = WalCheckFailed(
+            f"{ctx.name}: {len(report['gaps'])} gaps in the archived binlogs; first: {g['missing']} binlogs "
+            f"{g['from']}..{g['to']} were purged before they were archived; recovery cannot cross them",
+            hint="take a new full backup now, and run binlog.sync more often than the server's binlog expiry",
+        )
+        failure.reported = True
+        raise failure
