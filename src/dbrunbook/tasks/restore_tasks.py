@@ -22,6 +22,8 @@ from dbrunbook.tasks.common import TaskRun, guarded
         "target_lsn": "recover up to this LSN",
         "target_xid": "recover up to this transaction id",
         "target_name": "recover up to this restore point",
+        "target_position": "MariaDB: replay binlogs up to FILE:POSITION (mariadb-bin.000042:1234)",
+        "target_gtid": "MariaDB: replay binlogs up to and including this GTID (0-1-4242)",
         "target_action": "promote (default) or pause once the target is reached",
         "to": "inventory host to restore on",
         "data_dir": "data directory to create there (default: the host's data_dir)",
@@ -46,6 +48,8 @@ def run(
     target_lsn: str | None = None,
     target_xid: str | None = None,
     target_name: str | None = None,
+    target_position: str | None = None,
+    target_gtid: str | None = None,
     target_action: str = "promote",
     data_dir: str | None = None,
     port: int = 0,
@@ -63,6 +67,25 @@ def run(
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
     try:
         ctx = task_run.cluster_context(cluster)
+        if ctx.cluster.engine.value in ("mariadb", "mysql"):
+            if target_lsn or target_xid or target_name:
+                raise RestoreError("MariaDB targets are --target-time, --target-position and --target-gtid")
+            _restore_mariadb(
+                task_run,
+                ctx,
+                to=to,
+                backup=backup,
+                target=(target_time, target_position, target_gtid),
+                data_dir=data_dir,
+                port=port,
+                force=force,
+                yes=yes,
+                jobs=jobs,
+                dry_run=dry_run,
+            )
+            return
+        if target_position or target_gtid:
+            raise RestoreError("--target-position and --target-gtid are MariaDB targets; PostgreSQL takes --target-lsn")
         target = RecoveryTarget.from_flags(
             time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, action=target_action
         )
@@ -138,5 +161,72 @@ def run(
             f"{result['rto_seconds']}s; reached LSN {result['reached_lsn']}, last transaction {result['reached_time']}",
             markup=False,
         )
+
+    task_run.out.result(result, human)
+
+
+def _restore_mariadb(
+    task_run: TaskRun,
+    ctx: Any,
+    *,
+    to: str,
+    backup: str,
+    target: tuple[str | None, str | None, str | None],
+    data_dir: str | None,
+    port: int,
+    force: bool,
+    yes: bool,
+    jobs: int,
+    dry_run: bool,
+) -> None:
+    from dbrunbook.backup.binlog import ReplayTarget
+    from dbrunbook.backup.my_backup import binlog_keys
+    from dbrunbook.backup.my_restore import plan_my_restore, run_my_restore
+
+    replay_target = ReplayTarget.from_flags(*target)
+    _, target_cluster = task_run.find_host(to)
+    host = target_cluster.hosts[to]
+    catalog = ctx.catalog()
+    manifest = catalog.find(backup)
+    chain = catalog.chain(manifest)
+    if not data_dir:
+        raise RestoreError(
+            "a MariaDB restore makes a new server: give it a new, empty --data-dir (and a free --port)",
+            hint=f"for example: --data-dir {host.data_dir.rstrip('/')}-restore --port {host.port + 100}",
+        )
+    plan = plan_my_restore(
+        ctx.name,
+        manifest,
+        chain,
+        binlog_keys(ctx, int(manifest.extra.get("server_id", 0))),
+        to,
+        data_dir,
+        port or host.port,
+        replay_target,
+    )
+    with task_run.out.steps("restore.run") as step:
+        result = run_my_restore(
+            ctx,
+            plan,
+            target_cluster,
+            force=force,
+            confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run),
+            jobs=jobs,
+            step=step,
+        )
+
+    def human(console: Any) -> None:
+        if dry_run:
+            console.print(f"dry run: restore {result['backup']} to {result['to']}:{result['data_dir']}", markup=False)
+            for s in result["steps"]:
+                console.print(f"  - {s}", markup=False)
+            return
+        console.print(
+            f"restored {result['backup']} on {result['to']} port {result['port']} in {result['rto_seconds']}s; "
+            f"replayed {len(result.get('binlogs_replayed', []))} binlogs up to {result['target']}; "
+            f"reached GTID {result['reached_gtid'] or '-'}",
+            markup=False,
+        )
+        console.print(f"  socket {result['socket']}; stop it with: {result['stop']}", markup=False)
 
     task_run.out.result(result, human)
