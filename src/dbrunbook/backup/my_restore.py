@@ -28,6 +28,10 @@ Confirm = Callable[[str], None]
 PID_FILE = "mariadbd.pid"
 SOCKET = "mariadbd.sock"
 LOG = "dbrunbook-restore.log"
+START_SCRIPT = (
+    'log=$1; want=$2; shift 2; for b in "$want" /usr/sbin/mariadbd /usr/libexec/mariadbd /usr/sbin/mysqld; do '
+    '[ -x "$b" ] && break; done; setsid "$b" "$@" >>"$log" 2>&1 </dev/null &'
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ def server_argv(host: Host, data_dir: str, port: int) -> list[str]:
     """A private server for the restored data: loopback only, its own socket, pid file and binlog (so its
     GTID position tells how far the replay got)."""
     return [
-        host.binary("mariadbd") if host.bin_dir else "/usr/sbin/mariadbd",
+        host.binary("mariadbd"),
         "--no-defaults",
         f"--datadir={data_dir}",
         f"--port={port}",
@@ -190,7 +194,8 @@ def _start(ex: HostExecutor, host: Host, plan: MyRestorePlan, timeout: float = 1
     argv = server_argv(host, plan.data_dir, plan.port)
     ex.run(
         Command(
-            ("sh", "-c", 'log=$1; shift; setsid "$@" >>"$log" 2>&1 </dev/null &', "sh", log, *argv),
+            # Distributions put the server in sbin or libexec, not beside the clients bin_dir names.
+            ("sh", "-c", START_SCRIPT, "sh", log, *argv),
             description=f"start MariaDB on port {plan.port}",
         )
     )
