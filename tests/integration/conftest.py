@@ -182,3 +182,49 @@ def restore(data_dir: str, port: int, *extra: str) -> subprocess.CompletedProces
         *extra,
         timeout=600,
     )
+
+
+# -- MariaDB ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def my_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
+    res = run_cli("hosts.setup", "--env=dev", "--cluster=mariadb-main", timeout=900)
+    assert res.returncode == 0, res.stderr
+    return sandbox
+
+
+@pytest.fixture
+def my(my_ready: dict[str, Any], dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path) -> Any:
+    from .mariadb_helpers import My
+
+    return My(dev, resolver, tmp_path)
+
+
+@pytest.fixture
+def my_target(ssh_replica: Any, worker_id: str) -> Iterator[Any]:
+    """Restore places on the replica host; every server started there is stopped and its files removed."""
+    home = ssh_replica.home()
+    made: list[str] = []
+    base = 23450 + (int(worker_id[2:]) * 10 if worker_id.startswith("gw") else 0)
+
+    def place(n: int = 0) -> tuple[str, int]:
+        data_dir = f"{home}/dbr-test-my-{uuid.uuid4().hex[:8]}"
+        made.append(data_dir)
+        return data_dir, base + n
+
+    yield place
+    for data_dir in made:
+        ssh_replica.run(
+            Command(
+                (
+                    "sh",
+                    "-c",
+                    'p=$(cat "$1/mariadbd.pid" 2>/dev/null) && kill -9 "$p"; sleep 0.5; rm -rf "$1"',
+                    "sh",
+                    data_dir,
+                ),
+                check=False,
+                mutating=False,
+            )
+        )

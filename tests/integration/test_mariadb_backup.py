@@ -7,62 +7,15 @@ The tests share the primary's binlog, so they run one after another on one xdist
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dbrunbook.execution import Command
-from dbrunbook.inventory import LoadedInventory, SecretResolver
-
-from .conftest import run_cli
 from .mariadb_helpers import My, backup, new_name, restore, snapshot, sync
 
 pytestmark = pytest.mark.xdist_group("mariadb")
-
-
-@pytest.fixture(scope="session")
-def my_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
-    res = run_cli("hosts.setup", "--env=dev", "--cluster=mariadb-main", timeout=900)
-    assert res.returncode == 0, res.stderr
-    return sandbox
-
-
-@pytest.fixture
-def my(my_ready: dict[str, Any], dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path) -> My:
-    return My(dev, resolver, tmp_path)
-
-
-@pytest.fixture
-def my_target(ssh_replica: Any, worker_id: str) -> Iterator[Any]:
-    """Restore places on the replica host; every server started there is stopped and its files removed."""
-    home = ssh_replica.home()
-    made: list[str] = []
-    base = 23450 + (int(worker_id[2:]) * 10 if worker_id.startswith("gw") else 0)
-
-    def place(n: int = 0) -> tuple[str, int]:
-        data_dir = f"{home}/dbr-test-my-{uuid.uuid4().hex[:8]}"
-        made.append(data_dir)
-        return data_dir, base + n
-
-    yield place
-    for data_dir in made:
-        ssh_replica.run(
-            Command(
-                (
-                    "sh",
-                    "-c",
-                    'p=$(cat "$1/mariadbd.pid" 2>/dev/null) && kill -9 "$p"; sleep 0.5; rm -rf "$1"',
-                    "sh",
-                    data_dir,
-                ),
-                check=False,
-                mutating=False,
-            )
-        )
 
 
 def rows(my: My, db: str, port: int) -> list[int]:

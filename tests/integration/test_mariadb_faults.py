@@ -1,0 +1,180 @@
+"""MariaDB backups when things go wrong: a purged binlog that was never archived, a flipped byte in the
+repository, the wrong age identity, a dump killed half-way. Each runs against a private repository prefix
+(same primary, same SeaweedFS), so the sandbox's own archive is never damaged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dbrunbook.backup.storage import open_storage
+from dbrunbook.inventory import LoadedInventory, SecretResolver
+
+from .conftest import BIN, REPO, run_cli
+from .mariadb_helpers import My, backup, cli, new_name, restore, sync
+
+pytestmark = pytest.mark.xdist_group("mariadb")
+
+
+class Private:
+    """mariadb-main with its repository moved to a fresh prefix: an inventory file and the storage."""
+
+    def __init__(
+        self, dev: LoadedInventory, tmp: Path, identity_file: Path | None = None, url: str | None = None
+    ) -> None:
+        inv = yaml.safe_load(Path(dev.path).read_text())
+        cluster = inv["clusters"]["mariadb-main"]
+        self.url = url or f"s3://dbrunbook-backups/mytest-{uuid.uuid4().hex[:10]}"
+        cluster["repository"]["url"] = self.url
+        if identity_file is not None:
+            cluster["encryption"]["identities"] = [f"file:{identity_file}"]
+        inv["clusters"] = {"mariadb-main": cluster}
+        self.path = tmp / f"private-{uuid.uuid4().hex[:6]}.yaml"
+        self.path.write_text(yaml.safe_dump(inv))
+        self.env = f"--env={self.path}"
+        repo = dev.inventory.clusters["mariadb-main"].repository
+        assert repo is not None
+        self.storage = open_storage(
+            repo.model_copy(update={"url": cluster["repository"]["url"]}), SecretResolver(dev.base_dir)
+        )
+
+    def wipe(self) -> None:
+        self.storage.delete([info.key for info in self.storage.list("")])
+
+
+@pytest.fixture
+def private(my_ready: dict[str, Any], dev: LoadedInventory, tmp_path: Path) -> Any:
+    repo = Private(dev, tmp_path)
+    yield repo
+    repo.wipe()
+
+
+def test_purged_binlog_never_archived_is_reported_with_the_exact_gap(my: My, private: Private) -> None:
+    db = new_name("purge")
+    my(f"CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY)")
+    backup("logical", env=private.env)
+    sync(env=private.env)
+    assert run_cli("binlog.check", "--cluster=mariadb-main", private.env).returncode == 0
+    lost = []
+    for i in range(2):
+        my(f"INSERT INTO {db}.t VALUES ({i})")
+        lost.append(my.position()[0])
+        my("FLUSH BINARY LOGS")
+    sync()  # the sandbox's own archive keeps them; only the private one will miss them
+    my(f"PURGE BINARY LOGS TO '{my.position()[0]}'")
+    res = run_cli("binlog.check", "--cluster=mariadb-main", private.env, "--json")
+    assert res.returncode == 82, res.stderr
+    report = json.loads(res.stdout)
+    assert report["gaps"] == [{"from": lost[0], "to": lost[1], "missing": 2}]
+    assert f"{lost[0]}..{lost[1]}" in res.stderr and "Traceback" not in res.stderr
+    my(f"DROP DATABASE {db}")
+
+
+def test_closed_binlog_not_archived_is_at_risk_when_the_server_expires_binlogs(my: My, private: Private) -> None:
+    backup("logical", env=private.env)
+    sync(env=private.env)
+    my("FLUSH BINARY LOGS")
+    my("CREATE DATABASE IF NOT EXISTS risk_probe; DROP DATABASE risk_probe")
+    pending = my.position()[0]
+    my("FLUSH BINARY LOGS")
+    my("SET GLOBAL binlog_expire_logs_seconds = 86400")
+    try:
+        res = run_cli("binlog.check", "--cluster=mariadb-main", private.env, "--json")
+    finally:
+        my("SET GLOBAL binlog_expire_logs_seconds = 0")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert pending in report["at_risk"] and report["expiry_seconds"] == 86400
+    sync()
+
+
+def test_flipped_byte_fails_verify_and_restore_naming_the_object(my: My, private: Private, my_target: Any) -> None:
+    b = backup("logical", env=private.env)
+    assert cli("backup.verify", "--cluster=mariadb-main", env=private.env)["ok"]
+    key = f"backups/{b['backup_id']}/dump.sql.zst.age"
+    with private.storage.open(key) as fh:
+        body = bytearray(fh.read())
+    body[len(body) // 2] ^= 0x01
+    private.storage.delete([key])
+    private.storage.put(key, [bytes(body)])
+    res = run_cli("backup.verify", "--cluster=mariadb-main", private.env)
+    assert res.returncode == 81 and key in res.stderr and "Traceback" not in res.stderr
+    data_dir, port = my_target(0)
+    res = restore(data_dir, port, env=private.env, check=False)
+    assert res.returncode != 0 and key in res.stderr and "Traceback" not in res.stderr
+
+
+def test_wrong_identity_is_one_clear_line(my: My, dev: LoadedInventory, tmp_path: Path, my_target: Any) -> None:
+    right = Private(dev, tmp_path)
+    try:
+        backup("logical", env=right.env)
+        other = tmp_path / "other-identity.txt"
+        subprocess.run(["age-keygen", "-o", str(other)], check=True, capture_output=True)
+        wrong = Private(dev, tmp_path, identity_file=other, url=right.url)
+        res = run_cli("backup.verify", "--cluster=mariadb-main", wrong.env)
+        assert res.returncode != 0 and "identit" in res.stderr and "Traceback" not in res.stderr
+        data_dir, port = my_target(0)
+        res = restore(data_dir, port, env=wrong.env, check=False)
+        assert res.returncode != 0 and "identit" in res.stderr and "Traceback" not in res.stderr
+    finally:
+        right.wipe()
+
+
+def _kill_when(needle: bytes, proc: subprocess.Popen[bytes], *, program: bool = False) -> bool:
+    """SIGKILL the first process whose command line holds ``needle`` (with ``program``: whose program is it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            except OSError:
+                continue
+            hit = cmdline.split(b"\0")[0].endswith(needle) if program else needle in cmdline
+            if hit:
+                import os
+
+                os.kill(int(entry.name), signal.SIGKILL)
+                return True
+        time.sleep(0.005)
+    return False
+
+
+def test_killed_dump_and_killed_controller_leave_no_backup(my: My, private: Private) -> None:
+    db = new_name("bulk")
+    # Enough data that the dump streams for a moment.
+    my(f"CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")
+    my("INSERT INTO t SELECT seq, REPEAT(MD5(seq), 30) FROM seq_1_to_120000", db=db)
+    try:
+        for victim in (b"mariadb-dump", b"invoke"):
+            proc = subprocess.Popen(
+                [str(BIN / "invoke"), "backup.full", private.env, "--cluster=mariadb-main"],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+            )
+            # Kill only once the host side streams: the host command runs the dump for us.
+            caught = _kill_when(b"my-dump-push", proc) if victim == b"invoke" else False
+            if victim == b"invoke" and caught:
+                proc.send_signal(signal.SIGKILL)
+            if victim == b"mariadb-dump":
+                caught = _kill_when(b"mariadb-dump", proc, program=True)
+            _, err = proc.communicate(timeout=120)
+            assert caught, f"the backup finished before {victim.decode()} could be killed"
+            if victim == b"mariadb-dump":
+                assert proc.returncode != 0
+                assert b"mariadb-dump failed" in err and b"Traceback" not in err
+            time.sleep(2)  # an orphaned host stream may finish its object; it must not make a backup
+            listed = cli("backup.list", "--cluster=mariadb-main", env=private.env)["backups"]
+            assert listed == []
+        assert backup("logical", env=private.env)["kind"] == "logical"
+    finally:
+        my(f"DROP DATABASE {db}")
