@@ -331,3 +331,12 @@ def binlog_report(
 
 def _gap(base: str, run: list[int]) -> dict[str, object]:
     return {"from": f"{base}.{run[0]:06d}", "to": f"{base}.{run[-1]:06d}", "missing": len(run)}
+
+
+def expired_binlogs(archive: dict[str, str], keep_from: str | None) -> list[str]:
+    """Keys of one server's archived binlogs before ``keep_from`` (the oldest kept backup's start file).
+    None keeps everything: with no kept backup of this server, nothing says which binlogs are useless."""
+    if keep_from is None:
+        return []
+    limit = _number(keep_from)
+    return sorted(key for name, key in archive.items() if _number(name) < limit)

@@ -41,6 +41,8 @@ class PrunePlan:
     wal_keys: list[str]  # expired WAL objects
     incomplete: list[str]  # ids of backups that never got a manifest, past the grace period
     starts: dict[str, str] = field(default_factory=dict)  # backup id -> its start WAL segment
+    binlog_keys: list[str] = field(default_factory=list)  # expired MariaDB binlogs
+    binlog_keep_from: dict[int, str] = field(default_factory=dict)  # server id -> first binlog still needed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,8 @@ class PrunePlan:
             ],
             "wal_keep_from": self.retention.wal_keep_from,
             "wal_expired": len(self.wal_keys),
+            "binlog_keep_from": {str(k): v for k, v in self.binlog_keep_from.items()},
+            "binlogs_expired": len(self.binlog_keys),
             "incomplete": self.incomplete,
             "notes": self.retention.notes,
         }
@@ -63,12 +67,46 @@ class PrunePlan:
         lines = [f"{self.cluster}: {line}" for line in self.retention.explain()]
         if self.wal_keys:
             lines.append(f"{self.cluster}: delete {len(self.wal_keys)} WAL files before {self.retention.wal_keep_from}")
+        for server, first in self.binlog_keep_from.items():
+            lines.append(f"{self.cluster}: binlogs of server {server}: keep from {first}")
+        if self.binlog_keys:
+            lines.append(f"{self.cluster}: delete {len(self.binlog_keys)} archived binlogs no kept backup needs")
         lines += [f"{self.cluster}: delete incomplete backup {i} (it never got a manifest)" for i in self.incomplete]
         return lines
 
 
 def facts(catalog: Catalog) -> list[BackupFacts]:
-    return [BackupFacts(m.backup_id, m.kind, m.stop_time, m.parent, m.start_wal) for m in catalog.manifests]
+    return [
+        BackupFacts(m.backup_id, m.kind, m.stop_time, m.parent, m.start_wal, True if m.extra.get("binlog") else None)
+        for m in catalog.manifests
+    ]
+
+
+def binlog_expiry(storage: Storage, catalog: Catalog, keep: set[str]) -> tuple[list[str], dict[int, str]]:
+    """Archived binlogs no kept backup needs, per server: those before the oldest kept backup's start file."""
+    from dbrunbook.backup.binlog import ROOT, BinlogName, archived, expired_binlogs
+
+    keys = [info.key for info in storage.list(ROOT)]
+    servers = set()
+    for key in keys:
+        try:
+            servers.add(BinlogName.of_key(key).server_id)
+        except ValueError:
+            continue
+    doomed: list[str] = []
+    keep_from: dict[int, str] = {}
+    for server in sorted(servers):
+        starts = [
+            str(m.extra["binlog"]["file"])
+            for m in catalog.manifests
+            if m.backup_id in keep and m.extra.get("binlog") and int(m.extra.get("server_id", -1)) == server
+        ]
+        if not starts:
+            continue  # no kept backup starts in this server's binlogs: nothing tells what is useless
+        first = min(starts, key=lambda n: int(n.rsplit(".", 1)[1]))
+        keep_from[server] = first
+        doomed += expired_binlogs(archived(keys, server), first)
+    return doomed, keep_from
 
 
 def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
@@ -84,6 +122,7 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
         backup_id = info.key.split("/")[1]
         newest[backup_id] = max(newest.get(backup_id, info.last_modified), info.last_modified)
     complete = {m.backup_id for m in catalog.manifests}
+    binlogs, binlog_from = binlog_expiry(storage, catalog, set(retention.keep))
     return PrunePlan(
         ctx.name,
         retention,
@@ -91,6 +130,8 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
         # The real clock, whatever --now says: a what-if date must never make a running backup look abandoned.
         stale_incomplete(newest, complete, datetime.now(UTC)),
         {m.backup_id: m.start_wal for m in catalog.manifests if m.start_wal},
+        binlogs,
+        binlog_from,
     )
 
 
@@ -128,9 +169,15 @@ def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) 
         # A backup the lock kept is still restorable: its WAL stays, whatever the plan said.
         limit = segment_position(min(kept_starts, key=segment_position))
         wal_keys = [k for k in wal_keys if segment_position(WalName.of_key(k)) < limit]
+    if any(locked[b] and b not in deleted for b in list(locked)):
+        # A locked backup stays restorable, so the binlogs after it stay too: keep them all this round.
+        binlog_keys: list[str] = []
+    else:
+        binlog_keys = plan.binlog_keys
+    wal_keys = wal_keys + binlog_keys
     wal_refused = storage.delete(wal_keys) if wal_keys else []
     if wal_keys:
-        record(f"{len(wal_keys)} WAL files before {plan.retention.wal_keep_from}", wal_refused)
+        record(f"{len(wal_keys)} WAL/binlog files no kept backup needs", wal_refused)
     return {
         **plan.as_dict(),
         "deleted": deleted,

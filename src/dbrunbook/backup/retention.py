@@ -39,6 +39,12 @@ class BackupFacts:
     stop_time: datetime
     parent: str | None = None
     start_wal: str | None = None
+    rolls_forward: bool | None = None  # can a log replay start from it? default: physical kinds only
+
+    @property
+    def pitr_base(self) -> bool:
+        # MariaDB dumps record their binlog position, so they start a recovery too; pg_dump output cannot.
+        return self.rolls_forward if self.rolls_forward is not None else self.kind != "logical"
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,7 @@ def _calendar_reasons(ordered: Sequence[BackupFacts], policy: Retention, reasons
 def _pitr_reasons(
     ordered: Sequence[BackupFacts], restorable: Sequence[BackupFacts], start: datetime, reasons: dict[str, list[str]]
 ) -> list[str]:
-    physical = [b for b in restorable if b.kind != "logical"]
+    physical = [b for b in restorable if b.pitr_base]
     base = [b for b in physical if b.stop_time <= start]
     notes = []
     if base:

@@ -261,13 +261,13 @@ def prune(
             if ctx.cluster.repository is None:
                 continue
             plan = plan_prune(ctx, when)
-            doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys)
+            doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys) + len(plan.binlog_keys)
             if dry_run or not doomed:
                 results.append({**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()})
                 continue
             confirm(
                 f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
-                f"{len(plan.wal_keys)} WAL files of {name}",
+                f"{len(plan.wal_keys)} WAL files and {len(plan.binlog_keys)} binlogs of {name}",
                 yes=yes,
             )
             results.append({**run_prune(ctx.storage, plan, run.settings.audit), "explain": plan.explain()})
