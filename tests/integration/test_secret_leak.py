@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
@@ -43,6 +46,7 @@ class ProcessListSampler:
         self._thread.join()
 
 
+@pytest.mark.xdist_group("mariadb")  # it archives and replays the MariaDB primary's binlogs
 def test_passwords_never_leak(
     tmp_path: Path, dev: LoadedInventory, resolver: SecretResolver, ssh_replica: Any, sandbox: dict[str, Any]
 ) -> None:
@@ -65,6 +69,7 @@ def test_passwords_never_leak(
     wrong_inv = write_inventory(tmp_path / "wrong.yaml", data)
 
     outputs: list[str] = []
+    my_dir = f"{ssh_replica.home()}/dbr-leak-{uuid.uuid4().hex[:8]}"
     with ProcessListSampler() as sampler:
         for args, env in (
             (("inventory.check", "--env=dev", "--json"), None),
@@ -82,6 +87,24 @@ def test_passwords_never_leak(
             (("wal.check", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("keys.status", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("backup.prune", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
+            (("hosts.setup", "--env=dev", "--cluster=mariadb-main"), None),
+            (("backup.full", "--env=dev", "--cluster=mariadb-main", "--json"), None),
+            (("backup.full", "--env=dev", "--cluster=mariadb-main", "--kind=physical", "--json"), None),
+            (("binlog.sync", "--env=dev", "--cluster=mariadb-main", "--json"), None),
+            (("binlog.check", "--env=dev", "--cluster=mariadb-main", "--json"), None),
+            (("backup.verify", "--env=dev", "--cluster=mariadb-main", "--json"), None),
+            (
+                (
+                    "restore.run",
+                    "--env=dev",
+                    "--cluster=mariadb-main",
+                    "--to=mariadb-main-2",
+                    f"--data-dir={my_dir}",
+                    "--port=23449",
+                    "--json",
+                ),
+                None,
+            ),
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]
@@ -117,6 +140,15 @@ def test_passwords_never_leak(
     assert any("psql" in cmd and "pg_is_in_recovery" in cmd for cmd in sampler.seen)
     assert any("inventory.check" in cmd for cmd in sampler.seen)
     assert any("backup-push" in cmd for cmd in sampler.seen), "the host-side backup stream was not seen"
+    for seen in ("my-dump-push", "my-physical-push", "binlog-push", "my-replay"):
+        assert any(seen in cmd for cmd in sampler.seen), f"{seen} was not seen"
+    ssh_replica.run(
+        Command(
+            ("sh", "-c", 'kill -9 $(cat "$1/mariadbd.pid"); sleep 0.5; rm -rf "$1"', "sh", my_dir),
+            check=False,
+            mutating=False,
+        )
+    )
     audit_text = audit.read_text() + Path(ssh_replica.settings.audit.path).read_text()
     assert "inventory.check" in audit_text and "psql" in audit_text
     for secret in known:

@@ -194,7 +194,7 @@ def _manifest(
 ) -> Manifest:
     return Manifest(
         backup_id=backup_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         engine="mariadb",
         cluster="c",
         parent=parent,
