@@ -28,7 +28,12 @@ class Private:
     """mariadb-main with its repository moved to a fresh prefix: an inventory file and the storage."""
 
     def __init__(
-        self, dev: LoadedInventory, tmp: Path, identity_file: Path | None = None, url: str | None = None
+        self,
+        dev: LoadedInventory,
+        tmp: Path,
+        identity_file: Path | None = None,
+        url: str | None = None,
+        retention: dict[str, Any] | None = None,
     ) -> None:
         inv = yaml.safe_load(Path(dev.path).read_text())
         cluster = inv["clusters"]["mariadb-main"]
@@ -36,6 +41,8 @@ class Private:
         cluster["repository"]["url"] = self.url
         if identity_file is not None:
             cluster["encryption"]["identities"] = [f"file:{identity_file}"]
+        if retention is not None:
+            cluster["retention"] = retention
         inv["clusters"] = {"mariadb-main": cluster}
         self.path = tmp / f"private-{uuid.uuid4().hex[:6]}.yaml"
         self.path.write_text(yaml.safe_dump(inv))
@@ -178,3 +185,54 @@ def test_killed_dump_and_killed_controller_leave_no_backup(my: My, private: Priv
         assert backup("logical", env=private.env)["kind"] == "logical"
     finally:
         my(f"DROP DATABASE {db}")
+
+
+def test_prune_expires_the_binlogs_of_deleted_backups(my: My, dev: LoadedInventory, tmp_path: Path) -> None:
+    from dbrunbook.backup.binlog import BinlogName
+
+    repo = Private(dev, tmp_path, retention={"keep_last": 1})
+    try:
+        first = backup("logical", env=repo.env)
+        sync(env=repo.env)
+        my("CREATE DATABASE IF NOT EXISTS prune_probe; DROP DATABASE prune_probe")
+        my("FLUSH BINARY LOGS")
+        second = backup("logical", env=repo.env)
+        my("CREATE DATABASE IF NOT EXISTS prune_probe; DROP DATABASE prune_probe")
+        sync(env=repo.env)  # rotates: the second backup's own binlog is archived too
+
+        def names() -> list[str]:
+            return sorted(BinlogName.of_key(i.key).name for i in repo.storage.list("binlog/"))
+
+        before = names()
+        assert before[0] < second["binlog"]["file"]
+        plan = cli("backup.prune", "--cluster=mariadb-main", "--dry-run", env=repo.env)["clusters"][0]
+        assert plan["delete"] == [first["backup_id"]] and plan["binlog_keep_from"] == {"1": second["binlog"]["file"]}
+        assert names() == before  # a dry run deletes nothing
+        cli("backup.prune", "--cluster=mariadb-main", "--yes", env=repo.env)
+        after = names()
+        assert after == [n for n in before if n >= second["binlog"]["file"]] and after
+        listed = cli("backup.list", "--cluster=mariadb-main", env=repo.env)["backups"]
+        assert [b["backup_id"] for b in listed] == [second["backup_id"]]
+    finally:
+        repo.wipe()
+
+
+def test_restore_refuses_used_places_and_dry_run_changes_nothing(my: My, my_target: Any, ssh_replica: Any) -> None:
+    from dbrunbook.execution import Command
+
+    data_dir, port = my_target(6)
+    ssh_replica.run(Command(("sh", "-c", 'mkdir -p "$1" && echo keep > "$1/precious"', "sh", data_dir)))
+    res = restore(data_dir, port, check=False)
+    assert res.returncode != 0 and "is not empty" in res.stderr and "Traceback" not in res.stderr
+    res = restore(data_dir, port, "--force", check=False)  # no TTY and no --yes: it must not go ahead
+    assert res.returncode != 0
+    kept = ssh_replica.run(Command(("cat", f"{data_dir}/precious"), mutating=False))
+    assert kept.stdout.strip() == "keep"
+    fresh, _ = my_target(7)
+    res = restore(fresh, my.port, check=False)
+    assert res.returncode != 0 and f"port {my.port} is in use" in res.stderr
+    res = restore(fresh, port, "--dry-run")
+    steps = json.loads(res.stdout)["steps"]
+    assert steps[0].startswith(f"check that {fresh} is empty") and any("on port" in s for s in steps)
+    gone = ssh_replica.run(Command(("test", "-e", fresh), mutating=False, check=False))
+    assert gone.exit_code != 0, "a dry run created the data directory"
