@@ -48,6 +48,23 @@ def _binlog_push(args: argparse.Namespace) -> int:
     return _print(push_binlogs(storage, args.server_id, [directory / n for n in args.names], cfg.recipients))
 
 
+def _follow(args: argparse.Namespace) -> int:
+    from dbrunbook.backup.my_host import follow
+
+    cfg, storage = _storage(args.config)
+    return _print(
+        follow(
+            storage,
+            args.server_id,
+            cfg.recipients,
+            args.argv,
+            Path(args.spool),
+            interval=args.interval,
+            duration=args.duration or None,
+        )
+    )
+
+
 def _manifest(storage: Any, key: str, identities: list[str]) -> Any:
     from dbrunbook.hostcmd import _manifest as read
 
@@ -106,6 +123,13 @@ def register(sub: Any) -> dict[str, Handler]:
     p.add_argument("--server-id", type=int, required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("names", nargs="+")
+    p = sub.add_parser("binlog-follow", help="stream binlogs from the server and archive each one it closes")
+    p.add_argument("--config", required=True)
+    p.add_argument("--server-id", type=int, required=True)
+    p.add_argument("--spool", required=True)
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--duration", type=float, default=0.0, help="seconds; 0: until SIGTERM or SIGINT")
+    tool(p)
     p = sub.add_parser("my-extract", help="stream a physical backup into mbstream -x")
     p.add_argument("--config", required=True)
     p.add_argument("--manifest-key", required=True)
@@ -124,6 +148,7 @@ def register(sub: Any) -> dict[str, Handler]:
         "my-dump-push": _dump_push,
         "my-physical-push": _physical_push,
         "binlog-push": _binlog_push,
+        "binlog-follow": _follow,
         "my-extract": _extract,
         "my-replay": _replay,
     }

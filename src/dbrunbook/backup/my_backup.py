@@ -332,6 +332,67 @@ def binlog_sync(
     }
 
 
+def binlog_follow(
+    ctx: ClusterContext,
+    *,
+    host_name: str | None = None,
+    duration: float | None = None,
+    interval: float = 1.0,
+    step: Step = lambda _m: None,
+) -> dict[str, Any]:
+    """Catch up (:func:`binlog_sync`), then stream the open binlog from the primary on ``host_name`` (a
+    replica host by default when there is one, so the copy lives off the primary) and archive each file as
+    the server closes it."""
+    primary_name, primary = ctx.cluster.primary()
+    replicas = [n for n in ctx.cluster.hosts if n != primary_name]
+    where = host_name or (replicas[0] if replicas else primary_name)
+    caught_up = binlog_sync(ctx, step=step)
+    first = caught_up["open"]
+    host, ex = ctx.host(where), ctx.executor(where)
+    # The primary as the follower sees it: its own loopback address when they are one host.
+    address = primary.address if where == primary_name else _network_address(ctx, primary_name)
+    spool = f"{ex.home()}/.local/state/dbrunbook/binlog-spool/{ctx.name}-{caught_up['server_id']}"
+    step(f"streaming binlogs of {primary_name} from {first} on {where}")
+    with (
+        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
+        _defaults(ctx, ex) as defaults,
+    ):
+        argv = _driver(ctx).follow_argv(
+            host, defaults, address, primary.port, spool, first, int(caught_up["server_id"])
+        )
+        res = ex.run(
+            Command(
+                (
+                    ctx.agent(where),
+                    "binlog-follow",
+                    "--config",
+                    config,
+                    "--server-id",
+                    str(caught_up["server_id"]),
+                    "--spool",
+                    spool,
+                    "--interval",
+                    str(interval),
+                    "--duration",
+                    str(duration or 0),
+                    "--",
+                    *argv,
+                ),
+                description="stream and archive binlogs",
+            )
+        )
+    streamed = _last_json(res.stdout, where, "binlog-follow")
+    return {**caught_up, "follower": where, "streamed": streamed["archived"], "streaming": streamed["streaming"]}
+
+
+def _network_address(ctx: ClusterContext, host_name: str) -> str:
+    from dbrunbook.inventory.model import SshConnection
+
+    host = ctx.host(host_name)
+    conn = host.connection
+    return conn.host if isinstance(conn, SshConnection) else host.address
+
+
 def binlog_keys(ctx: ClusterContext, server_id: int) -> dict[str, str]:
     return archived((o.key for o in ctx.storage.list(f"{ROOT}{server_id}/")), server_id)
 

@@ -297,3 +297,74 @@ def _replay_binlogs(
         if nxt is not None:
             current = nxt
     done.reason = "end of the archived binlogs"
+
+
+def follow(
+    storage: Storage,
+    server_id: int,
+    recipients: Sequence[str],
+    argv: Sequence[str],
+    spool: Path,
+    *,
+    interval: float,
+    duration: float | None,
+) -> dict[str, Any]:
+    """Stream the server's binlogs as a replica would (``mariadb-binlog --read-from-remote-server --raw
+    --stop-never``) into ``spool``, and archive each file as soon as the next one appears (it is then
+    complete). Runs until ``duration`` ends or SIGTERM/SIGINT; the file still growing stays in the spool
+    and is fetched again by the next run."""
+    import signal
+    import time
+
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in spool.iterdir():
+        stale.unlink()  # a partial file of an earlier run: the stream starts it again
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = _Drain(proc.stderr)
+    stop = {"now": False}
+
+    def ask_stop(_sig: int, _frame: object) -> None:
+        stop["now"] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, ask_stop)
+    archived: list[str] = []
+    deadline = time.monotonic() + duration if duration else None
+
+    def push_complete() -> None:
+        files = sorted(
+            (p for p in spool.iterdir() if _binlog_number(p.name) >= 0), key=lambda p: _binlog_number(p.name)
+        )
+        for path in files[:-1]:
+            outcome = wal.push(storage, path, recipients, naming=BinlogName(server_id, path.name))
+            if outcome == "archived":
+                archived.append(path.name)
+            path.unlink()
+
+    try:
+        while not stop["now"] and proc.poll() is None and (deadline is None or time.monotonic() < deadline):
+            left = interval if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.05, min(interval, left)))
+            push_complete()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        errors.join(5)
+        push_complete()
+    code = proc.returncode
+    ended_on_its_own = code not in (0, -signal.SIGTERM) and not stop["now"]
+    if ended_on_its_own and not (deadline and time.monotonic() >= deadline):
+        raise BackupError(f"the binlog stream ended (exit {code}): {errors.last_line()}")
+    partial = sorted(p.name for p in spool.iterdir())
+    return {"archived": archived, "streaming": partial[-1] if partial else None}
+
+
+def _binlog_number(name: str) -> int:
+    """The sequence number of a binlog file name; -1 for anything else in the spool."""
+    tail = name.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) >= 6 else -1

@@ -91,6 +91,24 @@ class MariaDB(EngineDriver):
             argv.append(f"--incremental-lsn={incremental_lsn}")
         return argv
 
+    def follow_argv(
+        self, host: Host, defaults_file: str, address: str, port: int, spool: str, first: str, server_id: int
+    ) -> list[str]:
+        """Stream binlogs from a server like a replica, into files named as on the server (``--raw``)."""
+        return [
+            host.binary(self.binlog_tool),
+            f"--defaults-extra-file={defaults_file}",
+            "--read-from-remote-server",
+            "--raw",
+            "--stop-never",
+            # A replica id of its own: the server drops an older connection that uses the same id.
+            f"--stop-never-slave-server-id={4_294_000_000 + server_id % 900_000}",
+            f"--host={address}",
+            f"--port={port}",
+            f"--result-file={spool.rstrip('/')}/",
+            first,
+        ]
+
     def client_argv(self, host: Host, defaults_file: str | None, socket: str | None, port: int) -> list[str]:
         """The client a restore pipes SQL into: binary mode, since binlog events carry raw bytes."""
         argv = [host.binary(self.client)]

@@ -24,10 +24,13 @@ def _mariadb(run: TaskRun, cluster: str | None) -> Any:
     help={
         "env": ENV,
         "cluster": "the cluster (optional when the inventory has one)",
-        "host": "archive this host's binlogs (default: the primary)",
+        "host": "archive this host's binlogs (default: the primary); with --follow, the host that streams them "
+        "(default: a replica host)",
         "rotate": "close the open binlog first when it holds a transaction (default; --no-rotate to leave it)",
-        "follow": "keep going: sync every --interval seconds until interrupted",
-        "interval": "seconds between syncs with --follow (default 60)",
+        "follow": "then stream the open binlog like a replica (mariadb-binlog --stop-never) and archive each "
+        "file as it closes, until interrupted or --duration ends; runs on --host (default: a replica host)",
+        "duration": "with --follow: stop after this many seconds (0: run until interrupted)",
+        "interval": "with --follow: seconds between looks for closed files (default 1)",
         "json": "print JSON",
     }
 )
@@ -39,41 +42,40 @@ def sync(
     host: str | None = None,
     rotate: bool = True,
     follow: bool = False,
-    interval: float = 60.0,
+    duration: float = 0.0,
+    interval: float = 1.0,
     json: bool = False,
 ) -> None:
     """Copy every closed binlog the repository lacks (idempotent, cron-friendly)."""
-    import time
-
-    from dbrunbook.backup.my_backup import binlog_sync
+    from dbrunbook.backup.my_backup import binlog_follow, binlog_sync
 
     run = TaskRun.start("binlog.sync", env=env, json_mode=json)
-    results: list[dict[str, Any]] = []
     try:
         ctx = _mariadb(run, cluster)
-        while True:
-            with run.out.steps("binlog.sync") as step:
-                results.append(binlog_sync(ctx, host_name=host, rotate=rotate, step=step))
-            if not follow:
-                break
-            time.sleep(max(1.0, interval))
-    except KeyboardInterrupt:
-        pass
+        with run.out.steps("binlog.sync") as step:
+            if follow:
+                r = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
+            else:
+                r = binlog_sync(ctx, host_name=host, rotate=rotate, step=step)
     finally:
         run.close()
-    last = results[-1] if results else {}
 
     def human(console: Any) -> None:
-        for r in results:
+        console.print(
+            f"{r['cluster']}: {len(r['archived'])} binlogs archived from {r['host']} (server {r['server_id']}), "
+            f"{len(r['already_archived'])} already there; open: {r['open']}"
+            + (" (rotated)" if r["rotated"] else "")
+            + f"; GTID {r['gtid'] or '-'}",
+            markup=False,
+        )
+        if follow:
             console.print(
-                f"{r['cluster']}: {len(r['archived'])} binlogs archived from {r['host']} (server {r['server_id']}), "
-                f"{len(r['already_archived'])} already there; open: {r['open']}"
-                + (" (rotated)" if r["rotated"] else "")
-                + f"; GTID {r['gtid'] or '-'}",
+                f"{r['cluster']}: streamed from {r['follower']}: {len(r['streamed'])} binlogs archived as they "
+                f"closed; {r['streaming'] or 'nothing'} was still open",
                 markup=False,
             )
 
-    run.out.result(last if not follow else {"runs": results}, human)
+    run.out.result(r, human)
 
 
 @task(help={"env": ENV, "cluster": "the cluster (optional when the inventory has one)", "json": "print JSON"})
