@@ -104,3 +104,40 @@ def test_tricky_schema_restores_identical_from_logical_and_physical_chain(my: My
     )
     assert snapshot(my, db, p2) == after
     my(f"DROP DATABASE `{db}`")
+
+
+def test_follow_streams_and_archives_each_binlog_as_the_server_closes_it(my: My, dev: Any) -> None:
+    import json
+    import threading
+
+    from dbrunbook.backup.binlog import BinlogName
+    from dbrunbook.backup.storage import open_storage
+    from dbrunbook.inventory import SecretResolver
+
+    from .conftest import run_cli
+
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        res = run_cli("binlog.sync", "--env=dev", "--cluster=mariadb-main", "--follow", "--duration=14", "--json")
+        result["res"] = res
+
+    follower = threading.Thread(target=run)
+    follower.start()
+    time.sleep(6)  # the catch-up sync and the stream's start
+    closed = []
+    for i in range(2):
+        my(f"CREATE DATABASE IF NOT EXISTS follow_probe_{i}; DROP DATABASE follow_probe_{i}")
+        closed.append(my.position()[0])
+        my("FLUSH BINARY LOGS")
+    still_open = my.position()[0]
+    follower.join(120)
+    res = result["res"]
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["follower"] == "mariadb-main-2"
+    assert set(closed) <= set(out["streamed"]) and out["streaming"] == still_open
+    repo = dev.inventory.clusters["mariadb-main"].repository
+    storage = open_storage(repo, SecretResolver(dev.base_dir))
+    names = {BinlogName.of_key(i.key).name for i in storage.list("binlog/1/")}
+    assert set(closed) <= names and still_open not in names
