@@ -69,15 +69,15 @@ class Maria:
 
 def ensure_bench_db(m: Maria, rows: int) -> int:
     """Create ``bench_my`` (sysbench-like tables) when missing; its size in bytes."""
-    exists = m.sql("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'bench_my'")
-    if exists == "0":
+    done = m.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'bench_my' AND table_rows > 0")
+    if int(done) < TABLES:  # missing, or a creation that was interrupted
         print(f"creating bench_my: {TABLES} tables of {rows} rows ...", flush=True)
-        m.sql("CREATE DATABASE bench_my")
+        m.sql("SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS bench_my; CREATE DATABASE bench_my")
         for i in range(1, TABLES + 1):
             m.sql(
-                f"SET SESSION sql_log_bin = 0; CREATE TABLE bench_my.sbtest{i} (id INT PRIMARY KEY, k INT NOT NULL, "
+                f"SET SESSION sql_log_bin = 0; USE bench_my; CREATE TABLE sbtest{i} (id INT PRIMARY KEY, k INT NOT NULL, "
                 "c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL, KEY k (k)) ENGINE=InnoDB; "
-                f"INSERT INTO bench_my.sbtest{i} SELECT seq, seq % 100000, "
+                f"INSERT INTO sbtest{i} SELECT seq, seq % 100000, "
                 "CONCAT_WS('-', MD5(seq), MD5(seq + 1), MD5(seq + 2)), CONCAT(MD5(seq * 7), MD5(seq * 11)) "
                 f"FROM seq_1_to_{rows}"
             )
@@ -261,7 +261,8 @@ def main() -> None:
     )
     print(
         f"restore   physical: dbrunbook {restores['physical']:.1f}s (extract, prepare, start) vs mariabackup "
-        f"prepare + copy-back {restores['mariabackup']:.1f}s: ratio {restores['physical'] / restores['mariabackup']:.2f}"
+        f"prepare + copy-back {restores['mariabackup']:.1f}s: "
+        f"ratio {restores['physical'] / restores['mariabackup']:.2f}"
     )
     for name, kib in peaks.items():
         print(f"peak RSS  dbrunbook-host {name}: {kib / 1024:.0f} MiB (goal < 300)")
