@@ -75,8 +75,8 @@ def ensure_bench_db(m: Maria, rows: int) -> int:
         m.sql("SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS bench_my; CREATE DATABASE bench_my")
         for i in range(1, TABLES + 1):
             m.sql(
-                f"SET SESSION sql_log_bin = 0; USE bench_my; CREATE TABLE sbtest{i} (id INT PRIMARY KEY, k INT NOT NULL, "
-                "c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL, KEY k (k)) ENGINE=InnoDB; "
+                f"SET SESSION sql_log_bin = 0; USE bench_my; CREATE TABLE sbtest{i} (id INT PRIMARY KEY, "
+                "k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(64) NOT NULL, KEY k (k)) ENGINE=InnoDB; "
                 f"INSERT INTO sbtest{i} SELECT seq, seq % 100000, "
                 "CONCAT_WS('-', MD5(seq), MD5(seq + 1), MD5(seq + 2)), CONCAT(MD5(seq * 7), MD5(seq * 11)) "
                 f"FROM seq_1_to_{rows}"
