@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -32,25 +33,17 @@ from typing import Any
 import yaml
 from _common import INVOKE, REPO, PeakRss, du, ids, sh, timed
 
+from dbrunbook.engines.mariadb import MariaDB
+from dbrunbook.inventory.model import Host
+
 WORK = Path("/var/tmp/dbrunbook-bench-my")
 TABLES = 4
-DUMP_FLAGS = [
-    "--single-transaction",
-    "--master-data=2",
-    "--gtid",
-    "--routines",
-    "--triggers",
-    "--events",
-    "--hex-blob",
-    "--flush-privileges",
-    "--default-character-set=utf8mb4",
-    "--all-databases",
-]
 
 
 class Maria:
     def __init__(self, cluster: dict[str, Any]) -> None:
         host = cluster["hosts"]["mariadb-main-1"]
+        self.host = Host.model_validate(host)
         self.user = host["os_user"]
         self.port = int(host["port"])
         self.data_dir = host["data_dir"]
@@ -125,7 +118,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def anchor_dump(m: Maria) -> tuple[float, int]:
     out = WORK / "anchor.sql"
-    seconds = timed(lambda: sh("sh", "-c", " ".join(m.tool("mariadb-dump", *DUMP_FLAGS)) + f" > {out}", user=m.user))
+    # The very command line dbrunbook runs (same flags, same login file), writing a local file instead.
+    argv = MariaDB().dump_argv(m.host, str(m.defaults), [])
+    seconds = timed(lambda: sh("sh", "-c", f"{shlex.join(argv)} > {shlex.quote(str(out))}", user=m.user))
     size = du(out)
     out.unlink()
     return seconds, size

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The main job on the built-in sandbox: start it, check every host, back up (full, then incremental),
-# prove the newest backup reads back, check the WAL archive, and list the catalog.
+# The main job on the built-in sandbox: start it, check every host, back up both clusters (full, then
+# incremental), archive the MariaDB binlogs, prove the newest backups read back, check the WAL and binlog
+# archives, and list the catalog.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/invoke sandbox.up
 .venv/bin/invoke inventory.check --env=dev
-.venv/bin/invoke hosts.setup --env=dev --cluster=pg-main
+.venv/bin/invoke hosts.setup --env=dev
 .venv/bin/invoke archive.setup --env=dev --cluster=pg-main --yes
-# Every sandbox cluster whose engine has backups today (PostgreSQL; MariaDB is reported as skipped).
+# Every sandbox cluster: PostgreSQL physical (its default), MariaDB logical (its default).
 .venv/bin/invoke backup.full --env=dev
-.venv/bin/invoke backup.incremental --env=dev --cluster=pg-main
+.venv/bin/invoke backup.full --env=dev --cluster=mariadb-main --kind=physical
+.venv/bin/invoke backup.incremental --env=dev
+.venv/bin/invoke binlog.sync --env=dev --cluster=mariadb-main
 .venv/bin/invoke backup.verify --env=dev --cluster=pg-main
+.venv/bin/invoke backup.verify --env=dev --cluster=mariadb-main
 .venv/bin/invoke wal.check --env=dev --cluster=pg-main
+.venv/bin/invoke binlog.check --env=dev --cluster=mariadb-main
 .venv/bin/invoke backup.list --env=dev

@@ -46,6 +46,7 @@ def full(
     help={
         "env": ENV,
         "cluster": "back up only this cluster (default: every cluster of the inventory)",
+        "kind": "physical (the only kind with incrementals; MariaDB's continuous incremental is binlog.sync)",
         "source": "primary (default) or replica",
         "jobs": "parallel upload streams (default 2)",
         "json": "print JSON",
@@ -56,11 +57,15 @@ def incremental(
     c: Context,
     env: str | None = None,
     cluster: str | None = None,
+    kind: str = "physical",
     source: str = "primary",
     jobs: int = 2,
     json: bool = False,
 ) -> None:
-    """Store only the pages changed since the newest physical backup; a full one when the chain cannot grow."""
+    """Store only the pages changed since the newest physical backup (PostgreSQL page deltas, mariabackup
+    --incremental-lsn); a full one when the chain cannot grow."""
+    if kind != "physical":
+        raise BackupError(f"--kind {kind!r}: incremental backups are physical; logical dumps are always full")
     _take("backup.incremental", "incremental", env, cluster, source, jobs, json)
 
 
