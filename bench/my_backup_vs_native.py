@@ -217,6 +217,8 @@ def main() -> None:
                 flush=True,
             )
         stored = {k: du(WORK / "repo" / "backups" / v) for k, v in backups.items()}
+        # The controller (root here) wrote the manifests 0600: the host's OS user must read them to restore.
+        sh("chown", "-R", f"{m.user}:", str(WORK / "repo"))
         restores: dict[str, float] = {}
         for kind, port in (("logical", 23491), ("physical", 23492)):
             restore = [

@@ -9,29 +9,47 @@ counts as an object (the failure mode a shell pipe into a compressor hides).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, store
 from dbrunbook.backup.storage import Storage
+from dbrunbook.backup.streams import prefetch
 from dbrunbook.errors import BackupError, RestoreError
 
 READ = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's buffer
 
 
 def _stream(argv: Sequence[str], env: dict[str, str], what: str) -> Iterator[bytes]:
+    """A tool's stdout as chunks, read ahead in a thread so the tool never waits for the pipeline."""
+    return prefetch(_read(argv, env, what))
+
+
+def _read(argv: Sequence[str], env: dict[str, str], what: str) -> Iterator[bytes]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, READ)  # fewer, larger reads and wake-ups
+    errors = threading.Thread(target=lambda: stderr.append(proc.stderr.read() if proc.stderr else b""))
+    stderr: list[bytes] = []
+    errors.start()
     try:
         while chunk := proc.stdout.read(READ):
             yield chunk
     finally:
         proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.kill()  # the consumer failed: the tool's output has nowhere to go
         code = proc.wait()
+        errors.join()
+    err = b"".join(stderr).decode(errors="replace").strip()
     if code:
         raise BackupError(f"{what} failed (exit {code}): {err.splitlines()[-1] if err else 'no message'}")
 
