@@ -57,7 +57,7 @@ def push_dump(
 ) -> tuple[ObjectEntry, Coordinates]:
     """Stream one ``mariadb-dump`` of the whole server into ``dump.sql``; returns its binlog coordinates."""
     tap = HeadTail(_stream(argv, dict(os.environ), "mariadb-dump"))
-    entry = store(storage, "dump.sql", object_key(backup_id, "dump.sql"), tap, recipients)
+    entry = store(storage, "dump.sql", object_key(backup_id, "dump.sql"), tap, recipients, pipelined=True)
     tail = tap.tail.decode(errors="replace")
     if DUMP_COMPLETE not in tail:
         raise BackupError("mariadb-dump ended without its completion line: the dump is truncated")
@@ -80,9 +80,8 @@ def push_physical(
     position) outside the stream, so nothing has to read the stream back.
     """
     name = "backup.xbstream"
-    entry = store(
-        storage, name, object_key(backup_id, name), _stream(argv, dict(os.environ), "mariabackup"), recipients
-    )
+    stream = _stream(argv, dict(os.environ), "mariabackup")
+    entry = store(storage, name, object_key(backup_id, name), stream, recipients, pipelined=True)
     try:
         checkpoints = (lsndir / "xtrabackup_checkpoints").read_text()
         info = (lsndir / "xtrabackup_info").read_text()

@@ -15,6 +15,7 @@ from dbrunbook.backup.compress import DEFAULT_LEVEL, compress_chunks, decompress
 from dbrunbook.backup.crypto import decrypt_chunks, encrypt_chunks
 from dbrunbook.backup.manifest import ObjectEntry
 from dbrunbook.backup.storage import Storage
+from dbrunbook.backup.streams import prefetch
 from dbrunbook.errors import NoMatchingIdentityError, ObjectCorruptError
 
 READ_CHUNK = 1 << 20
@@ -44,9 +45,18 @@ def store(
     *,
     level: int = DEFAULT_LEVEL,
     retain_until: Any = None,
+    pipelined: bool = False,
 ) -> ObjectEntry:
-    plain = _Tap(chunks)
-    stored = _Tap(encrypt_chunks(compress_chunks(plain, level=level), recipients))
+    """``pipelined``: hash, compress and encrypt+upload in three threads (bounded queues between them) and
+    zstd with two workers. For one big stream (a dump, a mariabackup stream) it roughly halves the time;
+    callers that already run several objects at once gain nothing from it."""
+    if pipelined:
+        plain = _Tap(prefetch(chunks))
+        compressed = prefetch(compress_chunks(prefetch(plain), level=level, threads=2))
+        stored = _Tap(encrypt_chunks(compressed, recipients))
+    else:
+        plain = _Tap(chunks)
+        stored = _Tap(encrypt_chunks(compress_chunks(plain, level=level), recipients))
     storage.put(key, stored, retain_until=retain_until)
     return ObjectEntry(
         name=name,
