@@ -126,6 +126,15 @@ def anchor_dump(m: Maria) -> tuple[float, int]:
     return seconds, size
 
 
+def anchor_pipe(m: Maria, argv: list[str], recipient: str) -> float:
+    """The same work by shell pipe: the tool | zstd -1 -T2 | age into a local file (information only)."""
+    out = WORK / "pipe.zst.age"
+    line = f"{shlex.join(argv)} | zstd -1 -T2 -q | age -r {recipient} > {shlex.quote(str(out))}"
+    seconds = timed(lambda: sh("sh", "-c", "set -o pipefail 2>/dev/null; " + line, user=m.user))
+    out.unlink()
+    return seconds
+
+
 def anchor_mariabackup(m: Maria, target: Path) -> tuple[float, int]:
     argv = [
         "mariadb-backup",
@@ -185,7 +194,8 @@ def main() -> None:
     WORK.mkdir(parents=True)
     m = Maria(cluster)
     os.chown(WORK, *ids(m.user))
-    figures: dict[str, list[float]] = {k: [] for k in ("dump", "ours_l", "mb", "ours_p")}
+    figures: dict[str, list[float]] = {k: [] for k in ("dump", "ours_l", "mb", "ours_p", "pipe_l", "pipe_p")}
+    recipient = cluster["encryption"]["recipients"][0]
     peaks: dict[str, int] = {}
     try:
         size = ensure_bench_db(m, args.rows)
@@ -208,12 +218,23 @@ def main() -> None:
             t_ours_p, physical = ours(
                 [*base, "backup.full", env, "--kind=physical", "--json"], "my-physical-push", peaks
             )
-            for key, value in (("dump", t_dump), ("ours_l", t_ours_l), ("mb", t_mb), ("ours_p", t_ours_p)):
+            t_pipe_l = anchor_pipe(m, MariaDB().dump_argv(m.host, str(m.defaults), []), recipient)
+            mb_stream = MariaDB().physical_argv(m.host, str(m.defaults), str(WORK / "tmp"), str(WORK / "lsn"), None, 2)
+            t_pipe_p = anchor_pipe(m, mb_stream, recipient)
+            for key, value in (
+                ("dump", t_dump),
+                ("ours_l", t_ours_l),
+                ("mb", t_mb),
+                ("ours_p", t_ours_p),
+                ("pipe_l", t_pipe_l),
+                ("pipe_p", t_pipe_p),
+            ):
                 figures[key].append(value)
             backups = {"logical": logical["backups"][0]["backup_id"], "physical": physical["backups"][0]["backup_id"]}
             print(
                 f"  round {n}: mariadb-dump {t_dump:.1f}s, dbrunbook logical {t_ours_l:.1f}s, "
-                f"mariabackup {t_mb:.1f}s, dbrunbook physical {t_ours_p:.1f}s",
+                f"mariabackup {t_mb:.1f}s, dbrunbook physical {t_ours_p:.1f}s; by shell pipe through zstd and age: "
+                f"dump {t_pipe_l:.1f}s, mariabackup {t_pipe_p:.1f}s",
                 flush=True,
             )
         stored = {k: du(WORK / "repo" / "backups" / v) for k, v in backups.items()}
@@ -246,6 +267,10 @@ def main() -> None:
     print(
         f"physical  dbrunbook {med['ours_p']:6.1f}s  mariabackup to a dir {med['mb']:6.1f}s  "
         f"ratio {med['ours_p'] / med['mb']:.2f}  (goal <= 1.1)"
+    )
+    print(
+        f"same work by shell pipe (tool | zstd -1 -T2 | age > file): logical {med['pipe_l']:.1f}s, ratio "
+        f"{med['ours_l'] / med['pipe_l']:.2f}; physical {med['pipe_p']:.1f}s, ratio {med['ours_p'] / med['pipe_p']:.2f}"
     )
     print(
         f"stored    logical {stored['logical'] / 2**20:.0f} MiB (dump file {dump_size / 2**20:.0f} MiB); "

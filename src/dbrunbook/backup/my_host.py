@@ -103,7 +103,7 @@ def extract(storage: Storage, entry: ObjectEntry, identities: Sequence[str], arg
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     errors = _Drain(proc.stderr)
     try:
-        _feed(proc, load(storage, entry, identities))
+        _feed(proc, load(storage, entry, identities, pipelined=True))
     finally:
         code = proc.wait()
         errors.join()
@@ -233,7 +233,7 @@ def replay(
     try:
         if dump is not None:
             client.stdin.write(b"SET SESSION sql_log_bin = 0;\n")
-            for chunk in load(storage, dump, identities):
+            for chunk in load(storage, dump, identities, pipelined=True):
                 client.stdin.write(chunk)
             # The dump replaced the privilege tables; binlogged again from here so the server's GTID
             # position says where the replay got to.

@@ -78,7 +78,12 @@ def read_raw(storage: Storage, key: str) -> Iterator[bytes]:
 
 
 def load(
-    storage: Storage, entry: ObjectEntry, identities: Sequence[str], *, check_plain: bool = True
+    storage: Storage,
+    entry: ObjectEntry,
+    identities: Sequence[str],
+    *,
+    check_plain: bool = True,
+    pipelined: bool = False,
 ) -> Iterator[bytes]:
     """Yield the plaintext of a stored object, failing with the object's name on any mismatch.
 
@@ -90,7 +95,9 @@ def load(
     what was encrypted. ``backup.verify`` always checks both.
     """
     plain = entry.plain_sha256 if check_plain else None
-    yield from load_key(storage, entry.key, identities, expect_sha256=entry.sha256, expect_plain=plain)
+    yield from load_key(
+        storage, entry.key, identities, expect_sha256=entry.sha256, expect_plain=plain, pipelined=pipelined
+    )
 
 
 def load_key(
@@ -100,11 +107,14 @@ def load_key(
     *,
     expect_sha256: str | None = None,
     expect_plain: str | None = None,
+    pipelined: bool = False,
 ) -> Iterator[bytes]:
-    stored = _Tap(read_raw(storage, key))
+    """``pipelined``: read+hash, decrypt and decompress in separate threads (one big object read alone)."""
+    stored = _Tap(prefetch(read_raw(storage, key)) if pipelined else read_raw(storage, key))
     plain = hashlib.sha256() if expect_plain is not None else None
+    decrypted = decrypt_chunks(iter(stored), identities)
     try:
-        for chunk in decompress_chunks(decrypt_chunks(iter(stored), identities)):
+        for chunk in decompress_chunks(prefetch(decrypted) if pipelined else decrypted):
             if plain is not None:
                 plain.update(chunk)
             yield chunk
