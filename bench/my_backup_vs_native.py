@@ -13,7 +13,8 @@ against the plain tools, same run, same disk.
     .venv/bin/python bench/my_backup_vs_native.py [--rows 1200000] [--rounds 1]
 
 Needs the sandbox (invoke sandbox.up) and mydumper (installed with apt when missing); run as root or as the
-database OS user. The generated database is written with sql_log_bin=0, so neither the replica nor the
+database OS user. bench_my is dropped at the end unless --keep-db: left in place, every backup the tests
+take of the sandbox would carry it. The generated database is written with sql_log_bin=0, so neither the replica nor the
 sandbox's binlog archive pays for it. Everything under /var/tmp/dbrunbook-bench-my is removed at the end.
 """
 
@@ -184,6 +185,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_200_000, help="rows per table of a new bench_my (4 tables)")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--keep-db", action="store_true", help="keep bench_my afterwards (the sandbox's own backups then carry 1 GB)"
+    )
     args = ap.parse_args()
     if shutil.which("myloader") is None:
         sh("apt-get", "install", "-y", "-qq", "mydumper")
@@ -256,6 +260,8 @@ def main() -> None:
             sh("sh", "-c", f"kill $(cat {WORK}/restore-{kind}/mariadbd.pid)")
         restores.update(anchor_restores(m, WORK / "mb-1"))
     finally:
+        if not args.keep_db:
+            m.sql("SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS bench_my")
         shutil.rmtree(WORK, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in figures.items()}
