@@ -131,7 +131,7 @@ def anchor_pipe(m: Maria, argv: list[str], recipient: str) -> float:
     """The same work by shell pipe: the tool | zstd -1 -T2 | age into a local file (information only)."""
     out = WORK / "pipe.zst.age"
     line = f"{shlex.join(argv)} | zstd -1 -T2 -q | age -r {recipient} > {shlex.quote(str(out))}"
-    seconds = timed(lambda: sh("sh", "-c", "set -o pipefail 2>/dev/null; " + line, user=m.user))
+    seconds = timed(lambda: sh("bash", "-c", "set -o pipefail; " + line, user=m.user))
     out.unlink()
     return seconds
 
