@@ -195,6 +195,34 @@ class RestoreError(DbrunbookError):
     domain = "restore"
 
 
+# --- drills ---------------------------------------------------------------------------------------
+
+
+class DrillError(DbrunbookError):
+    """A drill could not run at all (no backup to try, a bad drill setting)."""
+
+    exit_code = 90
+    domain = "drill"
+
+
+class DrillRestoreFailed(DrillError):
+    """The drill's restore or recovery failed: a damaged object, a missing WAL segment or binlog."""
+
+    exit_code = 91
+
+
+class DrillValidationFailed(DrillError):
+    """The restored server came up but a check failed: amcheck, CHECK TABLE or a validation query."""
+
+    exit_code = 92
+
+
+class DrillTargetMissed(DrillError):
+    """Everything restored and validated, but RTO or RPO was above the cluster's target."""
+
+    exit_code = 93
+
+
 # --- sandbox -------------------------------------------------------------------------------------
 
 

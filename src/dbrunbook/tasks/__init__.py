@@ -10,6 +10,7 @@ from dbrunbook.tasks import (
     archive_tasks,
     backup_tasks,
     binlog_tasks,
+    drill_tasks,
     hosts_tasks,
     inventory_tasks,
     keys_tasks,
@@ -28,5 +29,6 @@ namespace.add_collection(Collection.from_module(restore_tasks, name="restore"))
 namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
 namespace.add_collection(Collection.from_module(keys_tasks, name="keys"))
 namespace.add_collection(Collection.from_module(binlog_tasks, name="binlog"))
+namespace.add_collection(Collection.from_module(drill_tasks, name="drill"))
 
 __all__ = ["namespace"]

@@ -1,0 +1,178 @@
+"""Restore drills, the pure part: which backup and which recovery target a drill tries, how a validation
+query's answer is judged, and the Prometheus metrics a result becomes.
+
+Everything here takes snapshots (the catalog's manifests, the newest archived log time, the clock) and
+returns decisions that say why, so a drill's choice can be read back in its stored result.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dbrunbook.backup.manifest import Manifest
+from dbrunbook.errors import DrillError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    m = re.fullmatch(r"(\d+)([smhd])", text)
+    if not m:
+        raise DrillError(f"duration {text!r} must look like 90s, 15m, 4h or 1d")
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def consistent_at(m: Manifest) -> datetime:
+    """When a backup's data stands: a dump at its start, a physical copy once it completed."""
+    return m.start_time if m.kind == "logical" else m.stop_time
+
+
+def drillable(manifests: Sequence[Manifest], engine: str) -> list[Manifest]:
+    """Backups a drill can restore into a whole server: PostgreSQL physical ones (a pg_dump restores one
+    database, not a cluster), any MariaDB backup (each records its binlog position)."""
+    if engine == "postgresql":
+        return [m for m in manifests if m.kind in ("physical", "incremental")]
+    return [m for m in manifests if m.extra.get("binlog")]
+
+
+@dataclass(frozen=True)
+class DrillChoice:
+    backup: Manifest
+    target_time: datetime | None  # None: the newest restorable point
+    why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup.backup_id,
+            "kind": self.backup.kind,
+            "target_time": self.target_time.isoformat() if self.target_time else "latest",
+            "why": self.why,
+        }
+
+
+def choose(
+    manifests: Sequence[Manifest],
+    engine: str,
+    *,
+    backup: str,
+    target: str,
+    newest_point: datetime | None,
+    rng: random.Random,
+) -> DrillChoice:
+    """Pick the backup (``latest``, ``random`` or an id) and the target (``latest`` or ``random``: a time
+    between the backup's consistent point and the newest archived log)."""
+    candidates = drillable(manifests, engine)
+    if not candidates:
+        raise DrillError("no backup a drill can restore (PostgreSQL drills need a physical backup)")
+    if backup == "latest":
+        chosen, why = candidates[-1], "the newest backup"
+    elif backup == "random":
+        chosen = rng.choice(candidates)
+        why = f"picked at random among {len(candidates)} backups"
+    else:
+        found = [m for m in candidates if m.backup_id == backup]
+        if not found:
+            raise DrillError(f"no drillable backup {backup!r} (newest: {candidates[-1].backup_id})")
+        chosen, why = found[0], "asked for by id"
+    if target == "latest":
+        return DrillChoice(chosen, None, f"{why}; recovered to the newest restorable point")
+    if target != "random":
+        raise DrillError(f"--target must be latest or random, not {target!r}")
+    start = consistent_at(chosen)
+    if newest_point is None or newest_point <= start + timedelta(seconds=2):
+        return DrillChoice(chosen, None, f"{why}; no archived log after it, so recovered to its own end")
+    span = (newest_point - start).total_seconds()
+    # Whole seconds: binlog timestamps have one-second resolution, and a round target reads better.
+    when = start + timedelta(seconds=int(1 + rng.random() * (span - 1)))
+    return DrillChoice(chosen, when, f"{why}; target picked at random inside its recovery window")
+
+
+def judge(actual: object, compare: str, expect: object) -> bool:
+    """A validation query's first value against the inventory's expectation: numbers compared as numbers,
+    anything else as text."""
+    left: object = actual
+    right: object = expect
+    try:
+        left, right = float(str(actual)), float(str(expect))
+    except ValueError:
+        left, right = str(actual), str(expect)
+    ops = {
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+    }
+    if compare not in ops:
+        raise DrillError(f"unknown comparison {compare!r}")
+    try:
+        return bool(ops[compare](left, right))
+    except TypeError:
+        return False
+
+
+def verdict(
+    checks: Sequence[dict[str, Any]], rto: float, rpo: float | None, rto_target: str | None, rpo_target: str | None
+) -> tuple[bool, str]:
+    """The drill's outcome and the one line that says why; the first failure wins."""
+    for check in checks:
+        if not check["ok"]:
+            return False, f"{check['name']}: {check['detail']}"
+    if rto_target and rto > parse_duration(rto_target).total_seconds():
+        return False, f"RTO {rto:.0f}s is above the target {rto_target}"
+    if rpo_target and rpo is not None and rpo > parse_duration(rpo_target).total_seconds():
+        return False, f"RPO {rpo:.0f}s is above the target {rpo_target}"
+    return True, f"restored and validated in {rto:.0f}s" + (f", RPO {rpo:.0f}s" if rpo is not None else "")
+
+
+def metrics_text(results: Sequence[dict[str, Any]]) -> str:
+    """Prometheus textfile-collector lines for drill results (one per cluster), newest result wins."""
+    lines = [
+        "# HELP dbrunbook_drill_success 1 when the cluster's last restore drill passed.",
+        "# TYPE dbrunbook_drill_success gauge",
+        "# HELP dbrunbook_drill_last_run_timestamp_seconds When the cluster's last drill ended.",
+        "# TYPE dbrunbook_drill_last_run_timestamp_seconds gauge",
+        "# HELP dbrunbook_drill_last_success_timestamp_seconds When the cluster's last passing drill ended.",
+        "# TYPE dbrunbook_drill_last_success_timestamp_seconds gauge",
+        "# HELP dbrunbook_drill_rto_seconds Restore plus recovery time of the last drill.",
+        "# TYPE dbrunbook_drill_rto_seconds gauge",
+        "# HELP dbrunbook_drill_rpo_seconds Age of the newest restorable point at the last drill.",
+        "# TYPE dbrunbook_drill_rpo_seconds gauge",
+        "# HELP dbrunbook_drill_backup_age_seconds Age of the backup the last drill restored.",
+        "# TYPE dbrunbook_drill_backup_age_seconds gauge",
+        "# HELP dbrunbook_drill_backup_size_bytes Stored size of the backup (and chain) the last drill restored.",
+        "# TYPE dbrunbook_drill_backup_size_bytes gauge",
+        "# HELP dbrunbook_drill_rto_target_seconds The cluster's RTO target.",
+        "# TYPE dbrunbook_drill_rto_target_seconds gauge",
+        "# HELP dbrunbook_drill_rpo_target_seconds The cluster's RPO target.",
+        "# TYPE dbrunbook_drill_rpo_target_seconds gauge",
+    ]
+    for r in results:
+        label = f'cluster="{_escape(r["cluster"])}"'
+        ended = datetime.fromisoformat(r["ended"]).timestamp()
+        lines.append(f"dbrunbook_drill_success{{{label}}} {1 if r['ok'] else 0}")
+        lines.append(f"dbrunbook_drill_last_run_timestamp_seconds{{{label}}} {ended:.0f}")
+        if r["ok"]:
+            lines.append(f"dbrunbook_drill_last_success_timestamp_seconds{{{label}}} {ended:.0f}")
+        for name, key in (
+            ("rto_seconds", "rto_seconds"),
+            ("rpo_seconds", "rpo_seconds"),
+            ("backup_age_seconds", "backup_age_seconds"),
+            ("backup_size_bytes", "backup_size_bytes"),
+        ):
+            if r.get(key) is not None:
+                lines.append(f"dbrunbook_drill_{name}{{{label}}} {float(r[key]):.3f}")
+        for name, key in (("rto_target_seconds", "rto_target"), ("rpo_target_seconds", "rpo_target")):
+            if r.get(key):
+                lines.append(f"dbrunbook_drill_{name}{{{label}}} {parse_duration(r[key]).total_seconds():.0f}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,352 @@
+"""``drill.run``: restore a backup into a disposable server, prove it, measure RTO and RPO, tear it down.
+
+The restore is the real one (``restore.run``'s code, PostgreSQL or MariaDB); the drill adds the choice of
+backup and target, the integrity checks and the inventory's validation queries, the measurements, the
+teardown, and a result stored in the repository under ``drills/`` so the history outlives the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from dbrunbook import __version__
+from dbrunbook.backup.context import ClusterContext
+from dbrunbook.backup.manifest import SUFFIX, Manifest
+from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
+from dbrunbook.errors import (
+    DbrunbookError,
+    DrillError,
+    DrillRestoreFailed,
+    DrillTargetMissed,
+    DrillValidationFailed,
+)
+from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.inventory.model import Cluster, Drill, Host
+
+Step = Callable[[str], None]
+FindHost = Callable[[str], tuple[str, Cluster]]
+MARKER = ".dbrunbook-drill"
+RESULTS = "drills/"
+
+
+def drill_place(ctx: ClusterContext, find_host: FindHost) -> tuple[str, Cluster, str, int]:
+    """Where the drill restores: the inventory's ``drill`` settings, else the first replica host (else the
+    primary) with a data directory in the OS user's home and the host's port + 1000."""
+    settings = ctx.cluster.drill or Drill()
+    name = settings.host or next(
+        (n for n, h in ctx.cluster.hosts.items() if h.role.value == "replica"), ctx.cluster.primary()[0]
+    )
+    _, cluster = find_host(name)
+    host = cluster.hosts[name]
+    ex = ctx.executor_for(cluster, name)
+    data_dir = settings.data_dir or f"{ex.home()}/dbrunbook-drill-{ctx.name}"
+    return name, cluster, data_dir, settings.port or host.port + 1000
+
+
+def newest_point(ctx: ClusterContext, manifest: Manifest | None) -> datetime | None:
+    """The newest restorable point: when the newest archived WAL segment or binlog reached the repository."""
+    if ctx.cluster.engine.value == "postgresql":
+        infos = [i for i in ctx.storage.list("wal/") if "/history/" not in i.key]
+    else:
+        server = int(manifest.extra.get("server_id", 0)) if manifest else 0
+        infos = list(ctx.storage.list(f"binlog/{server}/"))
+    return max((i.last_modified for i in infos), default=None)
+
+
+def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) -> None:
+    """Stop the drill's server and delete its directory, only if a drill made it (its marker file)."""
+    if ctx.cluster.engine.value == "postgresql":
+        stop: tuple[str, ...] = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
+    else:
+        stop = ("sh", "-c", 'p=$(cat "$1/mariadbd.pid" 2>/dev/null) && kill -9 "$p"; sleep 1', "sh", data_dir)
+    script = 'test -e "$1' + MARKER + '" || test ! -e "$1" || { echo "not a drill directory"; exit 3; }'
+    owned = ex.run(Command(("sh", "-c", script, "sh", data_dir), mutating=False, check=False))
+    if not owned.ok:
+        raise DrillError(
+            f"{data_dir} on {ex.name} exists and was not made by a drill; refusing to touch it",
+            hint="point the cluster's drill.data_dir at a directory of its own",
+        )
+    ex.run(Command(stop, check=False, description="stop the drill's server"))
+    ex.run(
+        Command(
+            ("rm", "-rf", data_dir, f"{data_dir}-tblspc", f"{data_dir}{MARKER}"),
+            check=False,
+            description="remove the drill's files",
+        )
+    )
+
+
+def _restore(
+    ctx: ClusterContext, choice: DrillChoice, name: str, cluster: Cluster, data_dir: str, port: int, step: Step
+) -> dict[str, Any]:
+    catalog = ctx.catalog()
+    chain = catalog.chain(choice.backup)
+    when = choice.target_time.isoformat() if choice.target_time else None
+    if ctx.cluster.engine.value == "postgresql":
+        from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
+
+        spaces = backup_tablespaces(ctx, chain)
+        plan = plan_restore(
+            choice.backup,
+            ctx.name,
+            name,
+            data_dir,
+            port,
+            RecoveryTarget.from_flags(time=when, lsn=None, xid=None, name=None),
+            chain,
+            tablespaces=spaces,
+            remap=[f"{oid}={data_dir}-tblspc/{oid}" for oid in spaces],
+        )
+        restored = run_restore(ctx, plan, cluster, force=False, confirm=lambda _q: None, step=step)
+        if choice.target_time is None:
+            _check_reached_archive_end(ctx, choice.backup, restored)
+        return restored
+    from dbrunbook.backup.binlog import ReplayTarget
+    from dbrunbook.backup.my_backup import binlog_keys
+    from dbrunbook.backup.my_restore import plan_my_restore, run_my_restore
+
+    archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
+    target = ReplayTarget.from_flags(when, None, None)
+    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target)
+    return run_my_restore(ctx, my_plan, cluster, force=False, confirm=lambda _q: None, step=step)
+
+
+def newest_segment_start(names: list[str], seg_size: int) -> tuple[str, int] | None:
+    """The newest archived WAL segment (whole segments only) and the LSN it starts at."""
+    whole = [n for n in names if len(n) == 24 and all(c in "0123456789ABCDEF" for c in n)]
+    if not whole:
+        return None
+    newest = max(whole, key=lambda n: (int(n[8:16], 16), int(n[16:24], 16)))
+    return newest, (int(newest[8:16], 16) << 32) + int(newest[16:24], 16) * seg_size
+
+
+def _check_reached_archive_end(ctx: ClusterContext, manifest: Manifest, restored: dict[str, Any]) -> None:
+    """PostgreSQL ends recovery quietly at the first missing segment and promotes: a drill to "latest" must
+    show that replay got into the newest archived segment, or a hole in the archive goes unnoticed."""
+    from dbrunbook.backup.lsn import parse_lsn
+    from dbrunbook.backup.verify import segment_size
+    from dbrunbook.backup.wal import WalName
+
+    names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/") if "/history/" not in i.key]
+    newest = newest_segment_start(names, segment_size(manifest))
+    reached = restored.get("reached_lsn")
+    if newest is None or not reached:
+        return
+    if parse_lsn(str(reached)) < newest[1]:
+        raise DrillRestoreFailed(
+            f"recovery stopped at LSN {reached}, before the newest archived WAL segment {newest[0]}: "
+            "a segment in between is missing from the repository (wal.check shows where)"
+        )
+
+
+def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
+    """pg_amcheck of every relation (PostgreSQL) or CHECK TABLE of every table (MariaDB) on the copy."""
+    login = ctx.login()
+    password = login.password.reveal() if login.password else ""
+    if ctx.cluster.engine.value == "postgresql":
+        with ex.secret_file(f"127.0.0.1:{port}:*:{login.user}:{password}\n", "pgpass") as passfile:
+            res = ex.run(
+                Command(
+                    (
+                        host.binary("pg_amcheck"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-U",
+                        login.user,
+                        "--all",
+                        "--install-missing",
+                        "--heapallindexed",
+                        "--no-password",
+                    ),
+                    env={"PGPASSFILE": passfile},
+                    check=False,
+                    description="pg_amcheck every relation",
+                )
+            )
+        detail = res.tail(2) if not res.ok else "every heap and B-tree index checked"
+        return {"name": "pg_amcheck", "ok": res.ok, "detail": detail}
+    from dbrunbook.engines.mariadb import client_defaults
+
+    with ex.secret_file(client_defaults(login.user, password), "client.cnf") as defaults:
+        res = ex.run(
+            Command(
+                (
+                    host.binary("mariadb-check"),
+                    f"--defaults-extra-file={defaults}",
+                    "--host=127.0.0.1",
+                    f"--port={port}",
+                    "--all-databases",
+                    "--check",
+                    "--extended",
+                ),
+                check=False,
+                mutating=False,
+                description="CHECK TABLE every table",
+            )
+        )
+    bad = [ln for ln in res.stdout.splitlines() if ln.strip() and not ln.rstrip().endswith("OK") and "note" not in ln]
+    problems = [ln for ln in bad if "error" in ln.lower() or "corrupt" in ln.lower()]
+    ok = res.ok and not problems
+    return {
+        "name": "mariadb-check",
+        "ok": ok,
+        "detail": "every table checked" if ok else (problems or [res.tail(2)])[0],
+    }
+
+
+def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[dict[str, Any]]:
+    settings = ctx.cluster.drill or Drill()
+    if not settings.validations:
+        return []
+    host = cluster.hosts[name].model_copy(update={"port": port})
+    ex = ctx.executor_for(cluster, name)
+    out: list[dict[str, Any]] = []
+    for v in settings.validations:
+        try:
+            with ctx.engine.session(ex, host, ctx.login(v.database)) as db:
+                rows = db.execute(SqlStatement(v.sql, mutating=False, description=f"validation {v.name}"))
+            actual = rows[0][0] if rows and rows[0] else None
+            ok = actual is not None and judge(actual, v.compare, v.expect)
+            detail = f"got {actual!r}, expected {v.compare} {v.expect!r}"
+        except DbrunbookError as exc:
+            ok, actual, detail = False, None, exc.one_line()
+        out.append({"name": f"validation {v.name}", "ok": ok, "actual": _plain(actual), "detail": detail})
+    return out
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, int | float | str | type(None)) else str(value)
+
+
+def _attempt(
+    ctx: ClusterContext,
+    result: dict[str, Any],
+    name: str,
+    cluster: Cluster,
+    data_dir: str,
+    port: int,
+    backup: str,
+    target: str,
+    seed: int | None,
+    step: Step,
+) -> DbrunbookError | None:
+    """Choose, restore, check; fills ``result``. Returns a failed check's error; raises on a failed restore."""
+    settings = ctx.cluster.drill or Drill()
+    ex = ctx.executor_for(cluster, name)
+    host = cluster.hosts[name]
+    started = datetime.fromisoformat(result["started"])
+    failure: DbrunbookError | None = None
+    catalog = ctx.catalog()
+    rng = random.Random(seed)  # noqa: S311 - picks a drill, not a key
+    last = catalog.manifests[-1] if catalog.manifests else None
+    newest = newest_point(ctx, last)
+    choice = choose(
+        catalog.manifests, ctx.cluster.engine.value, backup=backup, target=target, newest_point=newest, rng=rng
+    )
+    chain = catalog.chain(choice.backup)
+    result.update(choice.as_dict())
+    result["backup_age_seconds"] = round((started - consistent_at(choice.backup)).total_seconds(), 1)
+    result["backup_size_bytes"] = sum(m.total_size for m in chain)
+    result["rpo_seconds"] = round((started - newest).total_seconds(), 1) if newest else None
+    step(f"restoring {choice.backup.backup_id} on {name}:{port} ({choice.why})")
+    _teardown(ctx, ex, host, data_dir)  # a drill killed earlier may have left its server behind
+    # Beside the directory, not in it: the restore wants an empty directory.
+    ex.run(Command(("touch", f"{data_dir}{MARKER}"), description="mark the directory as a drill's"))
+    clock = time.monotonic()
+    try:
+        restored = _restore(ctx, choice, name, cluster, data_dir, port, step)
+    except DrillRestoreFailed:
+        raise
+    except DbrunbookError as exc:
+        raise DrillRestoreFailed(f"restore of {choice.backup.backup_id} failed: {exc.one_line()}") from None
+    result["rto_seconds"] = round(time.monotonic() - clock, 2)
+    result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
+    result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
+    step("checking every table")
+    result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
+    result["checks"] += _validations(ctx, cluster, name, port)
+    ok, reason = verdict(
+        result["checks"], result["rto_seconds"], result["rpo_seconds"], settings.rto_target, settings.rpo_target
+    )
+    if not ok:
+        failed_check = any(not c["ok"] for c in result["checks"])
+        failure = (DrillValidationFailed if failed_check else DrillTargetMissed)(f"{ctx.name}: {reason}")
+    result["reason"] = reason
+    return failure
+
+
+def run_drill(
+    ctx: ClusterContext,
+    find_host: FindHost,
+    *,
+    backup: str = "latest",
+    target: str = "latest",
+    keep: bool = False,
+    seed: int | None = None,
+    step: Step = lambda _m: None,
+) -> tuple[dict[str, Any], DbrunbookError | None]:
+    """One drill of one cluster: its result (stored in the repository, passed or failed) and the failure
+    the task exits with, if any."""
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    settings = ctx.cluster.drill or Drill()
+    result: dict[str, Any] = {
+        "cluster": ctx.name,
+        "engine": ctx.cluster.engine.value,
+        "started": started.isoformat(),
+        "rto_target": settings.rto_target,
+        "rpo_target": settings.rpo_target,
+        "tool_version": __version__,
+        "checks": [],
+    }
+    name, cluster, data_dir, port = drill_place(ctx, find_host)
+    ex = ctx.executor_for(cluster, name)
+    host = cluster.hosts[name]
+    result.update(host=name, data_dir=data_dir, port=port)
+    failure: DbrunbookError | None = None
+    try:
+        failure = _attempt(ctx, result, name, cluster, data_dir, port, backup, target, seed, step)
+    except DbrunbookError as exc:
+        failure = exc if isinstance(exc, DrillError) else DrillError(exc.one_line())
+        result["reason"] = failure.one_line()
+    finally:
+        if not keep:
+            step(f"tearing down {data_dir} on {name}")
+            try:
+                _teardown(ctx, ex, host, data_dir)
+                result["torn_down"] = True
+            except DbrunbookError as exc:
+                result["torn_down"] = False
+                result["teardown_problem"] = exc.one_line()
+        else:
+            result["torn_down"] = False
+    ended = datetime.now(UTC)
+    result.update(ok=failure is None, ended=ended.isoformat(), duration_seconds=round(time.monotonic() - clock, 2))
+    if failure is not None:
+        result["exit_code"] = failure.exit_code
+    result["stored_as"] = save_result(ctx, result)
+    return result, failure
+
+
+def save_result(ctx: ClusterContext, result: dict[str, Any]) -> str:
+    """Append the result to the repository (never overwritten: the key holds the start time)."""
+    stamp = datetime.fromisoformat(result["started"]).strftime("%Y%m%dT%H%M%S.%fZ")
+    key = f"{RESULTS}{stamp}{'-ok' if result.get('ok') else '-failed'}.json{SUFFIX}"
+    store(ctx.storage, "drill", key, [json.dumps(result, indent=2).encode()], ctx.recipients)
+    return key
+
+
+def history(ctx: ClusterContext, limit: int = 200) -> list[dict[str, Any]]:
+    """Stored drill results, oldest first (the newest ``limit``)."""
+    keys = sorted(i.key for i in ctx.storage.list(RESULTS))[-limit:]
+    identities = ctx.identities()
+    return [json.loads(load_bytes(ctx.storage, k, identities)) for k in keys]
