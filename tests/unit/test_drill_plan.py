@@ -1,0 +1,131 @@
+"""Restore drills, the pure part: choice of backup and target, judging validation answers, the verdict,
+the Prometheus metrics and the 'reached the archive's end' rule."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dbrunbook.backup.manifest import Manifest
+from dbrunbook.drill.plan import choose, judge, metrics_text, parse_duration, verdict
+from dbrunbook.drill.run import newest_segment_start
+from dbrunbook.errors import DrillError
+
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+
+
+def _m(backup_id: str, kind: str, at: datetime, engine: str = "postgresql") -> Manifest:
+    extra = {"binlog": {"file": "b.000001", "position": 4, "gtid": ""}, "server_id": 1} if engine == "mariadb" else {}
+    return Manifest(
+        backup_id=backup_id,
+        kind=kind,  # type: ignore[arg-type]
+        engine=engine,
+        cluster="c",
+        server_version="15",
+        start_time=at,
+        stop_time=at + timedelta(minutes=2),
+        source_host="h",
+        objects=[],
+        recipients=["age1" + "q" * 58],
+        tool_version="0",
+        extra=extra,
+    )
+
+
+def test_choose_latest_and_random_backups_and_targets() -> None:
+    pg = [
+        _m("F1", "physical", T0),
+        _m("L1", "logical", T0 + timedelta(hours=1)),
+        _m("I1", "incremental", T0 + timedelta(hours=2)),
+    ]
+    latest = choose(pg, "postgresql", backup="latest", target="latest", newest_point=None, rng=random.Random(1))
+    assert latest.backup.backup_id == "I1" and latest.target_time is None  # a pg_dump is never a drill's base
+    seen = {
+        choose(
+            pg, "postgresql", backup="random", target="latest", newest_point=None, rng=random.Random(s)
+        ).backup.backup_id
+        for s in range(30)
+    }
+    assert seen == {"F1", "I1"}
+    newest = T0 + timedelta(hours=5)
+    for s in range(30):
+        c = choose(pg, "postgresql", backup="F1", target="random", newest_point=newest, rng=random.Random(s))
+        assert c.target_time is not None and T0 + timedelta(minutes=2) < c.target_time < newest
+    same = [
+        choose(pg, "postgresql", backup="random", target="random", newest_point=newest, rng=random.Random(7))
+        for _ in range(2)
+    ]
+    assert same[0] == same[1]  # a seed repeats a drill exactly
+    my = [_m("L1", "logical", T0, engine="mariadb")]
+    assert (
+        choose(my, "mariadb", backup="latest", target="latest", newest_point=None, rng=random.Random()).backup.kind
+        == "logical"
+    )
+    with pytest.raises(DrillError, match="physical"):
+        choose(
+            [_m("L1", "logical", T0)],
+            "postgresql",
+            backup="latest",
+            target="latest",
+            newest_point=None,
+            rng=random.Random(),
+        )
+    with pytest.raises(DrillError, match="no drillable backup"):
+        choose(pg, "postgresql", backup="nope", target="latest", newest_point=None, rng=random.Random())
+
+
+def test_judge_compares_numbers_as_numbers() -> None:
+    assert judge(10, ">", "9") and not judge("10", "<", 9)
+    assert judge("2026-11-20", "==", "2026-11-20") and judge("b", ">", "a")
+    assert judge(0.5, "<=", 0.5) and judge(3, "!=", 4)
+    with pytest.raises(DrillError):
+        judge(1, "~", 1)
+
+
+def test_verdict_first_failure_wins_then_targets() -> None:
+    good = [{"name": "pg_amcheck", "ok": True, "detail": "fine"}]
+    bad = [*good, {"name": "validation orders", "ok": False, "detail": "got 0, expected > 0"}]
+    assert verdict(bad, 10, 5, "1m", "1m") == (False, "validation orders: got 0, expected > 0")
+    assert verdict(good, 120, 5, "1m", None) == (False, "RTO 120s is above the target 1m")
+    assert verdict(good, 10, 7200, "1m", "1h") == (False, "RPO 7200s is above the target 1h")
+    assert verdict(good, 10, 5, "1m", "1h")[0] is True
+    assert parse_duration("2d") == timedelta(days=2)
+    with pytest.raises(DrillError):
+        parse_duration("soon")
+
+
+def test_metrics_text_is_prometheus_exposition() -> None:
+    ok = {
+        "cluster": 'pg"main',
+        "ok": True,
+        "ended": T0.isoformat(),
+        "rto_seconds": 12.5,
+        "rpo_seconds": 30,
+        "backup_age_seconds": 600,
+        "backup_size_bytes": 1024,
+        "rto_target": "15m",
+        "rpo_target": None,
+    }
+    failed = {**ok, "cluster": "maria", "ok": False}
+    text = metrics_text([ok, failed])
+    assert 'dbrunbook_drill_success{cluster="pg\\"main"} 1' in text
+    assert 'dbrunbook_drill_success{cluster="maria"} 0' in text
+    assert f'dbrunbook_drill_last_success_timestamp_seconds{{cluster="pg\\"main"}} {T0.timestamp():.0f}' in text
+    assert 'dbrunbook_drill_last_success_timestamp_seconds{cluster="maria"}' not in text
+    assert 'dbrunbook_drill_rto_target_seconds{cluster="maria"} 900' in text
+    assert "dbrunbook_drill_rpo_target_seconds" not in text.split("# TYPE dbrunbook_drill_rpo_target_seconds gauge")[1]
+    for line in text.splitlines():
+        assert line.startswith("#") or line.split()[-1].replace(".", "").isdigit()
+
+
+def test_newest_segment_start_ignores_partial_and_backup_files() -> None:
+    names = [
+        "000000010000000000000003",
+        "000000010000000100000002",
+        "000000010000000100000002.partial",
+        "000000010000000000000004.00000028.backup",
+    ]
+    assert newest_segment_start(names, 16 << 20) == ("000000010000000100000002", (1 << 32) + 2 * (16 << 20))
+    assert newest_segment_start([], 16 << 20) is None
