@@ -155,6 +155,24 @@ class Drill(_Strict):
     validations: list[Validation] = Field(default_factory=list)
 
 
+CRON = r"^\s*\S+\s+\S+\s+\S+\s+\S+\s+\S+\s*$"
+
+
+class Schedule(_Strict):
+    """When each job runs, as five-field cron expressions (minute hour day-of-month month day-of-week),
+    rendered by ``schedule.render`` for cron, systemd timers or Kubernetes CronJobs."""
+
+    full: str | None = Field(default=None, pattern=CRON, description="backup.full")
+    incremental: str | None = Field(default=None, pattern=CRON, description="backup.incremental")
+    logical: str | None = Field(default=None, pattern=CRON, description="backup.full --kind logical")
+    log_sync: str | None = Field(
+        default=None, pattern=CRON, description="binlog.sync (MariaDB); wal.check (PostgreSQL archives by itself)"
+    )
+    verify: str | None = Field(default=None, pattern=CRON, description="backup.verify")
+    prune: str | None = Field(default=None, pattern=CRON, description="backup.prune --yes")
+    drill: str | None = Field(default=None, pattern=CRON, description="drill.run")
+
+
 class Cluster(_Strict):
     engine: Engine = Field(strict=False)
     version: str | None = Field(default=None, description="expected server major version, e.g. '15' or '10.11'")
@@ -165,6 +183,7 @@ class Cluster(_Strict):
     encryption: Encryption | None = None
     retention: Retention | None = None
     drill: Drill | None = None
+    schedule: Schedule | None = None
 
     @model_validator(mode="after")
     def _topology(self) -> Cluster:

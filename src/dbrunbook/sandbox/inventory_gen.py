@@ -79,6 +79,18 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                 "repository": _repository(layout, "pg-main"),
                 "encryption": _encryption(layout, recipient),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
+                "drill": {
+                    "rto_target": "10m",
+                    "rpo_target": "1d",
+                    "validations": [
+                        {
+                            "name": "catalog readable",
+                            "sql": "SELECT count(*) FROM pg_class",
+                            "compare": ">",
+                            "expect": 100,
+                        },
+                    ],
+                },
             },
             "mariadb-main": {
                 "engine": "mariadb",
@@ -113,6 +125,18 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                 "repository": _repository(layout, "mariadb-main"),
                 "encryption": _encryption(layout, recipient),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
+                "drill": {
+                    "rto_target": "10m",
+                    "rpo_target": "1d",
+                    "validations": [
+                        {
+                            "name": "users restored",
+                            "sql": "SELECT COUNT(*) FROM mysql.global_priv",
+                            "compare": ">=",
+                            "expect": 2,
+                        },
+                    ],
+                },
             },
         },
     }

@@ -16,6 +16,7 @@ from dbrunbook.tasks import (
     keys_tasks,
     restore_tasks,
     sandbox_tasks,
+    schedule_tasks,
     wal_tasks,
 )
 
@@ -30,5 +31,6 @@ namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
 namespace.add_collection(Collection.from_module(keys_tasks, name="keys"))
 namespace.add_collection(Collection.from_module(binlog_tasks, name="binlog"))
 namespace.add_collection(Collection.from_module(drill_tasks, name="drill"))
+namespace.add_collection(Collection.from_module(schedule_tasks, name="schedule"))
 
 __all__ = ["namespace"]
