@@ -13,7 +13,8 @@ from dbrunbook.errors import ConfigError
 from dbrunbook.tasks.common import TaskRun, guarded
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
-SECRET_NAME = "dbrunbook-inventory"  # the Kubernetes Secret that holds the inventory, not a secret itself
+# The name of the Kubernetes Secret that holds the inventory (a name, not a secret).
+SECRET_NAME = "dbrunbook-inventory"  # noqa: S105
 
 
 def render(
