@@ -1,0 +1,155 @@
+"""schedule.render: each rendered form checked by its own tool where there is one (systemd-analyze), the
+cron lines and the CronJobs by their structure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbrunbook.errors import ConfigError
+from dbrunbook.inventory.model import Inventory
+from dbrunbook.schedule.plan import jobs, on_calendar
+from dbrunbook.tasks.schedule_tasks import render
+
+INVENTORY = Inventory.model_validate(
+    {
+        "clusters": {
+            "pg-main": {
+                "engine": "postgresql",
+                "credentials": {"user": "postgres"},
+                "hosts": {"pg-1": {"role": "primary", "connection": {"type": "local"}, "port": 5432, "data_dir": "/d"}},
+                "schedule": {
+                    "full": "0 2 * * 0",
+                    "incremental": "0 2 * * 1-6",
+                    "log_sync": "*/15 * * * *",
+                    "drill": "30 5 * * *",
+                },
+            },
+            "shop": {
+                "engine": "mariadb",
+                "credentials": {"user": "dbrunbook"},
+                "hosts": {
+                    "shop-1": {"role": "primary", "connection": {"type": "local"}, "port": 3306, "data_dir": "/d"}
+                },
+                "schedule": {"logical": "15 1 * * *", "log_sync": "*/5 * * * *", "prune": "0 4 1,15 * *"},
+            },
+            "no-schedule": {
+                "engine": "postgresql",
+                "credentials": {"user": "postgres"},
+                "hosts": {"x-1": {"role": "primary", "connection": {"type": "local"}, "port": 5433, "data_dir": "/e"}},
+            },
+        }
+    }
+)
+PROGRAM = str(Path(sys.executable).parent / "dbrunbook")  # systemd-analyze wants an executable that exists
+
+
+def test_jobs_follow_the_inventory() -> None:
+    found = {(j.cluster, j.name): j for j in jobs(INVENTORY, "prod")}
+    assert set(found) == {
+        ("pg-main", "full"),
+        ("pg-main", "incremental"),
+        ("pg-main", "log-sync"),
+        ("pg-main", "drill"),
+        ("shop", "logical"),
+        ("shop", "log-sync"),
+        ("shop", "prune"),
+    }
+    assert (
+        found[("shop", "log-sync")].args[0] == "binlog.sync" and found[("pg-main", "log-sync")].args[0] == "wal.check"
+    )
+    assert (
+        found[("shop", "prune")].args[-1] == "--yes" and found[("pg-main", "drill")].unit == "dbrunbook-pg-main-drill"
+    )
+
+
+def test_cron_as_systemd_calendar() -> None:
+    assert on_calendar("0 2 * * 1-6") == "Mon..Sat *-*-* 02:00:00"
+    assert on_calendar("*/15 * * * *") == "*-*-* *:0/15:00"
+    assert on_calendar("0 4 1,15 * *") == "*-*-1,15 04:00:00"
+    assert on_calendar("30 5 * * 0") == "Sun *-*-* 05:30:00"
+    for bad in ("61 * * * *", "* * * *", "0 0 * * */2", "0 0 * * MON"):
+        with pytest.raises(ConfigError):
+            on_calendar(bad)
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, check=False)
+
+
+def test_systemd_units_pass_systemd_analyze(tmp_path: Path) -> None:
+    files = render(
+        "systemd",
+        "prod",
+        jobs(INVENTORY, "prod"),
+        program=PROGRAM,
+        user="root",
+        metrics_dir="/m",
+        image="i",
+        timezone="UTC",
+    )
+    assert len(files) == 14
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        if name.endswith(".timer"):
+            assert "Persistent=true" in text
+            calendar = next(ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("OnCalendar="))
+            assert _analyze("calendar", calendar).returncode == 0, calendar
+    units = sorted(str(p) for p in tmp_path.iterdir())
+    res = _analyze("verify", *units)
+    # systemd-analyze exits 0 on a setting it ignores, and says so: a clean unit prints nothing at all.
+    assert res.returncode == 0 and res.stderr.strip() == "", res.stderr
+    broken = tmp_path / "dbrunbook-shop-prune.service"
+    broken.write_text(broken.read_text().replace("Type=oneshot", "Type=sometimes"))
+    assert "Failed to parse service type" in _analyze("verify", str(broken)).stderr  # the check catches a bad unit
+
+
+def test_cron_lines_use_flock_and_five_fields() -> None:
+    (text,) = render(
+        "cron",
+        "prod",
+        jobs(INVENTORY, "prod"),
+        program="/usr/bin/dbrunbook",
+        user="dbrunbook",
+        metrics_dir="/m",
+        image="i",
+        timezone="UTC",
+    ).values()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0]]
+    assert len(lines) == 7
+    for line in lines:
+        fields = line.split()
+        assert fields[5:8] == ["flock", "-n", f"/run/lock/{fields[7].rsplit('/', 1)[-1]}"]
+        assert fields[8] == "/usr/bin/dbrunbook" and "--env=prod" in fields
+    assert "--metrics-file=/m/dbrunbook-drill-pg-main.prom" in text
+
+
+def test_kubernetes_cronjobs_are_valid_objects() -> None:
+    (text,) = render(
+        "kubernetes",
+        "prod",
+        jobs(INVENTORY, "prod"),
+        program="x",
+        user="u",
+        metrics_dir="/m",
+        image="reg/dbrunbook:1",
+        timezone="Europe/Paris",
+    ).values()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert len(docs) == 7
+    for d in docs:
+        assert d["apiVersion"] == "batch/v1" and d["kind"] == "CronJob"
+        assert len(d["metadata"]["name"]) <= 52 and d["metadata"]["name"].islower()
+        spec = d["spec"]
+        assert spec["concurrencyPolicy"] == "Forbid" and spec["startingDeadlineSeconds"] > 0
+        assert len(spec["schedule"].split()) == 5 and spec["timeZone"] == "Europe/Paris"
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        (container,) = pod["containers"]
+        assert container["image"] == "reg/dbrunbook:1" and container["command"][0] == "dbrunbook"
+        assert "--env=/etc/dbrunbook/prod.yaml" in container["command"]
+        assert pod["volumes"][0]["secret"]["secretName"] == "dbrunbook-inventory"
