@@ -11,6 +11,7 @@ APT_PACKAGES=(
   python3-venv                             # hosts.setup builds venvs with the host's python3
   age zstd                                 # recovering backup objects by hand (backup issue)
   util-linux procps                        # runuser, setsid, kill
+  systemd                                  # systemd-analyze checks the rendered timers (schedule.render)
 )
 
 missing=()

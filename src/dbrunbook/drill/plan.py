@@ -176,3 +176,39 @@ def metrics_text(results: Sequence[dict[str, Any]]) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def backup_metrics_text(rows: Sequence[dict[str, Any]], newest_log: dict[str, float | None], now: float) -> str:
+    """Backup freshness per cluster and kind, for ``backup.list --metrics-file``: the newest backup's end
+    time and size, how many there are, and when the newest WAL segment or binlog was archived."""
+    lines = [
+        "# HELP dbrunbook_backup_last_timestamp_seconds When the newest complete backup of this kind ended.",
+        "# TYPE dbrunbook_backup_last_timestamp_seconds gauge",
+        "# HELP dbrunbook_backup_last_size_bytes Stored size of the newest backup of this kind.",
+        "# TYPE dbrunbook_backup_last_size_bytes gauge",
+        "# HELP dbrunbook_backup_count Complete backups of this kind in the repository.",
+        "# TYPE dbrunbook_backup_count gauge",
+        "# HELP dbrunbook_log_archive_last_timestamp_seconds When the newest WAL segment or binlog was archived.",
+        "# TYPE dbrunbook_log_archive_last_timestamp_seconds gauge",
+        "# HELP dbrunbook_backup_metrics_timestamp_seconds When these backup metrics were read from the repository.",
+        "# TYPE dbrunbook_backup_metrics_timestamp_seconds gauge",
+    ]
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["cluster"], r["kind"])
+        counts[key] = counts.get(key, 0) + 1
+        if key not in newest or r["stop_time"] > newest[key]["stop_time"]:
+            newest[key] = r
+    for (cluster, kind), r in sorted(newest.items()):
+        label = f'cluster="{_escape(cluster)}",kind="{kind}"'
+        ended = datetime.fromisoformat(r["stop_time"]).timestamp()
+        lines.append(f"dbrunbook_backup_last_timestamp_seconds{{{label}}} {ended:.0f}")
+        lines.append(f"dbrunbook_backup_last_size_bytes{{{label}}} {r['stored_bytes']}")
+        lines.append(f"dbrunbook_backup_count{{{label}}} {counts[(cluster, kind)]}")
+    for cluster, when in sorted(newest_log.items()):
+        if when is not None:
+            lines.append(f'dbrunbook_log_archive_last_timestamp_seconds{{cluster="{_escape(cluster)}"}} {when:.0f}')
+    for cluster in sorted({c for c, _ in newest} | set(newest_log)):
+        lines.append(f'dbrunbook_backup_metrics_timestamp_seconds{{cluster="{_escape(cluster)}"}} {now:.0f}')
+    return "\n".join(lines) + "\n"

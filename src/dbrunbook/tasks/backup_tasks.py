@@ -157,22 +157,46 @@ def _summary(m: Any) -> dict[str, Any]:
         "objects": len(m.objects),
         "binlog": m.extra.get("binlog"),
         "stored_mib": round(m.total_size / 2**20, 1),
+        "stored_bytes": m.total_size,
         "plain_mib": round(m.plain_size / 2**20, 1),
     }
 
 
-@task(name="list", help={"env": ENV, "cluster": "only this cluster (default: all)", "json": "print JSON"})
+@task(
+    name="list",
+    help={
+        "env": ENV,
+        "cluster": "only this cluster (default: all)",
+        "metrics_file": "also write Prometheus textfile metrics of backup freshness here",
+        "json": "print JSON",
+    },
+)
 @guarded
-def list_(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+def list_(
+    c: Context, env: str | None = None, cluster: str | None = None, metrics_file: str | None = None, json: bool = False
+) -> None:
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
+    import time
+
     run = TaskRun.start("backup.list", env=env, json_mode=json)
     rows: list[dict[str, Any]] = []
+    newest_log: dict[str, float | None] = {}
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
         if ctx.cluster.repository is None:
             continue
         catalog = ctx.catalog()
         rows += [_summary(m) for m in catalog.manifests]
+        if metrics_file:
+            from dbrunbook.drill.run import newest_point
+
+            when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
+            newest_log[name] = when.timestamp() if when else None
+    if metrics_file:
+        from dbrunbook.drill.plan import backup_metrics_text
+        from dbrunbook.tasks.drill_tasks import write_metrics
+
+        write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time()))
 
     def human(console: Any) -> None:
         if not rows:
