@@ -153,3 +153,40 @@ def test_kubernetes_cronjobs_are_valid_objects() -> None:
         assert container["image"] == "reg/dbrunbook:1" and container["command"][0] == "dbrunbook"
         assert "--env=/etc/dbrunbook/prod.yaml" in container["command"]
         assert pod["volumes"][0]["secret"]["secretName"] == "dbrunbook-inventory"
+
+
+def test_alert_rules_use_emitted_metrics_and_link_existing_runbooks() -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from dbrunbook.drill.plan import backup_metrics_text, metrics_text
+
+    root = Path(__file__).resolve().parents[2]
+    rules = yaml.safe_load((root / "templates/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    drill = {
+        "cluster": "c",
+        "ok": True,
+        "ended": now.isoformat(),
+        "rto_seconds": 1,
+        "rpo_seconds": 1,
+        "backup_age_seconds": 1,
+        "backup_size_bytes": 1,
+        "rto_target": "1m",
+        "rpo_target": "1m",
+    }
+    backup = {"cluster": "c", "kind": "physical", "stop_time": now.isoformat(), "stored_bytes": 5}
+    emitted = metrics_text([drill]) + backup_metrics_text([backup], {"c": now.timestamp()}, now.timestamp())
+    names = {ln.split("{")[0] for ln in emitted.splitlines() if not ln.startswith("#")}
+    assert {r["alert"] for r in rules} >= {
+        "DbrunbookNoSuccessfulDrill",
+        "DbrunbookRpoAboveTarget",
+        "DbrunbookRtoAboveTarget",
+        "DbrunbookNoRecentBackup",
+        "DbrunbookLogArchivingFailing",
+    }
+    for rule in rules:
+        used = set(re.findall(r"dbrunbook_[a-z_]+", rule["expr"]))
+        assert used and used <= names, (rule["alert"], used - names)
+        page = rule["annotations"]["runbook_url"].removeprefix("RUNBOOK_BASE/")
+        assert (root / "docs/runbooks" / page).is_file(), page
