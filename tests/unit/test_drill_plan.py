@@ -20,7 +20,7 @@ def _m(backup_id: str, kind: str, at: datetime, engine: str = "postgresql") -> M
     extra = {"binlog": {"file": "b.000001", "position": 4, "gtid": ""}, "server_id": 1} if engine == "mariadb" else {}
     return Manifest(
         backup_id=backup_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         engine=engine,
         cluster="c",
         server_version="15",
