@@ -143,6 +143,8 @@ def server_argv(host: Host, data_dir: str, port: int) -> list[str]:
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_unicode_ci",
         "--skip-name-resolve",
+        # Replayed row events and BINLOG statements can be far bigger than the 16 MiB default.
+        "--max-allowed-packet=1G",
         # A restore that crashes is run again, so it need not pay for durability while it loads; these
         # speed up a dump load. The server keeps them until it is restarted with your own settings.
         "--innodb-flush-log-at-trx-commit=2",
