@@ -28,7 +28,10 @@ def test_logical_backup_then_pitr_to_time_position_and_gtid(my: My, my_target: A
     my(f"INSERT INTO {db}.t VALUES (1, 'in backup'), (2, 'in backup')")
     b = backup("logical")
     assert b["kind"] == "logical" and b["binlog"]["file"].startswith("mariadb-bin.")
-    # Writes go on after the backup, across a binlog rotation.
+    # Writes go on after the backup, across a binlog rotation; one transaction is bigger than the server's
+    # default max_allowed_packet once replayed.
+    my(f"CREATE TABLE {db}.big (id INT PRIMARY KEY, v TEXT)")
+    my("INSERT INTO big SELECT seq, REPEAT(MD5(seq), 24) FROM seq_1_to_30000", db=db)
     my(f"INSERT INTO {db}.t VALUES (3, 'after backup')")
     my("FLUSH BINARY LOGS")
     my(f"INSERT INTO {db}.t VALUES (4, 'before target')")
@@ -61,6 +64,7 @@ def test_logical_backup_then_pitr_to_time_position_and_gtid(my: My, my_target: A
     d4, p4 = my_target(3)
     restore(d4, p4, f"--backup={b['backup_id']}")
     assert rows(my, db, p4) == [2, 3, 4, 5]
+    assert my("CHECKSUM TABLE big", port=p4, db=db) == my("CHECKSUM TABLE big", db=db)
     my(f"DROP DATABASE {db}")
 
 

@@ -1,0 +1,125 @@
+"""Restore drills end to end on the sandbox: a passing drill of each cluster with real numbers, and the
+failures a drill exists to catch (a damaged object, a missing binlog, a failing validation query), each with
+its exit code and the drill's server torn down every time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dbrunbook.execution import Command
+from dbrunbook.inventory import LoadedInventory
+
+from .conftest import run_cli
+from .mariadb_helpers import My, backup, sync
+from .test_mariadb_faults import Private
+
+
+def drill(*args: str, env: str = "--env=dev") -> tuple[int, dict[str, Any], str]:
+    res = run_cli("drill.run", env, "--json", *args, timeout=900)
+    doc: dict[str, Any] = json.loads(res.stdout) if res.stdout.strip() else {}
+    return res.returncode, doc, res.stderr
+
+
+def gone(executor: Any, path: str) -> bool:
+    return executor.run(Command(("test", "-e", path), mutating=False, check=False)).exit_code != 0
+
+
+@pytest.mark.xdist_group("pg-drill")
+def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
+    pg_ready: dict[str, Any], ssh_replica: Any, tmp_path: Path
+) -> None:
+    assert run_cli("backup.full", "--env=dev", "--cluster=pg-main").returncode == 0
+    metrics = tmp_path / "drill.prom"
+    code, doc, err = drill("--cluster=pg-main", f"--metrics-file={metrics}")
+    assert code == 0, err
+    (r,) = doc["drills"]
+    assert r["ok"] and r["rto_seconds"] > 0 and r["rpo_seconds"] is not None and r["backup_size_bytes"] > 0
+    names = {c["name"]: c for c in r["checks"]}
+    assert names["pg_amcheck"]["ok"] and names["validation catalog readable"]["actual"] > 100
+    assert r["reached"]["reached_lsn"] and r["torn_down"] and gone(ssh_replica, r["data_dir"])
+    text = metrics.read_text()
+    assert 'dbrunbook_drill_success{cluster="pg-main"} 1' in text
+    assert f'dbrunbook_drill_rto_seconds{{cluster="pg-main"}} {r["rto_seconds"]:.3f}' in text
+    history = json.loads(run_cli("drill.history", "--env=dev", "--cluster=pg-main", "--json").stdout)
+    assert r["started"] in [h["started"] for h in history["clusters"]["pg-main"]]
+
+
+@pytest.mark.xdist_group("mariadb")
+def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> None:
+    backup("logical")
+    my("CREATE DATABASE IF NOT EXISTS drill_probe; DROP DATABASE drill_probe")
+    sync()
+    code, doc, err = drill("--cluster=mariadb-main", "--target=random", "--seed=7")
+    assert code == 0, err
+    (r,) = doc["drills"]
+    assert r["ok"] and r["target_time"] != "latest" and r["reached"]["reached_gtid"]
+    assert {c["name"] for c in r["checks"] if c["ok"]} >= {"mariadb-check", "validation users restored"}
+    assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+
+
+def _inventory(private: Private, validations: list[dict[str, Any]] | None = None) -> str:
+    data = yaml.safe_load(private.path.read_text())
+    if validations is not None:
+        data["clusters"]["mariadb-main"]["drill"]["validations"] = validations
+    private.path.write_text(yaml.safe_dump(data))
+    return private.env
+
+
+@pytest.mark.xdist_group("mariadb")
+def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
+    my: My, dev: LoadedInventory, tmp_path: Path, ssh_replica: Any
+) -> None:
+    private = Private(dev, tmp_path)
+    try:
+        env = _inventory(
+            private,
+            [
+                {
+                    "name": "orders today",
+                    "sql": "SELECT COUNT(*) FROM mysql.global_priv",
+                    "compare": ">",
+                    "expect": 10**6,
+                }
+            ],
+        )
+        b = backup("logical", env=env)
+        code, doc, err = drill("--cluster=mariadb-main", env=env)
+        (r,) = doc["drills"]
+        assert code == 92 and "validation orders today" in r["reason"] and "Traceback" not in err
+        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+
+        env = _inventory(private, [])
+        sync(env=env)
+        lost = []
+        for i in range(2):
+            my(f"CREATE DATABASE IF NOT EXISTS gap_probe_{i}; DROP DATABASE gap_probe_{i}")
+            lost.append(my.position()[0])
+            my("FLUSH BINARY LOGS")
+        sync(env=env)
+        doomed = [i.key for i in private.storage.list("binlog/") if f"/{lost[0]}." in i.key]
+        assert len(doomed) == 1
+        private.storage.delete(doomed)
+        code, doc, err = drill("--cluster=mariadb-main", env=env)
+        (r,) = doc["drills"]
+        assert code == 91 and f"binlog {lost[0]} is missing" in r["reason"]
+        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+
+        key = f"backups/{b['backup_id']}/dump.sql.zst.age"
+        with private.storage.open(key) as fh:
+            body = bytearray(fh.read())
+        body[len(body) // 3] ^= 0x10
+        private.storage.delete([key])
+        private.storage.put(key, [bytes(body)])
+        code, doc, err = drill("--cluster=mariadb-main", f"--backup={b['backup_id']}", env=env)
+        (r,) = doc["drills"]
+        assert code == 91 and key in r["reason"] and "Traceback" not in err
+        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+        stored = [i.key for i in private.storage.list("drills/")]
+        assert len(stored) == 3 and all(k.endswith("-failed.json.zst.age") for k in stored)
+    finally:
+        private.wipe()
