@@ -26,7 +26,7 @@ def drill(*args: str, env: str = "--env=dev") -> tuple[int, dict[str, Any], str]
 
 
 def gone(executor: Any, path: str) -> bool:
-    return executor.run(Command(("test", "-e", path), mutating=False, check=False)).exit_code != 0
+    return bool(executor.run(Command(("test", "-e", path), mutating=False, check=False)).exit_code != 0)
 
 
 @pytest.mark.xdist_group("pg-drill")
@@ -94,6 +94,16 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
         assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
 
         env = _inventory(private, [])
+        key = f"backups/{b['backup_id']}/dump.sql.zst.age"
+        with private.storage.open(key) as fh:
+            body = bytearray(fh.read())
+        body[len(body) // 3] ^= 0x10
+        private.storage.delete([key])
+        private.storage.put(key, [bytes(body)])
+        code, doc, err = drill("--cluster=mariadb-main", f"--backup={b['backup_id']}", env=env)
+        (r,) = doc["drills"]
+        assert code == 91 and key in r["reason"] and "Traceback" not in err
+        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
         sync(env=env)
         lost = []
         for i in range(2):
@@ -109,16 +119,6 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
         assert code == 91 and f"binlog {lost[0]} is missing" in r["reason"]
         assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
 
-        key = f"backups/{b['backup_id']}/dump.sql.zst.age"
-        with private.storage.open(key) as fh:
-            body = bytearray(fh.read())
-        body[len(body) // 3] ^= 0x10
-        private.storage.delete([key])
-        private.storage.put(key, [bytes(body)])
-        code, doc, err = drill("--cluster=mariadb-main", f"--backup={b['backup_id']}", env=env)
-        (r,) = doc["drills"]
-        assert code == 91 and key in r["reason"] and "Traceback" not in err
-        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
         stored = [i.key for i in private.storage.list("drills/")]
         assert len(stored) == 3 and all(k.endswith("-failed.json.zst.age") for k in stored)
     finally:
