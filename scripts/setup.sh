@@ -12,6 +12,7 @@ APT_PACKAGES=(
   age zstd                                 # recovering backup objects by hand (backup issue)
   util-linux procps                        # runuser, setsid, kill
   systemd                                  # systemd-analyze checks the rendered timers (schedule.render)
+  chromium                                 # headless, renders drill.report in its test
 )
 
 missing=()

@@ -152,3 +152,89 @@ def history(
                 )
 
     task_run.out.result({"clusters": out}, human)
+
+
+def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the report page draws: per cluster, its drill results and its backups' sizes over time."""
+    from dbrunbook.drill.plan import parse_duration
+
+    out = []
+    for name, c in clusters.items():
+        keep = ("started", "ok", "backup", "target_time", "rto_seconds", "rpo_seconds", "reason")
+        out.append(
+            {
+                "name": name,
+                "engine": c["engine"],
+                "rto_target": parse_duration(c["rto_target"]).total_seconds() if c.get("rto_target") else None,
+                "rpo_target": parse_duration(c["rpo_target"]).total_seconds() if c.get("rpo_target") else None,
+                "drills": [{k: d.get(k) for k in keep} for d in c["drills"]],
+                "backups": [
+                    {"backup_id": b["backup_id"], "stop_time": b["stop_time"], "stored_bytes": b["stored_bytes"]}
+                    for b in c["backups"]
+                ],
+            }
+        )
+    return {"clusters": out}
+
+
+@task(
+    help={
+        "env": ENV,
+        "cluster": "only this cluster (default: every cluster with a repository)",
+        "out": "the HTML file to write (default report.html)",
+        "limit": "newest drills per cluster (default 200)",
+        "templates": "folder of the Jinja2 templates (default: the repository's templates/)",
+    }
+)
+@guarded
+def report(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    out: str = "report.html",
+    limit: int = 200,
+    templates: str | None = None,
+) -> None:
+    """One self-contained HTML page (no network): RTO and RPO over time, the last results, backup sizes."""
+    from datetime import UTC, datetime
+
+    import jinja2
+
+    from dbrunbook import __version__
+    from dbrunbook.drill.run import history as load_history
+    from dbrunbook.tasks.backup_tasks import _summary
+    from dbrunbook.tasks.schedule_tasks import TEMPLATES
+
+    task_run = TaskRun.start("drill.report", env=env, json_mode=False)
+    clusters: dict[str, dict[str, Any]] = {}
+    try:
+        for name, cl in task_run.clusters(cluster).items():
+            if cl.repository is None:
+                continue
+            ctx = task_run.cluster_context(name)
+            settings = cl.drill
+            clusters[name] = {
+                "engine": cl.engine.value,
+                "rto_target": settings.rto_target if settings else None,
+                "rpo_target": settings.rpo_target if settings else None,
+                "drills": load_history(ctx, limit),
+                "backups": [_summary(m) for m in ctx.catalog().manifests],
+            }
+    finally:
+        task_run.close()
+    folder = Path(templates) if templates else TEMPLATES
+    page = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)), autoescape=True, undefined=jinja2.StrictUndefined
+    ).get_template("report/drills.html.j2")
+    html = page.render(
+        env=task_run.env,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+        data=report_data(clusters),
+    )
+    Path(out).write_text(html)
+    drills = sum(len(c["drills"]) for c in clusters.values())
+    task_run.out.result(
+        {"out": out, "clusters": list(clusters), "drills": drills},
+        lambda console: console.print(f"wrote {out}: {drills} drills of {len(clusters)} clusters", markup=False),
+    )
