@@ -62,7 +62,7 @@ def test_report_charts_hold_the_stored_drills(dev: LoadedInventory, tmp_path: Pa
         assert values == rtos
         assert len(re.findall(r'<circle[^>]*class="bad"', rto_chart.group(1))) == 1  # the failed drill
         assert 'data-target="600"' in rto_chart.group(1)  # pg-main's rto_target of 10m, drawn as a line
-        assert dom.count("FAILED") == 1 and "RTO 97s is above the target 1m" in dom
+        assert dom.count('class="failed">FAILED<') == 1 and "RTO 97s is above the target 1m" in dom
         shot = tmp_path / "report.png"
         subprocess.run(
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", out.as_uri()],
