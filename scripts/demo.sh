@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the built-in sandbox: start it, check every host, back up both clusters (full, then
 # incremental), archive the MariaDB binlogs, prove the newest backups read back, check the WAL and binlog
-# archives, and list the catalog.
+# archives, list the catalog, and end with a restore drill of each cluster (and its report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,3 +19,7 @@ scripts/setup.sh
 .venv/bin/invoke wal.check --env=dev --cluster=pg-main
 .venv/bin/invoke binlog.check --env=dev --cluster=mariadb-main
 .venv/bin/invoke backup.list --env=dev
+# Prove it: restore each cluster into a disposable server, check every table, measure RTO and RPO.
+.venv/bin/invoke drill.run --env=dev --cluster=pg-main
+.venv/bin/invoke drill.run --env=dev --cluster=mariadb-main
+.venv/bin/invoke drill.report --env=dev --out=.sandbox/drill-report.html

@@ -65,6 +65,14 @@ def run(
     from dbrunbook.drill.plan import metrics_text
     from dbrunbook.drill.run import run_drill
 
+    import signal
+
+    def interrupted(_sig: int, _frame: object) -> None:
+        # systemd and Kubernetes stop a job with SIGTERM: unwind like Ctrl-C, so the drill's server is
+        # torn down by the drill's own cleanup instead of being left running.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     task_run = TaskRun.start("drill.run", env=env, json_mode=json)
     results: list[dict[str, Any]] = []
     failures: list[DbrunbookError] = []
