@@ -62,10 +62,10 @@ def run(
 ) -> None:
     """Restore a backup into a disposable server, check every table, run the validation queries, measure
     RTO and RPO against the targets, tear it down, and store the result in the repository."""
+    import signal
+
     from dbrunbook.drill.plan import metrics_text
     from dbrunbook.drill.run import run_drill
-
-    import signal
 
     def interrupted(_sig: int, _frame: object) -> None:
         # systemd and Kubernetes stop a job with SIGTERM: unwind like Ctrl-C, so the drill's server is
