@@ -33,10 +33,29 @@ def gone(executor: Any, path: str) -> bool:
 def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
     pg_ready: dict[str, Any], ssh_replica: Any, tmp_path: Path
 ) -> None:
+    import http.server
+    import threading
+
+    pings: list[str] = []
+
+    class Heartbeat(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            pings.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Heartbeat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     assert run_cli("backup.full", "--env=dev", "--cluster=pg-main").returncode == 0
     metrics = tmp_path / "drill.prom"
-    code, doc, err = drill("--cluster=pg-main", f"--metrics-file={metrics}")
+    url = f"http://127.0.0.1:{server.server_address[1]}/ping/pg-main"
+    code, doc, err = drill("--cluster=pg-main", f"--metrics-file={metrics}", f"--heartbeat-url={url}")
+    server.shutdown()
     assert code == 0, err
+    assert pings == ["/ping/pg-main"] and doc["drills"][0]["heartbeat"] == "sent"
     (r,) = doc["drills"]
     assert r["ok"] and r["rto_seconds"] > 0 and r["rpo_seconds"] is not None and r["backup_size_bytes"] > 0
     names = {c["name"]: c for c in r["checks"]}
