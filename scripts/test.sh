@@ -7,4 +7,4 @@ scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/pytest -n 2 --dist loadgroup "$@"
+exec .venv/bin/pytest -n 2 "$@"

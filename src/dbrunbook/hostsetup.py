@@ -125,7 +125,33 @@ def installed(executor: HostExecutor, venv: str) -> dict[str, str] | None:
 def setup_host(
     executor: HostExecutor, venv: str, wheel: Wheel, *, python: str = "python3", force: bool = False
 ) -> dict[str, str]:
-    """Install ``wheel`` into ``venv`` on the host; returns what was done and the version found after."""
+    """Install ``wheel`` into ``venv`` on the host; returns what was done and the version found after.
+
+    One install at a time per venv (a lock directory on the host): two runs at once, from two controllers or
+    two parallel jobs, would each uninstall what the other just installed."""
+    with _install_lock(executor, venv):
+        return _setup_host(executor, venv, wheel, python=python, force=force)
+
+
+@contextmanager
+def _install_lock(executor: HostExecutor, venv: str, wait: int = 900) -> Iterator[None]:
+    lock = f"{venv}.install-lock"
+    # mkdir is atomic; a lock older than an hour is from a killed run and is taken over.
+    script = (
+        'mkdir -p "$(dirname "$1")"; i=0; until mkdir "$1" 2>/dev/null; do '
+        'find "$1" -maxdepth 0 -mmin +60 -exec rmdir {} + 2>/dev/null; i=$((i+1)); '
+        '[ $i -ge "$2" ] && { echo "another hosts.setup holds $1"; exit 1; }; sleep 1; done'
+    )
+    executor.run(Command(("sh", "-c", script, "sh", lock, str(wait)), description="take the install lock"))
+    try:
+        yield
+    finally:
+        executor.run(Command(("rmdir", lock), check=False, description="release the install lock"))
+
+
+def _setup_host(
+    executor: HostExecutor, venv: str, wheel: Wheel, *, python: str = "python3", force: bool = False
+) -> dict[str, str]:
     current = installed(executor, venv)
     if current and current.get("wheel_sha256") == wheel.sha256 and not force:
         return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}

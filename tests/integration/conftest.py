@@ -195,7 +195,24 @@ def my_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def my(my_ready: dict[str, Any], dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path) -> Any:
+def mariadb_exclusive() -> Iterator[None]:
+    """The MariaDB tests share one primary's binlog (they rotate, purge and kill dumps on it): one at a time,
+    whichever xdist worker runs them (pytest-xdist 3.8 does not honour xdist_group marks here)."""
+    import fcntl
+    import tempfile
+
+    fd = os.open(Path(tempfile.gettempdir()) / f"dbrunbook-tests-mariadb-{REPO.name}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def my(
+    my_ready: dict[str, Any], mariadb_exclusive: None, dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path
+) -> Any:
     from .mariadb_helpers import My
 
     return My(dev, resolver, tmp_path)

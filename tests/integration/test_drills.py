@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from dbrunbook.execution import Command
@@ -29,7 +28,6 @@ def gone(executor: Any, path: str) -> bool:
     return bool(executor.run(Command(("test", "-e", path), mutating=False, check=False)).exit_code != 0)
 
 
-@pytest.mark.xdist_group("pg-drill")
 def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
     pg_ready: dict[str, Any], ssh_replica: Any, tmp_path: Path
 ) -> None:
@@ -68,7 +66,6 @@ def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
     assert r["started"] in [h["started"] for h in history["clusters"]["pg-main"]]
 
 
-@pytest.mark.xdist_group("mariadb")
 def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> None:
     backup("logical")
     my("CREATE DATABASE IF NOT EXISTS drill_probe; DROP DATABASE drill_probe")
@@ -89,7 +86,6 @@ def _inventory(private: Private, validations: list[dict[str, Any]] | None = None
     return private.env
 
 
-@pytest.mark.xdist_group("mariadb")
 def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
     my: My, dev: LoadedInventory, tmp_path: Path, ssh_replica: Any
 ) -> None:

@@ -1,7 +1,7 @@
 """MariaDB backups, binlog archiving and point-in-time recovery on the sandbox's mariadb-main: real dumps,
 real mariabackup streams, real binlogs replayed into a fresh server on the replica host (over SSH).
 
-The tests share the primary's binlog, so they run one after another on one xdist worker (group "mariadb").
+The tests share the primary's binlog, so they run one at a time (the `my` fixture holds a lock).
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .mariadb_helpers import My, backup, new_name, restore, snapshot, sync
-
-pytestmark = pytest.mark.xdist_group("mariadb")
 
 
 def rows(my: My, db: str, port: int) -> list[int]:

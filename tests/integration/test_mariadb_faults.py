@@ -21,8 +21,6 @@ from dbrunbook.inventory import LoadedInventory, SecretResolver
 from .conftest import BIN, REPO, run_cli
 from .mariadb_helpers import My, backup, cli, new_name, restore, sync
 
-pytestmark = pytest.mark.xdist_group("mariadb")
-
 
 class Private:
     """mariadb-main with its repository moved to a fresh prefix: an inventory file and the storage."""

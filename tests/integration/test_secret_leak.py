@@ -7,8 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
@@ -46,9 +44,13 @@ class ProcessListSampler:
         self._thread.join()
 
 
-@pytest.mark.xdist_group("mariadb")  # it archives and replays the MariaDB primary's binlogs
 def test_passwords_never_leak(
-    tmp_path: Path, dev: LoadedInventory, resolver: SecretResolver, ssh_replica: Any, sandbox: dict[str, Any]
+    tmp_path: Path,
+    dev: LoadedInventory,
+    resolver: SecretResolver,
+    ssh_replica: Any,
+    sandbox: dict[str, Any],
+    mariadb_exclusive: None,
 ) -> None:
     clusters = dev.inventory.clusters
     known = []
