@@ -45,7 +45,7 @@ def test_human_output_names_every_host(sandbox: dict[str, Any]) -> None:
 
 
 def test_writes_on_primaries_reach_replicas_through_the_seam(
-    dev: LoadedInventory, settings: RunSettings, resolver: SecretResolver
+    dev: LoadedInventory, settings: RunSettings, resolver: SecretResolver, mariadb_exclusive: None
 ) -> None:
     """The sandbox's replication is real: a row written on each primary is read back on its replica,
     the replica's connection going through the SSH tunnel of the execution seam."""
