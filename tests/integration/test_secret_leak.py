@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
@@ -51,6 +53,7 @@ def test_passwords_never_leak(
     ssh_replica: Any,
     sandbox: dict[str, Any],
     mariadb_exclusive: None,
+    request: pytest.FixtureRequest,
 ) -> None:
     clusters = dev.inventory.clusters
     known = []
@@ -71,7 +74,20 @@ def test_passwords_never_leak(
     wrong_inv = write_inventory(tmp_path / "wrong.yaml", data)
 
     outputs: list[str] = []
+    from .mariadb_helpers import My
+
+    # A transaction in the open binlog: binlog.sync below then has a binlog to close and push.
+    My(dev, resolver, tmp_path)("CREATE DATABASE IF NOT EXISTS leak_probe; DROP DATABASE leak_probe")
     my_dir = f"{ssh_replica.home()}/dbr-leak-{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(
+        lambda: ssh_replica.run(
+            Command(
+                ("sh", "-c", 'kill -9 $(cat "$1/mariadbd.pid"); sleep 0.5; rm -rf "$1"', "sh", my_dir),
+                check=False,
+                mutating=False,
+            )
+        )
+    )
     with ProcessListSampler() as sampler:
         for args, env in (
             (("inventory.check", "--env=dev", "--json"), None),
@@ -111,6 +127,8 @@ def test_passwords_never_leak(
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]
+            if args[0] == "restore.run":
+                assert res.returncode == 0, res.stderr
         # A program that needs the password gets it from a 0600 file on the host, over SSH.
         pg = clusters["pg-main"]
         replica = pg.hosts["pg-main-2"]
@@ -145,13 +163,7 @@ def test_passwords_never_leak(
     assert any("backup-push" in cmd for cmd in sampler.seen), "the host-side backup stream was not seen"
     for seen in ("my-dump-push", "my-physical-push", "binlog-push", "my-replay"):
         assert any(seen in cmd for cmd in sampler.seen), f"{seen} was not seen"
-    ssh_replica.run(
-        Command(
-            ("sh", "-c", 'kill -9 $(cat "$1/mariadbd.pid"); sleep 0.5; rm -rf "$1"', "sh", my_dir),
-            check=False,
-            mutating=False,
-        )
-    )
+
     audit_text = audit.read_text() + Path(ssh_replica.settings.audit.path).read_text()
     assert "inventory.check" in audit_text and "psql" in audit_text
     for secret in known:
