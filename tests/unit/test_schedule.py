@@ -58,6 +58,8 @@ def test_jobs_follow_the_inventory() -> None:
         ("shop", "logical"),
         ("shop", "log-sync"),
         ("shop", "prune"),
+        ("pg-main", "metrics"),
+        ("shop", "metrics"),
     }
     assert (
         found[("shop", "log-sync")].args[0] == "binlog.sync" and found[("pg-main", "log-sync")].args[0] == "wal.check"
@@ -92,7 +94,7 @@ def test_systemd_units_pass_systemd_analyze(tmp_path: Path) -> None:
         image="i",
         timezone="UTC",
     )
-    assert len(files) == 14
+    assert len(files) == 18
     for name, text in files.items():
         (tmp_path / name).write_text(text)
         if name.endswith(".timer"):
@@ -120,12 +122,13 @@ def test_cron_lines_use_flock_and_five_fields() -> None:
         timezone="UTC",
     ).values()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0]]
-    assert len(lines) == 7
+    assert len(lines) == 9
     for line in lines:
         fields = line.split()
         assert fields[5:8] == ["flock", "-n", f"/run/lock/{fields[7].rsplit('/', 1)[-1]}"]
         assert fields[8] == "/usr/bin/dbrunbook" and "--env=prod" in fields
     assert "--metrics-file=/m/dbrunbook-drill-pg-main.prom" in text
+    assert "*/15 * * * * flock -n /run/lock/dbrunbook-shop-metrics.lock" in text
 
 
 def test_kubernetes_cronjobs_are_valid_objects() -> None:
@@ -140,7 +143,7 @@ def test_kubernetes_cronjobs_are_valid_objects() -> None:
         timezone="Europe/Paris",
     ).values()
     docs = [d for d in yaml.safe_load_all(text) if d]
-    assert len(docs) == 7
+    assert len(docs) == 9
     for d in docs:
         assert d["apiVersion"] == "batch/v1" and d["kind"] == "CronJob"
         assert len(d["metadata"]["name"]) <= 52 and d["metadata"]["name"].islower()

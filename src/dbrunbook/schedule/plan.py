@@ -48,6 +48,10 @@ def jobs(inventory: Inventory, env: str) -> list[Job]:
             ),
         ]
         out += [Job(cname, name, cron.strip(), args) for name, cron, args in wanted if cron]
+        # The freshness metrics the alert rules read (no backup for 26 h, archiving stopped), whenever the
+        # cluster is scheduled at all.
+        metrics = f"--metrics-file={{metrics_dir}}/dbrunbook-backups-{cname}.prom"
+        out.append(Job(cname, "metrics", "*/15 * * * *", ("backup.list", *common, metrics)))
     return out
 
 
