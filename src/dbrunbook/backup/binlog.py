@@ -24,6 +24,12 @@ ROOT = "binlog/"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(\d{6,})$")
 
 
+def number(name: str) -> int:
+    """The sequence number of a binlog file name (mariadb-bin.000042 -> 42); -1 for anything else."""
+    tail = name.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) >= 6 else -1
+
+
 @dataclass(frozen=True)
 class BinlogName:
     server_id: int
@@ -35,7 +41,7 @@ class BinlogName:
 
     @property
     def number(self) -> int:
-        return int(self.name.rsplit(".", 1)[1])
+        return number(self.name)
 
     @property
     def base(self) -> str:
@@ -255,24 +261,23 @@ def files_to_replay(start: Coordinates, archive: Sequence[str], target: ReplayTa
 
     Raises when a file in between is missing, since replaying past a hole silently loses transactions.
     """
-    names = sorted(archive, key=lambda n: int(n.rsplit(".", 1)[1]))
-    first = int(start.file.rsplit(".", 1)[1])
-    wanted = [n for n in names if int(n.rsplit(".", 1)[1]) >= first]
+    names = sorted(archive, key=number)
+    first = number(start.file)
+    wanted = [n for n in names if number(n) >= first]
     if target.kind == "position" and target.file:
-        last = int(target.file.rsplit(".", 1)[1])
+        last = number(target.file)
         if last < first or (last == first and (target.position or 0) < start.position):
             raise RestoreError(
                 f"target {target.file}:{target.position} is before the backup ({start.file}:{start.position})"
             )
-        wanted = [n for n in wanted if int(n.rsplit(".", 1)[1]) <= last]
-        if not wanted or int(wanted[-1].rsplit(".", 1)[1]) != last:
+        wanted = [n for n in wanted if number(n) <= last]
+        if not wanted or number(wanted[-1]) != last:
             raise RestoreError(
                 f"binlog {target.file} is not in the repository: run binlog.sync, or pick an earlier target"
             )
     expected = first
     for n in wanted:
-        number = int(n.rsplit(".", 1)[1])
-        if number != expected:
+        if number(n) != expected:
             missing = f"{n.rsplit('.', 1)[0]}.{expected:06d}"
             raise RestoreError(
                 f"binlog {missing} is missing from the repository: recovery from {start.file} cannot pass it",
@@ -282,10 +287,6 @@ def files_to_replay(start: Coordinates, archive: Sequence[str], target: ReplayTa
     if not wanted and target.kind != "latest":
         raise RestoreError(f"no archived binlog from {start.file} on: run binlog.sync first")
     return wanted
-
-
-def _number(name: str) -> int:
-    return int(name.rsplit(".", 1)[1])
 
 
 def binlog_report(
@@ -299,10 +300,10 @@ def binlog_report(
     older than it can no longer be recovered past it. Closed files still on the server but not archived
     are at risk once the server's binlog expiry purges them.
     """
-    have = {_number(n) for n in archive}
-    server = {_number(n) for n in on_server}
+    have = {number(n) for n in archive}
+    server = {number(n) for n in on_server}
     base = (on_server or archive or [oldest_backup_file or "x.000001"])[0].rsplit(".", 1)[0]
-    start = _number(oldest_backup_file) if oldest_backup_file else (min(have) if have else None)
+    start = number(oldest_backup_file) if oldest_backup_file else (min(have) if have else None)
     newest = max(have | server) if (have | server) else None
     gaps: list[dict[str, object]] = []
     if start is not None and newest is not None:
@@ -338,5 +339,5 @@ def expired_binlogs(archive: dict[str, str], keep_from: str | None) -> list[str]
     None keeps everything: with no kept backup of this server, nothing says which binlogs are useless."""
     if keep_from is None:
         return []
-    limit = _number(keep_from)
-    return sorted(key for name, key in archive.items() if _number(name) < limit)
+    limit = number(keep_from)
+    return sorted(key for name, key in archive.items() if number(name) < limit)

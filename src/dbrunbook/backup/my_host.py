@@ -27,6 +27,9 @@ from dbrunbook.backup.binlog import (
     covers,
     dump_coordinates,
 )
+from dbrunbook.backup.binlog import (
+    number as binlog_number,
+)
 from dbrunbook.backup.logical import _stream
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, load_key, store
@@ -331,9 +334,7 @@ def follow(
     deadline = time.monotonic() + duration if duration else None
 
     def push_complete() -> None:
-        files = sorted(
-            (p for p in spool.iterdir() if _binlog_number(p.name) >= 0), key=lambda p: _binlog_number(p.name)
-        )
+        files = sorted((p for p in spool.iterdir() if binlog_number(p.name) >= 0), key=lambda p: binlog_number(p.name))
         for path in files[:-1]:
             outcome = wal.push(storage, path, recipients, naming=BinlogName(server_id, path.name))
             if outcome == "archived":
@@ -361,9 +362,3 @@ def follow(
         raise BackupError(f"the binlog stream ended (exit {code}): {errors.last_line()}")
     partial = sorted(p.name for p in spool.iterdir())
     return {"archived": archived, "streaming": partial[-1] if partial else None}
-
-
-def _binlog_number(name: str) -> int:
-    """The sequence number of a binlog file name; -1 for anything else in the spool."""
-    tail = name.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() and len(tail) >= 6 else -1

@@ -84,7 +84,7 @@ def facts(catalog: Catalog) -> list[BackupFacts]:
 
 def binlog_expiry(storage: Storage, catalog: Catalog, keep: set[str]) -> tuple[list[str], dict[int, str]]:
     """Archived binlogs no kept backup needs, per server: those before the oldest kept backup's start file."""
-    from dbrunbook.backup.binlog import ROOT, BinlogName, archived, expired_binlogs
+    from dbrunbook.backup.binlog import ROOT, BinlogName, archived, expired_binlogs, number
 
     keys = [info.key for info in storage.list(ROOT)]
     servers = set()
@@ -103,7 +103,7 @@ def binlog_expiry(storage: Storage, catalog: Catalog, keep: set[str]) -> tuple[l
         ]
         if not starts:
             continue  # no kept backup starts in this server's binlogs: nothing tells what is useless
-        first = min(starts, key=lambda n: int(n.rsplit(".", 1)[1]))
+        first = min(starts, key=number)
         keep_from[server] = first
         doomed += expired_binlogs(archived(keys, server), first)
     return doomed, keep_from

@@ -83,6 +83,7 @@ def sync(
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find binlogs a recovery would miss: gaps since the oldest backup, and closed ones not archived yet."""
     from dbrunbook.backup.binlog import binlog_report
+    from dbrunbook.backup.binlog import number as binlog_number
     from dbrunbook.backup.my_backup import binlog_keys, facts, server_binlogs
     from dbrunbook.execution.command import SqlStatement
 
@@ -109,7 +110,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
             for m in catalog.manifests
             if m.extra.get("binlog") and m.extra.get("server_id") == f.server_id
         ]
-        oldest = min(starts, key=lambda n: int(n.rsplit(".", 1)[1]), default=None)
+        oldest = min(starts, key=binlog_number, default=None)
         report = {
             "cluster": ctx.name,
             "server_id": f.server_id,
