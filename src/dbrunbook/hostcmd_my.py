@@ -28,8 +28,15 @@ def _dump_push(args: argparse.Namespace) -> int:
     from dbrunbook.backup.my_host import push_dump
 
     cfg, storage = _storage(args.config)
-    entry, coords = push_dump(storage, args.backup_id, cfg.recipients, args.argv)
-    return _print({"entry": entry.model_dump(), "coordinates": coords.as_dict()})
+    dump = push_dump(storage, args.backup_id, cfg.recipients, args.argv)
+    return _print(
+        {
+            "entry": dump.entry.model_dump(),
+            "coordinates": dump.coordinates.as_dict(),
+            "row_counts": dump.row_counts,
+            "row_counts_problem": dump.problem,
+        }
+    )
 
 
 def _physical_push(args: argparse.Namespace) -> int:
@@ -84,12 +91,17 @@ def _extract(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from dbrunbook.backup.binlog import Coordinates, ReplayTarget
     from dbrunbook.backup.my_host import replay
+    from dbrunbook.backup.rowcount import checked_tables
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
     dump = None
+    check_rows = None
     if args.dump_manifest_key:
-        dump = _manifest(storage, args.dump_manifest_key, identities).object("dump.sql")
+        manifest = _manifest(storage, args.dump_manifest_key, identities)
+        dump = manifest.object("dump.sql")
+        if args.check_rows and "row_counts" in manifest.extra:
+            check_rows = checked_tables(manifest.extra["row_counts"])
     file, _, pos = args.start.rpartition(":")
     target = ReplayTarget.from_flags(args.target_time, args.target_position, args.target_gtid)
     done = replay(
@@ -101,6 +113,7 @@ def _replay(args: argparse.Namespace) -> int:
         keys=args.binlog_key,
         start=Coordinates(file, int(pos)),
         target=target,
+        check_rows=check_rows,
     )
     return _print(done.as_dict())
 
@@ -143,6 +156,7 @@ def register(sub: Any) -> dict[str, Handler]:
     p.add_argument("--target-time")
     p.add_argument("--target-position")
     p.add_argument("--target-gtid")
+    p.add_argument("--check-rows", action="store_true", help="count every table after the load, before replay")
     tool(p)
     return {
         "my-dump-push": _dump_push,

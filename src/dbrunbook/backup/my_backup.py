@@ -90,8 +90,11 @@ def _manifest(
     parent: str | None = None,
     lsns: dict[str, int] | None = None,
     why: str | None = None,
+    row_counts: dict[str, Any] | None = None,
 ) -> Manifest:
     extra: dict[str, Any] = {"server_id": f.server_id}
+    if row_counts is not None:
+        extra["row_counts"] = row_counts
     if coords is not None:
         extra["binlog"] = coords.as_dict()
     if why:
@@ -155,6 +158,8 @@ def logical_backup(
         objects=[ObjectEntry.model_validate(out["entry"])],
         coords=Coordinates(**out["coordinates"]),
         databases=listed,
+        why=out.get("row_counts_problem") or None,
+        row_counts=out.get("row_counts"),
     )
 
 

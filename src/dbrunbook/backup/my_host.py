@@ -33,6 +33,7 @@ from dbrunbook.backup.binlog import (
 from dbrunbook.backup.logical import _stream
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, load_key, store
+from dbrunbook.backup.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
 from dbrunbook.backup.storage import Storage
 from dbrunbook.errors import BackupError, RestoreError
 
@@ -55,16 +56,25 @@ class HeadTail:
             yield chunk
 
 
-def push_dump(
-    storage: Storage, backup_id: str, recipients: Sequence[str], argv: Sequence[str]
-) -> tuple[ObjectEntry, Coordinates]:
-    """Stream one ``mariadb-dump`` of the whole server into ``dump.sql``; returns its binlog coordinates."""
-    tap = HeadTail(_stream(argv, dict(os.environ), "mariadb-dump"))
+@dataclass(frozen=True)
+class Dump:
+    entry: ObjectEntry
+    coordinates: Coordinates
+    row_counts: dict[str, dict[str, int]] | None
+    problem: str
+
+
+def push_dump(storage: Storage, backup_id: str, recipients: Sequence[str], argv: Sequence[str]) -> Dump:
+    """Stream one ``mariadb-dump`` of the whole server into ``dump.sql``, with its binlog coordinates and
+    the per-table row counts read from the stream on the way."""
+    counter = DumpRowCounter()
+    tap = HeadTail(counter.wrap(_stream(argv, dict(os.environ), "mariadb-dump")))
     entry = store(storage, "dump.sql", object_key(backup_id, "dump.sql"), tap, recipients, pipelined=True)
     tail = tap.tail.decode(errors="replace")
     if DUMP_COMPLETE not in tail:
         raise BackupError("mariadb-dump ended without its completion line: the dump is truncated")
-    return entry, dump_coordinates(tap.head.decode(errors="replace"), tail)
+    counts = counter.finish()
+    return Dump(entry, dump_coordinates(tap.head.decode(errors="replace"), tail), counts, counter.problem)
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,24 @@ class _Drain(threading.Thread):
         return useful[-1] if useful else "no message"
 
 
+class _Collect(threading.Thread):
+    """Reads a pipe to its end, keeping only the lines that start with ``mark`` (bounded by the caller)."""
+
+    def __init__(self, pipe: IO[bytes] | None, mark: str) -> None:
+        super().__init__(daemon=True)
+        self._pipe = pipe
+        self._mark = mark.encode()
+        self.lines: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        if self._pipe is None:
+            return
+        for raw in self._pipe:
+            if raw.startswith(self._mark):
+                self.lines.append(raw.decode(errors="replace"))
+
+
 @dataclass
 class Replay:
     """What a replay did, for the restore report."""
@@ -153,9 +181,11 @@ class Replay:
     files: list[str] = field(default_factory=list)
     stopped_in: str | None = None
     reason: str = ""
+    row_counts: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"binlogs_replayed": self.files, "stopped_in": self.stopped_in, "stop_reason": self.reason}
+        out = {"binlogs_replayed": self.files, "stopped_in": self.stopped_in, "stop_reason": self.reason}
+        return out if self.row_counts is None else {**out, "row_counts": self.row_counts}
 
 
 def binlog_args(
@@ -220,18 +250,26 @@ def replay(
     keys: Sequence[str],
     start: Coordinates,
     target: ReplayTarget,
+    check_rows: list[tuple[str, str, int]] | None = None,
 ) -> Replay:
     """Load a dump (logical restores) and replay archived binlogs into ONE client session.
 
     One session end to end, so a temporary table created in one binlog and used in the next survives.
     Each binlog is decoded by its own mariadb-binlog reading stdin, whose output goes straight into the
-    client's stdin; Python copies only the encrypted side.
+    client's stdin; Python copies only the encrypted side. With ``check_rows`` (the backup's own counts),
+    every table is counted in that session between the load and the first binlog: the only moment the
+    restored data stands exactly at the backup's snapshot.
     """
     client = subprocess.Popen(
-        client_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0
+        client_argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE if check_rows is not None else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        bufsize=0,
     )
     assert client.stdin is not None
     errors = _Drain(client.stderr)
+    answers = _Collect(client.stdout, MARK) if check_rows is not None else None
     done = Replay()
     try:
         if dump is not None:
@@ -240,7 +278,10 @@ def replay(
                 client.stdin.write(chunk)
             # The dump replaced the privilege tables; binlogged again from here so the server's GTID
             # position says where the replay got to.
-            client.stdin.write(b"\nFLUSH PRIVILEGES;\nSET SESSION sql_log_bin = 1;\n")
+            client.stdin.write(b"\nFLUSH PRIVILEGES;\n")
+            if check_rows is not None:
+                client.stdin.write(count_sql(check_rows))
+            client.stdin.write(b"SET SESSION sql_log_bin = 1;\n")
         _replay_binlogs(storage, identities, client, binlog_argv, keys, start, target, done)
     except BrokenPipeError:
         pass  # the client stopped on an error; its message is below
@@ -249,9 +290,13 @@ def replay(
             client.stdin.close()
         code = client.wait()
         errors.join()
+        if answers is not None:
+            answers.join()
     if code:
         where = f" while replaying {done.files[-1]}" if done.files else " while loading the dump"
         raise RestoreError(f"the mariadb client failed{where}: {errors.last_line()}")
+    if check_rows is not None and answers is not None:
+        done.row_counts = compare(check_rows, parse_counts(answers.lines))
     return done
 
 

@@ -48,12 +48,15 @@ class MyRestorePlan:
     server_id: int
     binlogs: list[str]
     binlog_keys: list[str] = field(repr=False)
+    check_rows: bool = False  # count every table after the load against the dump's own counts
 
     def steps(self) -> list[str]:
         out = [f"check that {self.data_dir} is empty and port {self.port} is free on {self.host}"]
         if self.kind == "logical":
             out.append(f"create a new server in {self.data_dir} (mariadb-install-db) and start it on port {self.port}")
             out.append(f"load dump.sql of {self.backup_id}")
+            if self.check_rows:
+                out.append("count the rows of every table and compare them with the counts the dump recorded")
         else:
             out.append(f"extract {' + '.join(self.chain)} (mbstream) and prepare (mariabackup --prepare)")
             out.append(f"start the restored server on port {self.port}")
@@ -92,6 +95,8 @@ def plan_my_restore(
     data_dir: str,
     port: int,
     target: ReplayTarget,
+    *,
+    check_rows: bool = False,
 ) -> MyRestorePlan:
     """What a restore will do, or why it cannot: a target before the backup, a hole in the binlogs."""
     coords = manifest.extra.get("binlog")
@@ -123,6 +128,7 @@ def plan_my_restore(
         server_id=int(manifest.extra.get("server_id", 0)),
         binlogs=names,
         binlog_keys=[archive[n] for n in names],
+        check_rows=check_rows and manifest.kind == "logical",
     )
 
 
@@ -360,6 +366,7 @@ def _replay(
                 "--binlog-tool",
                 host.binary(engine.binlog_tool),
                 *target_flags,
+                *(["--check-rows"] if plan.check_rows else []),
                 "--",
                 *engine.client_argv(host, defaults, socket, plan.port),
             ),

@@ -114,7 +114,7 @@ def _restore(
 
     archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
     target = ReplayTarget.from_flags(when, None, None)
-    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target)
+    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target, check_rows=True)
     return run_my_restore(ctx, my_plan, cluster, force=False, confirm=lambda _q: None, step=step)
 
 
@@ -203,6 +203,23 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
     }
 
 
+def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any]:
+    """The loaded dump's tables, counted before any binlog replay, against the counts the dump recorded."""
+    name = "row counts match the backup's snapshot"
+    if "row_counts" not in backup.extra:
+        why = backup.extra.get("why") or "taken before dbrunbook recorded them"
+        return {"name": name, "ok": True, "detail": f"not checked: the backup recorded no row counts ({why})"}
+    if counted is None:
+        return {"name": name, "ok": False, "detail": "the restore did not count the rows"}
+    ok = counted["mismatched"] == 0
+    detail = (
+        f"{counted['tables']} tables, {counted['rows']} rows"
+        if ok
+        else f"{counted['mismatched']} of {counted['tables']} tables differ, first {counted['mismatches'][0]}"
+    )
+    return {"name": name, "ok": ok, "detail": detail, "tables": counted["tables"], "rows": counted["rows"]}
+
+
 def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[dict[str, Any]]:
     settings = ctx.cluster.drill or Drill()
     if not settings.validations:
@@ -271,6 +288,8 @@ def _attempt(
     result["rto_seconds"] = round(time.monotonic() - clock, 2)
     result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
+    if choice.backup.kind == "logical" and ctx.cluster.engine.value != "postgresql":
+        result["checks"].append(row_check(choice.backup, restored.get("row_counts")))
     step("checking every table")
     result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
     result["checks"] += _validations(ctx, cluster, name, port)

@@ -33,6 +33,7 @@ from dbrunbook.tasks.common import TaskRun, guarded
         "force": "replace a non-empty data directory and tablespace directories (asks first)",
         "yes": "do not ask",
         "jobs": "parallel download streams (default 2)",
+        "check_rows": "MariaDB logical backups: count every table after the load and compare with the dump's counts",
         "dry_run": "print the plan, change nothing",
         "json": "print JSON",
     },
@@ -58,6 +59,7 @@ def run(
     yes: bool = False,
     jobs: int = 2,
     tablespace: list[str] | None = None,
+    check_rows: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -82,6 +84,7 @@ def run(
                 yes=yes,
                 jobs=jobs,
                 dry_run=dry_run,
+                check_rows=check_rows,
             )
             return
         if target_position or target_gtid:
@@ -178,6 +181,7 @@ def _restore_mariadb(
     yes: bool,
     jobs: int,
     dry_run: bool,
+    check_rows: bool,
 ) -> None:
     from dbrunbook.backup.binlog import ReplayTarget
     from dbrunbook.backup.my_backup import binlog_keys
@@ -203,6 +207,7 @@ def _restore_mariadb(
         data_dir,
         port or host.port,
         replay_target,
+        check_rows=check_rows,
     )
     with task_run.out.steps("restore.run") as step:
         result = run_my_restore(
@@ -214,6 +219,12 @@ def _restore_mariadb(
             jobs=jobs,
             step=step,
         )
+    counted = result.get("row_counts") or {}
+    if counted.get("mismatched"):
+        raise RestoreError(
+            f"{counted['mismatched']} of {counted['tables']} tables restored with other row counts than the dump "
+            f"recorded, first {counted['mismatches'][0]} (the server runs on port {result['port']})"
+        )
 
     def human(console: Any) -> None:
         if dry_run:
@@ -221,6 +232,8 @@ def _restore_mariadb(
             for s in result["steps"]:
                 console.print(f"  - {s}", markup=False)
             return
+        if counted:
+            console.print(f"row counts of {counted['tables']} tables ({counted['rows']} rows) match the dump's")
         console.print(
             f"restored {result['backup']} on {result['to']} port {result['port']} in {result['rto_seconds']}s; "
             f"replayed {len(result.get('binlogs_replayed', []))} binlogs up to {result['target']}; "
