@@ -10,12 +10,17 @@ from typing import Any
 
 import yaml
 
+from dbrunbook.backup.crypto import parse_identities
+from dbrunbook.backup.manifest import Manifest, manifest_key
+from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.execution import Command
-from dbrunbook.inventory import LoadedInventory
+from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import run_cli
-from .mariadb_helpers import My, backup, sync
+from .mariadb_helpers import My, backup, new_name, sync
 from .test_mariadb_faults import Private
+
+ROWS = "row counts match the backup's snapshot"
 
 
 def drill(*args: str, env: str = "--env=dev") -> tuple[int, dict[str, Any], str]:
@@ -74,7 +79,9 @@ def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> Non
     assert code == 0, err
     (r,) = doc["drills"]
     assert r["ok"] and r["target_time"] != "latest" and r["reached"]["reached_gtid"]
-    assert {c["name"] for c in r["checks"] if c["ok"]} >= {"mariadb-check", "validation users restored"}
+    checks = {c["name"]: c for c in r["checks"] if c["ok"]}
+    assert set(checks) >= {"mariadb-check", "validation users restored", ROWS}
+    assert checks[ROWS]["tables"] > 0 and checks[ROWS]["rows"] > 0
     assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
 
 
@@ -102,13 +109,36 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
                 }
             ],
         )
+        db = new_name("drillrows")
+        my(f"CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1), (2)")
         b = backup("logical", env=env)
+        my(f"INSERT INTO {db}.t VALUES (3)")  # replayed after the load, so after the rows were counted
+        sync(env=env)
         code, doc, err = drill("--cluster=mariadb-main", env=env)
         (r,) = doc["drills"]
         assert code == 92 and "validation orders today" in r["reason"] and "Traceback" not in err
         assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+        assert [c["ok"] for c in r["checks"] if c["name"] == ROWS] == [True]
 
+        # The dump's recorded count for that table made one too high: the restored table must be caught.
+        mkey = manifest_key(b["backup_id"])
+        enc = dev.inventory.clusters["mariadb-main"].encryption
+        assert enc is not None
+        identities = parse_identities(SecretResolver(dev.base_dir).resolve(enc.identities[0]).reveal())
+        manifest = Manifest.from_json(load_bytes(private.storage, mkey, identities), mkey)
+        assert manifest.extra["row_counts"][db] == {"t": 2}
+        manifest.extra["row_counts"][db]["t"] = 3
+        private.storage.delete([mkey])
+        store(private.storage, "manifest", mkey, [manifest.to_json()], manifest.recipients)
         env = _inventory(private, [])
+        code, doc, err = drill("--cluster=mariadb-main", f"--backup={b['backup_id']}", env=env)
+        (r,) = doc["drills"]
+        assert code == 92 and r["reason"] == f"{ROWS}: 1 of {r['checks'][1]['tables']} tables differ, first " + (
+            f"{db}.t: 2 rows restored, the backup had 3"
+        )
+        assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+        my(f"DROP DATABASE {db}")
+
         key = f"backups/{b['backup_id']}/dump.sql.zst.age"
         with private.storage.open(key) as fh:
             body = bytearray(fh.read())
@@ -135,7 +165,7 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
         assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
 
         stored = [i.key for i in private.storage.list("drills/")]
-        assert len(stored) == 3 and all(k.endswith("-failed.json.zst.age") for k in stored)
+        assert len(stored) == 4 and all(k.endswith("-failed.json.zst.age") for k in stored)
     finally:
         private.wipe()
 

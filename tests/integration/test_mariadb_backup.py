@@ -6,12 +6,13 @@ The tests share the primary's binlog, so they run one at a time (the `my` fixtur
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .mariadb_helpers import My, backup, new_name, restore, snapshot, sync
+from .mariadb_helpers import My, backup, cli, new_name, restore, snapshot, sync
 
 
 def rows(my: My, db: str, port: int) -> list[int]:
@@ -43,8 +44,6 @@ def test_logical_backup_then_pitr_to_time_position_and_gtid(my: My, my_target: A
     d1, p1 = my_target(0)
     res = restore(d1, p1, f"--backup={b['backup_id']}", f"--target-time={target_time.isoformat()}")
     assert rows(my, db, p1) == [1, 2, 3, 4]
-    import json
-
     report = json.loads(res.stdout)
     assert report["reached_gtid"] == gtid4 and report["rto_seconds"] > 0
     assert len(report["binlogs_replayed"]) >= 2
@@ -75,6 +74,8 @@ def test_tricky_schema_restores_identical_from_logical_and_physical_chain(my: My
     db = create_tricky(my)
     before = snapshot(my, db)
     assert {k.split()[0] for k in before} == {"table", "checksum", "view", "procedure", "function", "trigger", "event"}
+    tables = [k.split(" ", 1)[1] for k in before if k.startswith("table ")]
+    real_rows = {t: int(my(f"SELECT COUNT(*) FROM `{t.replace('`', '``')}`", db=db)) for t in tables}
     logical = backup("logical")
     full = backup("physical")
     assert full["kind"] == "physical"
@@ -87,13 +88,21 @@ def test_tricky_schema_restores_identical_from_logical_and_physical_chain(my: My
     sync()
 
     d1, p1 = my_target(0)
-    restore(
+    res = restore(
         d1,
         p1,
         f"--backup={logical['backup_id']}",
         f"--target-position={logical['binlog']['file']}:{logical['binlog']['position']}",
+        "--check-rows",
     )
     assert snapshot(my, db, p1) == before
+    # The dump recorded each table's rows from its own stream; the load was counted against them.
+    recorded = cli("backup.show", "--cluster=mariadb-main", f"--backup-id={logical['backup_id']}")["extra"][
+        "row_counts"
+    ]
+    assert recorded[db] == real_rows and sum(real_rows.values()) > 0
+    counted = json.loads(res.stdout)["row_counts"]
+    assert counted["mismatched"] == 0 and counted["tables"] >= len(recorded[db])
 
     d2, p2 = my_target(1)
     restore(
@@ -107,7 +116,6 @@ def test_tricky_schema_restores_identical_from_logical_and_physical_chain(my: My
 
 
 def test_follow_streams_and_archives_each_binlog_as_the_server_closes_it(my: My, dev: Any) -> None:
-    import json
     import threading
 
     from dbrunbook.backup.binlog import BinlogName
