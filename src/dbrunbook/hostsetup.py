@@ -74,8 +74,10 @@ def _build_lock(root: Path) -> Iterator[None]:
 
 
 def _build(local: LocalExecutor, root: Path, out_dir: Path, python: str) -> None:
-    # setuptools reuses build/lib between builds and would ship modules deleted since.
-    local.run(Command(("rm", "-rf", str(root / "build")), description="clean the build folder", mutating=False))
+    # setuptools reuses build/lib and the egg-info's file list between builds, and would ship files deleted
+    # since (or package data no longer declared).
+    stale = (str(root / "build"), str(root / "src" / "dbrunbook.egg-info"))
+    local.run(Command(("rm", "-rf", *stale), description="clean the build folder", mutating=False))
     local.run(
         Command(
             (

@@ -193,3 +193,24 @@ def test_alert_rules_use_emitted_metrics_and_link_existing_runbooks() -> None:
         assert used and used <= names, (rule["alert"], used - names)
         page = rule["annotations"]["runbook_url"].removeprefix("RUNBOOK_BASE/")
         assert (root / "docs/runbooks" / page).is_file(), page
+
+
+def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
+    """A pip-installed dbrunbook renders schedules and reports with no source checkout: the templates are
+    package data, and the repository's templates/ is the same folder."""
+    import zipfile
+
+    from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
+    from dbrunbook.hostsetup import build_wheel
+    from dbrunbook.tasks.schedule_tasks import TEMPLATES
+
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "templates").resolve() == TEMPLATES.resolve()
+    # hosts.setup's own build: it holds the checkout's build lock, so parallel tests do not collide.
+    local = LocalExecutor("here", RunSettings(audit=AuditLog(tmp_path / "audit.jsonl")))
+    wheel = build_wheel(local, tmp_path, sys.executable)
+    shipped = {n for n in zipfile.ZipFile(wheel.path).namelist() if n.startswith("dbrunbook/templates/")}
+    expected = {
+        f"dbrunbook/templates/{p.relative_to(TEMPLATES).as_posix()}" for p in TEMPLATES.rglob("*") if p.is_file()
+    }
+    assert expected and shipped == expected

@@ -191,7 +191,7 @@ def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "cluster": "only this cluster (default: every cluster with a repository)",
         "out": "the HTML file to write (default report.html)",
         "limit": "newest drills per cluster (default 200)",
-        "templates": "folder of the Jinja2 templates (default: the repository's templates/)",
+        "templates": "folder of the Jinja2 templates (default: the ones shipped with dbrunbook)",
     }
 )
 @guarded

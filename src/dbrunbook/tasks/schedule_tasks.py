@@ -12,7 +12,7 @@ from invoke.tasks import task
 from dbrunbook.errors import ConfigError
 from dbrunbook.tasks.common import TaskRun, guarded
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"  # package data; templates/ links here
 # The name of the Kubernetes Secret that holds the inventory (a name, not a secret).
 SECRET_NAME = "dbrunbook-inventory"  # noqa: S105
 
@@ -89,7 +89,7 @@ def render(
         "metrics_dir": "where drills write metrics (node exporter textfile collector)",
         "image": "kubernetes: the container image with dbrunbook installed",
         "timezone": "kubernetes: the CronJobs' timeZone (default UTC)",
-        "templates": "folder of the Jinja2 templates (default: the repository's templates/)",
+        "templates": "folder of the Jinja2 templates (default: the ones shipped with dbrunbook)",
         "json": "print JSON",
     },
 )
