@@ -34,7 +34,7 @@ def gone(executor: Any, path: str) -> bool:
 
 
 def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
-    pg_ready: dict[str, Any], ssh_replica: Any, tmp_path: Path
+    pg_ready: dict[str, Any], ssh_replica: Any, tmp_path: Path, dev: LoadedInventory
 ) -> None:
     import http.server
     import threading
@@ -63,6 +63,8 @@ def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
     assert r["ok"] and r["rto_seconds"] > 0 and r["rpo_seconds"] is not None and r["backup_size_bytes"] > 0
     names = {c["name"]: c for c in r["checks"]}
     assert names["pg_amcheck"]["ok"] and names["validation catalog readable"]["actual"] > 100
+    # No drill host in the sandbox inventory for pg-main: it restores on this machine, never on a replica.
+    assert r["host"] == "local" and r["port"] == dev.inventory.clusters["pg-main"].primary()[1].port + 1000
     assert r["reached"]["reached_lsn"] and r["torn_down"] and gone(ssh_replica, r["data_dir"])
     text = metrics.read_text()
     assert 'dbrunbook_drill_success{cluster="pg-main"} 1' in text

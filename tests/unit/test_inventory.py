@@ -110,3 +110,11 @@ def test_example_inventory_is_valid() -> None:
     orders = inv.clusters["orders-pg"]
     assert orders.retention is not None and orders.retention.max_chain == 6
     assert orders.drill is not None and orders.drill.validations[0].compare == ">"
+
+
+def test_drill_host_must_be_an_inventory_host_or_local() -> None:
+    text = GOOD + "    drill: {host: restore-9}\n"
+    assert "drill.host 'restore-9' is not a host of the inventory (or local)" in error_of(text)
+    assert parse_inventory(GOOD + "    drill: {host: b}\n", "t.yaml").clusters["pg"].drill is not None
+    default = parse_inventory(GOOD, "t.yaml").clusters["pg"]
+    assert default.drill is None  # drill.run then restores on this machine ("local")

@@ -18,6 +18,7 @@ from dbrunbook import __version__
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.manifest import SUFFIX, Manifest
 from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.drill.place import LOCAL, local_host
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
 from dbrunbook.errors import (
     DbrunbookError,
@@ -37,17 +38,26 @@ RESULTS = "drills/"
 
 
 def drill_place(ctx: ClusterContext, find_host: FindHost) -> tuple[str, Cluster, str, int]:
-    """Where the drill restores: the inventory's ``drill`` settings, else the first replica host (else the
-    primary) with a data directory in the OS user's home and the host's port + 1000."""
+    """Where the drill restores: ``drill.host`` (an inventory host) or, by default, ``local``: this machine,
+    as the sandbox's unprivileged user, never a live server's host unless the inventory says so. The data
+    directory defaults to ``~/dbrunbook-drill-<cluster>``, the port to the primary's + 1000."""
     settings = ctx.cluster.drill or Drill()
-    name = settings.host or next(
-        (n for n, h in ctx.cluster.hosts.items() if h.role.value == "replica"), ctx.cluster.primary()[0]
-    )
-    _, cluster = find_host(name)
-    host = cluster.hosts[name]
+    primary = ctx.cluster.primary()[1]
+    if settings.host == LOCAL:
+        name = LOCAL
+        host = local_host(ctx.cluster, settings)
+        cluster = ctx.cluster.model_copy(update={"hosts": {**ctx.cluster.hosts, LOCAL: host}})
+    else:
+        name = settings.host
+        _, cluster = find_host(name)
+        host = cluster.hosts[name]
     ex = ctx.executor_for(cluster, name)
     data_dir = settings.data_dir or f"{ex.home()}/dbrunbook-drill-{ctx.name}"
-    return name, cluster, data_dir, settings.port or host.port + 1000
+    port = settings.port or (primary.port if name == LOCAL else host.port) + 1000
+    if name == LOCAL:
+        host = host.model_copy(update={"data_dir": data_dir, "port": port})
+        cluster.hosts[LOCAL] = host
+    return name, cluster, data_dir, port
 
 
 def newest_point(ctx: ClusterContext, manifest: Manifest | None) -> datetime | None:

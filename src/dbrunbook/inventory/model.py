@@ -147,9 +147,14 @@ class Validation(_Strict):
 
 
 class Drill(_Strict):
-    host: str | None = None
+    host: str = Field(
+        default="local",
+        description="inventory host the drill restores on, or local: the machine dbrunbook runs on",
+    )
     data_dir: str | None = None
     port: Port | None = None
+    bin_dir: str | None = Field(default=None, description="local drills: the server binaries (default: found)")
+    os_user: str | None = Field(default=None, description="local drills: OS user of the drill's server")
     rto_target: str | None = Field(default=None, pattern=r"^\d+[smhd]$")
     rpo_target: str | None = Field(default=None, pattern=r"^\d+[smhd]$")
     validations: list[Validation] = Field(default_factory=list)
@@ -218,6 +223,16 @@ class Cluster(_Strict):
 class Inventory(_Strict):
     version: Literal[1] = 1
     clusters: dict[Name, Cluster] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _drill_hosts(self) -> Inventory:
+        # A drill may restore on another cluster's host (a shared restore machine), so check fleet-wide.
+        known = {h for c in self.clusters.values() for h in c.hosts}
+        for name, cluster in self.clusters.items():
+            place = cluster.drill.host if cluster.drill else "local"
+            if place != "local" and place not in known:
+                raise ValueError(f"cluster '{name}': drill.host '{place}' is not a host of the inventory (or local)")
+        return self
 
 
 __all__ = [

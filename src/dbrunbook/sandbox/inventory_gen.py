@@ -126,6 +126,8 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                 "encryption": _encryption(layout, recipient),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
                 "drill": {
+                    # Over SSH on the replica's machine; pg-main drills restore locally, the default.
+                    "host": "mariadb-main-2",
                     "rto_target": "10m",
                     "rpo_target": "1d",
                     "validations": [

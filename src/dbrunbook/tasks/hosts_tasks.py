@@ -9,17 +9,29 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
+from dbrunbook.drill.place import LOCAL, local_host
 from dbrunbook.errors import InventoryError
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
+from dbrunbook.inventory.model import Cluster, Drill
 from dbrunbook.tasks.common import TaskRun, guarded
+
+
+def _with_drill_place(cluster: Cluster) -> list[tuple[str, Cluster]]:
+    """The cluster's hosts, and ``local`` when its drills restore on this machine (the default)."""
+    out = [(name, cluster) for name in cluster.hosts]
+    settings = cluster.drill or Drill()
+    if settings.host == LOCAL:
+        place = cluster.model_copy(update={"hosts": {LOCAL: local_host(cluster, settings)}})
+        out.append((LOCAL, place))
+    return out
 
 
 @task(
     help={
         "env": "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)",
         "cluster": "only this cluster's hosts",
-        "host": "only this host",
+        "host": "only this host (local: this machine, where drills restore by default)",
         "force": "reinstall even when the same build is there",
         "dry_run": "print what would be done, change nothing",
         "json": "print JSON",
@@ -38,7 +50,7 @@ def setup(
     """Install this dbrunbook build into a venv on each host (for WAL push and backup streaming there)."""
     run = TaskRun.start("hosts.setup", env=env, json_mode=json, dry_run=dry_run)
     selected = run.clusters(cluster)
-    if host and not any(host in cl.hosts for cl in selected.values()):
+    if host and host != LOCAL and not any(host in cl.hosts for cl in selected.values()):
         known = sorted(h for cl in selected.values() for h in cl.hosts)
         raise InventoryError(f"{run.loaded.path}: no host '{host}' (known: {', '.join(known)})")
     results: list[dict[str, str]] = []
@@ -46,8 +58,8 @@ def setup(
     try:
         with temp_dir() as tmp, run.out.steps("hosts.setup") as step:
             wheel = build_wheel(LocalExecutor("localhost", run.settings), Path(tmp), sys.executable)
-            for cl in selected.values():
-                for name in cl.hosts:
+            for listed in selected.values():
+                for name, cl in _with_drill_place(listed):
                     if host and name != host:
                         continue
                     step(name)

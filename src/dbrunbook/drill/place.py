@@ -1,0 +1,66 @@
+"""The default drill place, ``local``: a disposable server on the machine dbrunbook runs on.
+
+A drill restores a whole server; on a live replica's host it would take that replica's disk, memory and
+I/O. So unless the inventory names a drill host, the drill runs here, like the sandbox: as an
+unprivileged OS user when dbrunbook runs as root, with binaries found on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from dbrunbook.errors import DrillError
+from dbrunbook.inventory.model import Cluster, Drill, Host
+
+LOCAL = "local"
+DRILL_USER = "dbrunbook"  # the sandbox's user: servers never run as root
+
+
+def local_host(cluster: Cluster, settings: Drill) -> Host:
+    """The inventory entry a local drill restores on (its data directory and port are filled in later)."""
+    user = settings.os_user or (DRILL_USER if os.geteuid() == 0 else None)
+    if user is not None:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise DrillError(
+                f"a local drill runs its server as OS user {user!r}, which does not exist on this machine",
+                hint="create that user, set drill.os_user, or point drill.host at a restore host",
+            ) from None
+    bin_dir = settings.bin_dir or find_bin_dir(cluster)
+    return Host.model_validate(
+        {
+            "role": "replica",
+            "connection": {"type": "local"},
+            "port": cluster.primary()[1].port,
+            "data_dir": "/nonexistent",
+            "bin_dir": bin_dir,
+            "os_user": user,
+        }
+    )
+
+
+def find_bin_dir(cluster: Cluster) -> str | None:
+    """Server binaries on this machine for the cluster's engine: the primary's bin_dir when this machine
+    has it too, Debian's versioned PostgreSQL folder, ``pg_config --bindir``; MariaDB from PATH."""
+    primary = cluster.primary()[1]
+    if cluster.engine.value == "postgresql":
+        candidates = [primary.bin_dir, f"/usr/lib/postgresql/{cluster.version}/bin" if cluster.version else None]
+        config = shutil.which("pg_config")
+        if config:
+            out = subprocess.run([config, "--bindir"], capture_output=True, text=True, check=False)
+            candidates.append(out.stdout.strip() or None)
+        for folder in candidates:
+            if folder and Path(folder, "pg_ctl").is_file():
+                return folder
+        raise DrillError(
+            "a local drill needs PostgreSQL's server binaries (pg_ctl) on this machine, and none were found",
+            hint=f"install postgresql-{cluster.version or 'N'}, set drill.bin_dir, or set drill.host to a restore host",
+        )
+    if primary.bin_dir and Path(primary.bin_dir, "mariadbd").is_file():
+        return primary.bin_dir
+    return None
