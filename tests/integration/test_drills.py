@@ -74,10 +74,16 @@ def test_pg_drill_passes_with_real_numbers_and_leaves_nothing(
 
 
 def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> None:
+    db = new_name("drill_utf8")
+    # A UTF-8 table name: the drill's tools run over SSH with LANG=C, where a client defaults to latin1.
+    my(f"CREATE DATABASE {db}; CREATE TABLE {db}.`tâble ✓` (id INT); INSERT INTO {db}.`tâble ✓` VALUES (1), (2)")
     backup("logical")
     my("CREATE DATABASE IF NOT EXISTS drill_probe; DROP DATABASE drill_probe")
     sync()
-    code, doc, err = drill("--cluster=mariadb-main", "--target=random", "--seed=7")
+    try:
+        code, doc, err = drill("--cluster=mariadb-main", "--target=random", "--seed=7")
+    finally:
+        my(f"DROP DATABASE {db}")
     assert code == 0, err
     (r,) = doc["drills"]
     assert r["ok"] and r["target_time"] != "latest" and r["reached"]["reached_gtid"]

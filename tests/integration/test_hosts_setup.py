@@ -15,7 +15,8 @@ def test_setup_installs_same_build_and_is_idempotent(sandbox: dict[str, Any], ss
     first = run_cli("hosts.setup", "--env=dev", "--cluster=pg-main", "--json", timeout=900)
     assert first.returncode == 0, first.stderr
     results = json.loads(first.stdout)["hosts"]
-    assert {r["host"] for r in results} == {"pg-main-1", "pg-main-2"}
+    # "local": where pg-main's drills restore (no drill.host in the sandbox inventory), this machine.
+    assert {r["host"] for r in results} == {"pg-main-1", "pg-main-2", "local"}
     venv = results[0]["venv"]
 
     answer = ssh_replica.run(Command((f"{venv}/bin/dbrunbook-host", "version"), mutating=False))
@@ -27,7 +28,9 @@ def test_setup_installs_same_build_and_is_idempotent(sandbox: dict[str, Any], ss
 
     again = run_cli("hosts.setup", "--env=dev", "--cluster=pg-main", "--json")
     assert again.returncode == 0, again.stderr
-    assert {r["action"] for r in json.loads(again.stdout)["hosts"]} == {"up to date"}
+    actions = {r["host"]: r["action"] for r in json.loads(again.stdout)["hosts"]}
+    # local is the same machine and OS user as pg-main-1 (both run as the sandbox user): installed once.
+    assert actions == {"pg-main-1": "up to date", "pg-main-2": "up to date", "local": "shared"}
 
     dry = run_cli("hosts.setup", "--env=dev", "--cluster=pg-main", "--host=pg-main-2", "--force", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr

@@ -105,6 +105,8 @@ class DumpRowCounter:
             self._row_line = True
         if self._row_line:
             piece = piece[: max(0, KEEP - self._pending_len)]
+            if not piece:
+                return
         self._pending.append(piece)
         self._pending_len += len(piece)
 

@@ -194,6 +194,9 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
                     f"--defaults-extra-file={defaults}",
                     "--host=127.0.0.1",
                     f"--port={port}",
+                    # Else the client takes the charset from the locale: over SSH or cron (LANG=C) it is
+                    # latin1, and a table named in UTF-8 "doesn't exist".
+                    "--default-character-set=utf8mb4",
                     "--all-databases",
                     "--check",
                     "--extended",
