@@ -79,7 +79,7 @@ def main() -> None:
         anchor = wc(data)
         mb = len(data) / 1e6
         print(
-            f"{layout}: {mb:.0f} MB, {rows} rows counted in {seconds:.2f} s = {mb / seconds:.0f} MB/s; "
+            f"{layout}: {mb:.0f} MB, {rows} rows per copy of the dump, {seconds:.2f} s = {mb / seconds:.0f} MB/s; "
             f"wc -l {anchor:.2f} s = {mb / anchor:.0f} MB/s; ratio {seconds / anchor:.2f}"
         )
 
