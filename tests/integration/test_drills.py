@@ -17,7 +17,7 @@ from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import run_cli
-from .mariadb_helpers import My, backup, new_name, sync
+from .mariadb_helpers import My, backup, new_name, restore, sync
 from .test_mariadb_faults import Private
 
 ROWS = "row counts match the backup's snapshot"
@@ -102,7 +102,7 @@ def _inventory(private: Private, validations: list[dict[str, Any]] | None = None
 
 
 def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
-    my: My, dev: LoadedInventory, tmp_path: Path, ssh_replica: Any
+    my: My, dev: LoadedInventory, tmp_path: Path, ssh_replica: Any, my_target: Any
 ) -> None:
     private = Private(dev, tmp_path)
     try:
@@ -145,6 +145,12 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
             f"{db}.t: 2 rows restored, the backup had 3"
         )
         assert r["torn_down"] and gone(ssh_replica, r["data_dir"])
+        # restore.run --check-rows makes the same comparison and stops with one line (85).
+        data_dir, port = my_target(0)
+        res = restore(data_dir, port, f"--backup={b['backup_id']}", "--check-rows", env=env, check=False)
+        assert res.returncode == 85 and "Traceback" not in res.stderr
+        assert f"1 of {r['checks'][1]['tables']} tables restored with other row counts" in res.stderr
+        assert f"{db}.t: 2 rows restored, the backup had 3" in res.stderr
         my(f"DROP DATABASE {db}")
 
         key = f"backups/{b['backup_id']}/dump.sql.zst.age"
