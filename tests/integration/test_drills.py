@@ -242,3 +242,25 @@ def test_pg_drill_to_latest_fails_when_a_wal_segment_is_missing(
         assert r["torn_down"] and gone(ssh_replica, f"{home}/dbr-walgap-drill")
     finally:
         forged.wipe()
+
+
+def test_a_drill_place_that_cannot_be_set_up_is_a_stored_failure(
+    dev: LoadedInventory, tmp_path: Path, my_ready: dict[str, Any]
+) -> None:
+    """Local by default: on a machine without the drill's OS user the drill fails with one line (90), and
+    the result and metrics are still written (the alert must fire; an exception would skip them)."""
+    private = Private(dev, tmp_path)
+    try:
+        data = yaml.safe_load(private.path.read_text())
+        data["clusters"]["mariadb-main"]["drill"].pop("host")
+        data["clusters"]["mariadb-main"]["drill"]["os_user"] = "no-such-user-here"
+        private.path.write_text(yaml.safe_dump(data))
+        metrics = tmp_path / "drill.prom"
+        code, doc, err = drill("--cluster=mariadb-main", f"--metrics-file={metrics}", env=private.env)
+        (r,) = doc["drills"]
+        assert code == 90 and "OS user 'no-such-user-here'" in r["reason"] and "Traceback" not in err
+        assert r["torn_down"] is False and "host" not in r
+        assert [i.key for i in private.storage.list("drills/")] == [r["stored_as"]]
+        assert 'dbrunbook_drill_success{cluster="mariadb-main"} 0' in metrics.read_text()
+    finally:
+        private.wipe()

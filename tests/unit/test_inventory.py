@@ -118,3 +118,5 @@ def test_drill_host_must_be_an_inventory_host_or_local() -> None:
     assert parse_inventory(GOOD + "    drill: {host: b}\n", "t.yaml").clusters["pg"].drill is not None
     default = parse_inventory(GOOD, "t.yaml").clusters["pg"]
     assert default.drill is None  # drill.run then restores on this machine ("local")
+    assert parse_inventory(GOOD + "    drill: {host: null}\n", "t.yaml").clusters["pg"].drill is not None
+    assert "no host may be named 'local'" in error_of(GOOD.replace("      b:\n", "      local:\n"))

@@ -146,10 +146,21 @@ def test_count_queries_round_trip_and_compare() -> None:
     assert tables == [("shop", "a", 0), ("shop", "we`ird", 4)]  # mysql's tables change under the server
     sql = count_sql(tables).decode()
     assert "FROM `shop`.`we``ird`;" in sql and sql.count("COUNT(*)") == 2
-    # The client's batch output: a header line per query, then its answer.
-    output = [f"dbrunbook-rows\t{i}\t{v}" for i, v in [(0, "COUNT(*)"), (0, "0"), (1, "COUNT(*)"), (1, "3")]]
-    got = parse_counts(output)
-    assert got == {0: 0, 1: 3}
-    result = compare(tables, got)
+    assert sql.index("'start'") < sql.index("COUNT(*)") < sql.rindex("'end'")
+    # The client's batch output: a header line per query, then its answer; the clock is the server's, in ms.
+    answers = [("start", "ROUND(...)"), ("start", "1700000000100"), (0, "COUNT(*)"), (0, "0"), (1, "3")]
+    answers += [("end", "1700000002350")]
+    got, seconds = parse_counts([f"dbrunbook-rows\t{i}\t{v}" for i, v in answers])
+    assert got == {0: 0, 1: 3} and seconds == 2.25
+    result = compare(tables, got, seconds)
     assert result["mismatched"] == 1 and result["mismatches"] == ["shop.we`ird: 3 rows restored, the backup had 4"]
-    assert compare(tables, {0: 0, 1: 4}) == {"tables": 2, "rows": 4, "mismatched": 0, "mismatches": []}
+    assert compare(tables, {0: 0, 1: 4}) == {"tables": 2, "rows": 4, "mismatched": 0, "mismatches": [], "seconds": 0}
+
+
+def test_a_data_section_that_never_closes_is_a_problem_not_a_wrong_count() -> None:
+    # What --skip-add-locks would write: without UNLOCK TABLES every later row would go to the first table.
+    dump = b"USE `d`;\n-- Dumping data for table `a`\nINSERT INTO `a` VALUES\n(1);\n"
+    dump += b"-- Dumping data for table `b`\nINSERT INTO `b` VALUES\n(2);\n"
+    counter = DumpRowCounter()
+    counter.feed(dump)
+    assert counter.finish() is None and "no UNLOCK TABLES" in counter.problem

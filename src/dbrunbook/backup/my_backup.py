@@ -91,10 +91,13 @@ def _manifest(
     lsns: dict[str, int] | None = None,
     why: str | None = None,
     row_counts: dict[str, Any] | None = None,
+    row_counts_problem: str | None = None,
 ) -> Manifest:
     extra: dict[str, Any] = {"server_id": f.server_id}
     if row_counts is not None:
         extra["row_counts"] = row_counts
+    if row_counts_problem:
+        extra["row_counts_problem"] = row_counts_problem
     if coords is not None:
         extra["binlog"] = coords.as_dict()
     if why:
@@ -158,8 +161,8 @@ def logical_backup(
         objects=[ObjectEntry.model_validate(out["entry"])],
         coords=Coordinates(**out["coordinates"]),
         databases=listed,
-        why=out.get("row_counts_problem") or None,
         row_counts=out.get("row_counts"),
+        row_counts_problem=out.get("row_counts_problem") or None,
     )
 
 

@@ -296,7 +296,7 @@ def replay(
         where = f" while replaying {done.files[-1]}" if done.files else " while loading the dump"
         raise RestoreError(f"the mariadb client failed{where}: {errors.last_line()}")
     if check_rows is not None and answers is not None:
-        done.row_counts = compare(check_rows, parse_counts(answers.lines))
+        done.row_counts = compare(check_rows, *parse_counts(answers.lines))
     return done
 
 

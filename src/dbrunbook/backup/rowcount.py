@@ -95,7 +95,7 @@ class DumpRowCounter:
             self._scan(b"".join([b"\n", *self._pending, memoryview(chunk)[: last + 1]]))
             self._pending, self._pending_len, self._row_line = [], 0, False
             self._hold(chunk[last + 1 :])
-        except (ValueError, IndexError) as exc:
+        except Exception as exc:  # whatever it is, the backup must go on
             self.problem = f"row counts not recorded: the dump's layout was not understood ({exc})"
 
     def _hold(self, piece: bytes) -> None:
@@ -129,6 +129,8 @@ class DumpRowCounter:
             if self._table is not None:
                 end = text.find(END, pos)
                 stop = size if end < 0 else end
+                if text.find(SECTION, pos, stop) >= 0:
+                    raise ValueError(f"table {self._table!r}: its data has no UNLOCK TABLES before the next table")
                 self._rows += text.count(b"\n(", pos, stop)
                 self._rows += self._one_line_inserts(text, pos, stop)
                 if end < 0:
@@ -173,30 +175,44 @@ def checked_tables(counts: Mapping[str, Mapping[str, int]]) -> list[tuple[str, s
 MARK = "dbrunbook-rows"
 
 
+CLOCK = f"SELECT '{MARK}', '{{}}', ROUND(UNIX_TIMESTAMP(NOW(6)) * 1000);\n"
+
+
 def count_sql(tables: list[tuple[str, str, int]]) -> bytes:
-    """One ``COUNT(*)`` per table, each tagged with its index so the answer needs no name parsing."""
+    """One ``COUNT(*)`` per table, each tagged with its index so the answer needs no name parsing,
+    between two readings of the server's clock (the time the counting took is not restore time)."""
 
     def quote(name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
 
-    return "".join(
+    counts = "".join(
         # Identifiers are quoted (doubled backticks); there is no value to bind.
         f"SELECT '{MARK}', {i}, COUNT(*) FROM {quote(db)}.{quote(t)};\n"  # noqa: S608
         for i, (db, t, _) in enumerate(tables)
-    ).encode()
+    )
+    return (CLOCK.format("start") + counts + CLOCK.format("end")).encode()
 
 
-def parse_counts(lines: list[str]) -> dict[int, int]:
-    """The client's batch output of :func:`count_sql` (its header lines have no number)."""
+def parse_counts(lines: list[str]) -> tuple[dict[int, int], float]:
+    """The client's batch output of :func:`count_sql` (its header lines have no number): the count of
+    each table by index, and the seconds the counting took."""
     out: dict[int, int] = {}
+    clock: dict[str, int] = {}
     for line in lines:
         parts = line.rstrip("\n").split("\t")
-        if len(parts) == 3 and parts[0] == MARK and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) != 3 or parts[0] != MARK or not parts[2].isdigit():
+            continue
+        if parts[1].isdigit():
             out[int(parts[1])] = int(parts[2])
-    return out
+        elif parts[1] in ("start", "end"):
+            clock[parts[1]] = int(parts[2])
+    seconds = (clock["end"] - clock["start"]) / 1000 if len(clock) == 2 else 0.0
+    return out, seconds
 
 
-def compare(tables: list[tuple[str, str, int]], got: Mapping[int, int], shown: int = 5) -> dict[str, Any]:
+def compare(
+    tables: list[tuple[str, str, int]], got: Mapping[int, int], seconds: float = 0.0, shown: int = 5
+) -> dict[str, Any]:
     """The restored tables' row counts against the backup's: a summary a drill result can hold."""
     wrong = [
         f"{db}.{t}: {got.get(i, 'no answer')} rows restored, the backup had {rows}"
@@ -208,4 +224,5 @@ def compare(tables: list[tuple[str, str, int]], got: Mapping[int, int], shown: i
         "rows": sum(r for _, _, r in tables),
         "mismatched": len(wrong),
         "mismatches": wrong[:shown],
+        "seconds": round(seconds, 3),
     }

@@ -66,6 +66,10 @@ class MariaDB(EngineDriver):
             "--events",
             "--hex-blob",
             "--flush-privileges",
+            # The defaults, spelled out so an option file cannot turn them off: the row counter reads the
+            # "Dumping data" comments and the UNLOCK TABLES that close each table's data.
+            "--comments",
+            "--add-locks",
             "--default-character-set=utf8mb4",
             *(["--databases", *databases] if databases else ["--all-databases"]),
         ]
@@ -115,7 +119,8 @@ class MariaDB(EngineDriver):
         if defaults_file:
             argv.append(f"--defaults-extra-file={defaults_file}")
         argv += [f"--socket={socket}"] if socket else ["--host=127.0.0.1", f"--port={port}"]
-        return [*argv, "--binary-mode", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"]
+        # --batch: tab-separated answers whatever an option file says (the row-count check reads them).
+        return [*argv, "--batch", "--binary-mode", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"]
 
     def _connect(self, address: str, port: int, login: Login) -> Any:
         import pymysql

@@ -147,7 +147,7 @@ class Validation(_Strict):
 
 
 class Drill(_Strict):
-    host: str = Field(
+    host: str | None = Field(
         default="local",
         description="inventory host the drill restores on, or local: the machine dbrunbook runs on",
     )
@@ -228,8 +228,10 @@ class Inventory(_Strict):
     def _drill_hosts(self) -> Inventory:
         # A drill may restore on another cluster's host (a shared restore machine), so check fleet-wide.
         known = {h for c in self.clusters.values() for h in c.hosts}
+        if "local" in known:
+            raise ValueError("no host may be named 'local': the name means this machine (where drills restore)")
         for name, cluster in self.clusters.items():
-            place = cluster.drill.host if cluster.drill else "local"
+            place = (cluster.drill.host if cluster.drill else None) or "local"
             if place != "local" and place not in known:
                 raise ValueError(f"cluster '{name}': drill.host '{place}' is not a host of the inventory (or local)")
         return self

@@ -42,6 +42,7 @@ class TaskRun:
     _loaded: LoadedInventory | None = None
     _resolver: SecretResolver | None = None
     _executors: dict[str, HostExecutor] = field(default_factory=dict)
+    _clusters: list[Cluster] = field(default_factory=list)
 
     @classmethod
     def start(cls, name: str, *, env: str | None, json_mode: bool, dry_run: bool = False) -> TaskRun:
@@ -79,6 +80,8 @@ class TaskRun:
         key = f"{id(cluster)}:{host_name}"
         if key not in self._executors:
             self._executors[key] = executor_for(host_name, cluster.hosts[host_name], self.settings, self.resolver)
+            # Held so its id is never reused by a later copy (a drill's or hosts.setup's local place).
+            self._clusters.append(cluster)
         return self._executors[key]
 
     def cluster_context(self, name: str | None) -> ClusterContext:

@@ -10,21 +10,25 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from dbrunbook.drill.place import LOCAL, local_host
-from dbrunbook.errors import InventoryError
+from dbrunbook.errors import DrillError, InventoryError
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
 from dbrunbook.inventory.model import Cluster, Drill
 from dbrunbook.tasks.common import TaskRun, guarded
 
 
-def _with_drill_place(cluster: Cluster) -> list[tuple[str, Cluster]]:
-    """The cluster's hosts, and ``local`` when its drills restore on this machine (the default)."""
-    out = [(name, cluster) for name in cluster.hosts]
+def _with_drill_place(cluster: Cluster, only: str | None) -> tuple[list[tuple[str, Cluster]], str | None]:
+    """The cluster's hosts, and ``local`` when its drills restore on this machine (the default); or why
+    ``local`` cannot be set up here (no such OS user, no server binaries), which does not stop the rest."""
+    out = [(name, cluster) for name in cluster.hosts if only in (None, name)]
     settings = cluster.drill or Drill()
-    if settings.host == LOCAL:
+    if (settings.host or LOCAL) != LOCAL or only not in (None, LOCAL):
+        return out, None
+    try:
         place = cluster.model_copy(update={"hosts": {LOCAL: local_host(cluster, settings)}})
-        out.append((LOCAL, place))
-    return out
+    except DrillError as exc:
+        return out, exc.one_line()
+    return [*out, (LOCAL, place)], None
 
 
 @task(
@@ -59,9 +63,10 @@ def setup(
         with temp_dir() as tmp, run.out.steps("hosts.setup") as step:
             wheel = build_wheel(LocalExecutor("localhost", run.settings), Path(tmp), sys.executable)
             for listed in selected.values():
-                for name, cl in _with_drill_place(listed):
-                    if host and name != host:
-                        continue
+                places, local_problem = _with_drill_place(listed, host)
+                if local_problem:
+                    results.append({"host": LOCAL, "action": "skipped", "version": "-", "venv": local_problem})
+                for name, cl in places:
                     step(name)
                     ex = run.executor(cl, name)
                     venv = venv_path(ex, cl.hosts[name].tool_venv)
@@ -77,6 +82,9 @@ def setup(
 
     def human(console: Any) -> None:
         for r in results:
+            if r["action"] == "skipped":  # venv holds the reason: local drills cannot run on this machine
+                console.print(f"{r['host']:<20} {r['action']:<14} {r['venv']}", markup=False)
+                continue
             console.print(f"{r['host']:<20} {r['action']:<14} dbrunbook {r['version']}  {r['venv']}")
         for line in run.settings.plan:
             console.print(f"  plan: {line}", markup=False)
