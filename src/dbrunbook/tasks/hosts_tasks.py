@@ -65,7 +65,7 @@ def setup(
             for listed in selected.values():
                 places, local_problem = _with_drill_place(listed, host)
                 if local_problem:
-                    results.append({"host": LOCAL, "action": "skipped", "version": "-", "venv": local_problem})
+                    results.append({"host": LOCAL, "action": "skipped", "reason": local_problem})
                 for name, cl in places:
                     step(name)
                     ex = run.executor(cl, name)
@@ -82,8 +82,8 @@ def setup(
 
     def human(console: Any) -> None:
         for r in results:
-            if r["action"] == "skipped":  # venv holds the reason: local drills cannot run on this machine
-                console.print(f"{r['host']:<20} {r['action']:<14} {r['venv']}", markup=False)
+            if r["action"] == "skipped":  # local drills cannot run on this machine; the task goes on
+                console.print(f"{r['host']:<20} {r['action']:<14} {r['reason']}", markup=False)
                 continue
             console.print(f"{r['host']:<20} {r['action']:<14} dbrunbook {r['version']}  {r['venv']}")
         for line in run.settings.plan:
