@@ -81,12 +81,12 @@ def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> Non
     my("CREATE DATABASE IF NOT EXISTS drill_probe; DROP DATABASE drill_probe")
     sync()
     try:
-        code, doc, err = drill("--cluster=mariadb-main", "--target=random", "--seed=7")
+        code, doc, err = drill("--cluster=mariadb-main", "--kind=logical", "--target=random", "--seed=7")
     finally:
         my(f"DROP DATABASE {db}")
     assert code == 0, err
     (r,) = doc["drills"]
-    assert r["ok"] and r["target_time"] != "latest" and r["reached"]["reached_gtid"]
+    assert r["ok"] and r["kind"] == "logical" and r["target_time"] != "latest" and r["reached"]["reached_gtid"]
     checks = {c["name"]: c for c in r["checks"] if c["ok"]}
     assert set(checks) >= {"mariadb-check", "validation users restored", ROWS}
     assert checks[ROWS]["tables"] > 0 and checks[ROWS]["rows"] > 0

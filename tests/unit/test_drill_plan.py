@@ -76,6 +76,25 @@ def test_choose_latest_and_random_backups_and_targets() -> None:
         choose(pg, "postgresql", backup="nope", target="latest", newest_point=None, rng=random.Random())
 
 
+def test_kind_narrows_the_choice() -> None:
+    my = [
+        _m("L1", "logical", T0, engine="mariadb"),
+        _m("F1", "physical", T0 + timedelta(hours=1), engine="mariadb"),
+        _m("I1", "incremental", T0 + timedelta(hours=2), engine="mariadb"),
+    ]
+
+    def pick(kind: str, backups: list[Manifest] = my) -> str:
+        rng = random.Random()
+        c = choose(backups, "mariadb", backup="latest", target="latest", kind=kind, newest_point=None, rng=rng)
+        return c.backup.backup_id
+
+    assert (pick("any"), pick("logical"), pick("physical")) == ("I1", "L1", "I1")
+    with pytest.raises(DrillError, match="no backup a drill can restore of kind logical"):
+        pick("logical", my[1:])
+    with pytest.raises(DrillError, match="--kind must be one of any, logical, physical"):
+        pick("dump")
+
+
 def test_judge_compares_numbers_as_numbers() -> None:
     assert judge(10, ">", "9") and not judge("10", "<", 9)
     assert judge("2026-11-20", "==", "2026-11-20") and judge("b", ">", "a")

@@ -18,6 +18,7 @@ from dbrunbook.backup.manifest import Manifest
 from dbrunbook.errors import DrillError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+KINDS = ("any", "logical", "physical")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -63,12 +64,22 @@ def choose(
     target: str,
     newest_point: datetime | None,
     rng: random.Random,
+    kind: str = "any",
 ) -> DrillChoice:
-    """Pick the backup (``latest``, ``random`` or an id) and the target (``latest`` or ``random``: a time
-    between the backup's consistent point and the newest archived log)."""
-    candidates = drillable(manifests, engine)
+    """Pick the backup (``latest``, ``random`` or an id; of one ``kind``: logical, physical — incrementals
+    included — or any) and the target (``latest`` or ``random``: a time between the backup's consistent
+    point and the newest archived log)."""
+    if kind not in KINDS:
+        raise DrillError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    candidates = [
+        m for m in drillable(manifests, engine) if kind == "any" or (m.kind == "logical") == (kind == "logical")
+    ]
     if not candidates:
-        raise DrillError("no backup a drill can restore (PostgreSQL drills need a physical backup)")
+        raise DrillError(
+            "no backup a drill can restore"
+            + (f" of kind {kind}" if kind != "any" else "")
+            + (" (PostgreSQL drills need a physical backup)" if engine == "postgresql" else "")
+        )
     if backup == "latest":
         chosen, why = candidates[-1], "the newest backup"
     elif backup == "random":

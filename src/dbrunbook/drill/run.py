@@ -264,23 +264,28 @@ def _attempt(
     cluster: Cluster,
     data_dir: str,
     port: int,
-    backup: str,
-    target: str,
-    seed: int | None,
+    ask: dict[str, Any],
     step: Step,
 ) -> DbrunbookError | None:
-    """Choose, restore, check; fills ``result``. Returns a failed check's error; raises on a failed restore."""
+    """Choose (``ask``: backup, target, kind, seed), restore, check; fills ``result``. Returns a failed
+    check's error; raises on a failed restore."""
     settings = ctx.cluster.drill or Drill()
     ex = ctx.executor_for(cluster, name)
     host = cluster.hosts[name]
     started = datetime.fromisoformat(result["started"])
     failure: DbrunbookError | None = None
     catalog = ctx.catalog()
-    rng = random.Random(seed)  # noqa: S311 - picks a drill, not a key
+    rng = random.Random(ask["seed"])  # noqa: S311 - picks a drill, not a key
     last = catalog.manifests[-1] if catalog.manifests else None
     newest = newest_point(ctx, last)
     choice = choose(
-        catalog.manifests, ctx.cluster.engine.value, backup=backup, target=target, newest_point=newest, rng=rng
+        catalog.manifests,
+        ctx.cluster.engine.value,
+        backup=ask["backup"],
+        target=ask["target"],
+        kind=ask["kind"],
+        newest_point=newest,
+        rng=rng,
     )
     chain = catalog.chain(choice.backup)
     result.update(choice.as_dict())
@@ -324,6 +329,7 @@ def run_drill(
     *,
     backup: str = "latest",
     target: str = "latest",
+    kind: str = "any",
     keep: bool = False,
     seed: int | None = None,
     step: Step = lambda _m: None,
@@ -350,7 +356,8 @@ def run_drill(
         place = drill_place(ctx, find_host)
         name, cluster, data_dir, port = place
         result.update(host=name, data_dir=data_dir, port=port)
-        failure = _attempt(ctx, result, name, cluster, data_dir, port, backup, target, seed, step)
+        ask = {"backup": backup, "target": target, "kind": kind, "seed": seed}
+        failure = _attempt(ctx, result, name, cluster, data_dir, port, ask, step)
     except DbrunbookError as exc:
         failure = exc if isinstance(exc, DrillError) else DrillError(exc.one_line())
         result["reason"] = failure.one_line()

@@ -40,6 +40,7 @@ def heartbeat(url: str) -> str | None:
         "cluster": "drill only this cluster (default: every cluster with a repository)",
         "backup": "latest (default), random (any restorable backup), or a backup id",
         "target": "latest (default: the newest restorable point) or random (a time inside the backup's window)",
+        "kind": "only backups of this kind: logical, physical (incrementals included) or any (default)",
         "keep": "leave the restored server running for inspection (default: always torn down)",
         "seed": "seed for --backup/--target random (to repeat a drill exactly)",
         "metrics_file": "write Prometheus textfile-collector metrics here",
@@ -54,6 +55,7 @@ def run(
     cluster: str | None = None,
     backup: str = "latest",
     target: str = "latest",
+    kind: str = "any",
     keep: bool = False,
     seed: int | None = None,
     metrics_file: str | None = None,
@@ -84,7 +86,14 @@ def run(
             ctx = task_run.cluster_context(name)
             with task_run.out.steps(f"drill.run {name}") as step:
                 result, failure = run_drill(
-                    ctx, task_run.find_host, backup=backup, target=target, keep=keep, seed=seed, step=step
+                    ctx,
+                    task_run.find_host,
+                    backup=backup,
+                    target=target,
+                    kind=kind,
+                    keep=keep,
+                    seed=seed,
+                    step=step,
                 )
             results.append(result)
             if failure is not None:
