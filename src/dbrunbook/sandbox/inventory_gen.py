@@ -137,6 +137,12 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                             "compare": ">=",
                             "expect": 2,
                         },
+                        {
+                            "name": "orders restored",
+                            "sql": "SELECT COUNT(*) FROM shop.orders",
+                            "compare": ">=",
+                            "expect": 1000,
+                        },
                     ],
                 },
             },

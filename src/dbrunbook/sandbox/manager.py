@@ -304,6 +304,11 @@ class Sandbox:
             if not db.records(SqlStatement("SHOW SLAVE STATUS", mutating=False)):
                 for stmt in mariadb.replication_sql(lay.port("mariadb-primary"), keys["mariadb-replication.password"]):
                     db.execute(stmt)
+        with self._mariadb_socket_session("primary", keys["mariadb-admin.password"]) as db:
+            # Only once: IF NOT EXISTS statements are still binlogged, and tests read the binlog position.
+            if not db.execute(mariadb.DEMO_EXISTS)[0][0]:
+                for stmt in mariadb.demo_sql():
+                    db.execute(stmt)
 
     @contextmanager
     def _mariadb_socket_session(self, member: str, password: Secret | None) -> Iterator[DbSession]:

@@ -142,6 +142,31 @@ def bootstrap_sql(admin_pw: Secret, repl_pw: Secret) -> list[SqlStatement]:
     return stmts
 
 
+DEMO_EXISTS = SqlStatement(
+    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'shop' AND table_name = 'orders'",
+    mutating=False,
+    description="demo table there?",
+)
+
+
+def demo_sql() -> list[SqlStatement]:
+    """A small ``shop`` database on the primary (replicated, binlogged), so that backups, drills and their
+    row counts have something of the user's to show. Idempotent: rows already there are kept."""
+    return [
+        SqlStatement("CREATE DATABASE IF NOT EXISTS shop", description="demo database"),
+        SqlStatement(
+            "CREATE TABLE IF NOT EXISTS shop.orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, "
+            "total DECIMAL(10,2) NOT NULL, created_at DATETIME NOT NULL)",
+            description="demo table",
+        ),
+        SqlStatement(
+            "INSERT IGNORE INTO shop.orders SELECT seq, CONCAT('customer ', seq % 97), seq * 1.25, "
+            "NOW() - INTERVAL seq MINUTE FROM shop.seq_1_to_1000",
+            description="demo rows",
+        ),
+    ]
+
+
 def replication_sql(primary_port: int, repl_pw: Secret) -> list[SqlStatement]:
     return [
         SqlStatement("STOP SLAVE", description="stop replication"),
