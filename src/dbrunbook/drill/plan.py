@@ -81,7 +81,7 @@ def choose(
             + (" (PostgreSQL drills need a physical backup)" if engine == "postgresql" else "")
         )
     if backup == "latest":
-        chosen, why = candidates[-1], "the newest backup"
+        chosen, why = candidates[-1], "the newest backup" if kind == "any" else f"the newest {kind} backup"
     elif backup == "random":
         chosen = rng.choice(candidates)
         why = f"picked at random among {len(candidates)} backups"
