@@ -226,7 +226,8 @@ def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any
         return {"name": name, "ok": False, "detail": "the restore did not count the rows"}
     ok = counted["mismatched"] == 0
     detail = (
-        f"{counted['tables']} tables, {counted['rows']} rows (counted in {counted.get('seconds', 0)}s, not in the RTO)"
+        f"{counted['tables']} table{'' if counted['tables'] == 1 else 's'}, {counted['rows']} rows "
+        f"(counted in {counted.get('seconds', 0)}s, not in the RTO)"
         if ok
         else f"{counted['mismatched']} of {counted['tables']} tables differ, first {counted['mismatches'][0]}"
     )
