@@ -232,6 +232,19 @@ def test_restore_plan_refuses_targets_before_the_backup() -> None:
         plan_my_restore("c", m, [m], archive, "db-2", "/d", 1, ReplayTarget("gtid", gtid=Gtid(0, 1, 9)))
 
 
+def test_check_rows_needs_a_dump_that_recorded_counts() -> None:
+    archive = {n: f"key/{n}" for n in ARCHIVE}
+    dump = _manifest("L1", "logical")
+    with pytest.raises(RestoreError, match="recorded no row counts"):
+        plan_my_restore("c", dump, [dump], archive, "db-2", "/d", 1, ReplayTarget("latest"), check_rows=True)
+    copy = _manifest("F1", "physical")
+    with pytest.raises(RestoreError, match="backup F1 is physical"):
+        plan_my_restore("c", copy, [copy], archive, "db-2", "/d", 1, ReplayTarget("latest"), check_rows=True)
+    dump.extra["row_counts"] = {"shop": {"orders": 1000}}
+    plan = plan_my_restore("c", dump, [dump], archive, "db-2", "/d", 1, ReplayTarget("latest"), check_rows=True)
+    assert plan.check_rows and any("count the rows of every table" in step for step in plan.steps())
+
+
 def test_mariadb_dumps_are_pitr_bases_in_retention() -> None:
     backups = [
         BackupFacts("L1", "logical", T0, rolls_forward=True),

@@ -114,6 +114,14 @@ def plan_my_restore(
         raise RestoreError(
             f"GTID {target.gtid} is already in backup {manifest.backup_id} (at {start.gtid}): pick an older backup"
         )
+    if check_rows and manifest.kind != "logical":
+        raise RestoreError(
+            f"--check-rows compares a dump's recorded row counts; backup {manifest.backup_id} is {manifest.kind}",
+            hint="physical copies are checked table by table with mariadb-check, as drill.run does",
+        )
+    if check_rows and "row_counts" not in manifest.extra:
+        why = manifest.extra.get("row_counts_problem") or "taken before dbrunbook recorded them"
+        raise RestoreError(f"backup {manifest.backup_id} recorded no row counts ({why}): drop --check-rows")
     names = files_to_replay(start, list(archive), target)
     return MyRestorePlan(
         cluster=cluster,
@@ -128,7 +136,7 @@ def plan_my_restore(
         server_id=int(manifest.extra.get("server_id", 0)),
         binlogs=names,
         binlog_keys=[archive[n] for n in names],
-        check_rows=check_rows and manifest.kind == "logical",
+        check_rows=check_rows,
     )
 
 

@@ -124,7 +124,8 @@ def _restore(
 
     archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
     target = ReplayTarget.from_flags(when, None, None)
-    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target, check_rows=True)
+    counted = choice.backup.kind == "logical" and "row_counts" in choice.backup.extra
+    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target, check_rows=counted)
     return run_my_restore(ctx, my_plan, cluster, force=False, confirm=lambda _q: None, step=step)
 
 
