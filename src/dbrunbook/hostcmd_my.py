@@ -91,7 +91,7 @@ def _extract(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from dbrunbook.backup.binlog import Coordinates, ReplayTarget
     from dbrunbook.backup.my_host import replay
-    from dbrunbook.backup.rowcount import checked_tables
+    from dbrunbook.backup.rowcount import checked_tables, uncounted
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
@@ -100,7 +100,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.dump_manifest_key:
         manifest = _manifest(storage, args.dump_manifest_key, identities)
         dump = manifest.object("dump.sql")
-        if args.check_rows and "row_counts" in manifest.extra:
+        if args.check_rows and uncounted(manifest) is None:
             check_rows = checked_tables(manifest.extra["row_counts"])
     file, _, pos = args.start.rpartition(":")
     target = ReplayTarget.from_flags(args.target_time, args.target_position, args.target_gtid)

@@ -124,10 +124,13 @@ def test_passwords_never_leak(
                 ),
                 None,
             ),
+            # Both clusters: pg_amcheck, mariadb-check, validation queries, row counts on the copies.
+            (("drill.run", "--env=dev", "--json"), None),
+            (("drill.history", "--env=dev", "--json"), None),
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]
-            if args[0] == "restore.run":
+            if args[0] in ("restore.run", "drill.run"):
                 assert res.returncode == 0, res.stderr
         # A program that needs the password gets it from a 0600 file on the host, over SSH.
         pg = clusters["pg-main"]

@@ -162,7 +162,7 @@ def logical_backup(
         coords=Coordinates(**out["coordinates"]),
         databases=listed,
         row_counts=out.get("row_counts"),
-        row_counts_problem=out.get("row_counts_problem") or None,
+        row_counts_problem=out.get("row_counts_problem"),
     )
 
 

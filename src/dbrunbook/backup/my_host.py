@@ -27,9 +27,7 @@ from dbrunbook.backup.binlog import (
     covers,
     dump_coordinates,
 )
-from dbrunbook.backup.binlog import (
-    number as binlog_number,
-)
+from dbrunbook.backup.binlog import number as binlog_number
 from dbrunbook.backup.logical import _stream
 from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, load_key, store
@@ -137,11 +135,13 @@ def _feed(proc: subprocess.Popen[bytes], chunks: Iterator[bytes]) -> None:
 
 
 class _Drain(threading.Thread):
-    """Reads a pipe to its end so the writer never blocks on it; keeps the last lines."""
+    """Reads a pipe to its end so the writer never blocks on it. Keeps the last lines, or with ``mark``
+    every line that starts with it (the caller's own tagged answers, bounded by what it asked)."""
 
-    def __init__(self, pipe: IO[bytes] | None) -> None:
+    def __init__(self, pipe: IO[bytes] | None, mark: str | None = None) -> None:
         super().__init__(daemon=True)
         self._pipe = pipe
+        self._mark = mark.encode() if mark else None
         self.lines: list[str] = []
         self.start()
 
@@ -149,29 +149,14 @@ class _Drain(threading.Thread):
         if self._pipe is None:
             return
         for raw in self._pipe:
-            self.lines = [*self.lines, raw.decode(errors="replace").rstrip()][-20:]
+            if self._mark is None:
+                self.lines = [*self.lines, raw.decode(errors="replace").rstrip()][-20:]
+            elif raw.startswith(self._mark):
+                self.lines.append(raw.decode(errors="replace"))
 
     def last_line(self) -> str:
         useful = [x for x in self.lines if x.strip()]
         return useful[-1] if useful else "no message"
-
-
-class _Collect(threading.Thread):
-    """Reads a pipe to its end, keeping only the lines that start with ``mark`` (bounded by the caller)."""
-
-    def __init__(self, pipe: IO[bytes] | None, mark: str) -> None:
-        super().__init__(daemon=True)
-        self._pipe = pipe
-        self._mark = mark.encode()
-        self.lines: list[str] = []
-        self.start()
-
-    def run(self) -> None:
-        if self._pipe is None:
-            return
-        for raw in self._pipe:
-            if raw.startswith(self._mark):
-                self.lines.append(raw.decode(errors="replace"))
 
 
 @dataclass
@@ -269,7 +254,7 @@ def replay(
     )
     assert client.stdin is not None
     errors = _Drain(client.stderr)
-    answers = _Collect(client.stdout, MARK) if check_rows is not None else None
+    answers = _Drain(client.stdout, MARK) if check_rows is not None else None
     done = Replay()
     try:
         if dump is not None:
@@ -295,7 +280,8 @@ def replay(
     if code:
         where = f" while replaying {done.files[-1]}" if done.files else " while loading the dump"
         raise RestoreError(f"the mariadb client failed{where}: {errors.last_line()}")
-    if check_rows is not None and answers is not None:
+    if answers is not None:
+        assert check_rows is not None
         done.row_counts = compare(check_rows, *parse_counts(answers.lines))
     return done
 

@@ -17,6 +17,7 @@ from dbrunbook.backup import hostconfig
 from dbrunbook.backup.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
 from dbrunbook.backup.context import ClusterContext, agent_for
 from dbrunbook.backup.manifest import Manifest, manifest_key
+from dbrunbook.backup.rowcount import uncounted
 from dbrunbook.engines.mariadb import MariaDB, client_defaults
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
@@ -114,14 +115,12 @@ def plan_my_restore(
         raise RestoreError(
             f"GTID {target.gtid} is already in backup {manifest.backup_id} (at {start.gtid}): pick an older backup"
         )
-    if check_rows and manifest.kind != "logical":
+    why_not = uncounted(manifest) if check_rows else None
+    if why_not is not None:
         raise RestoreError(
-            f"--check-rows compares a dump's recorded row counts; backup {manifest.backup_id} is {manifest.kind}",
-            hint="physical copies are checked table by table with mariadb-check, as drill.run does",
+            f"--check-rows compares a dump's recorded row counts, but {why_not}",
+            hint="drop --check-rows; physical copies are checked table by table with mariadb-check (drill.run)",
         )
-    if check_rows and "row_counts" not in manifest.extra:
-        why = manifest.extra.get("row_counts_problem") or "taken before dbrunbook recorded them"
-        raise RestoreError(f"backup {manifest.backup_id} recorded no row counts ({why}): drop --check-rows")
     names = files_to_replay(start, list(archive), target)
     return MyRestorePlan(
         cluster=cluster,
@@ -204,7 +203,9 @@ def stop_server(ex: HostExecutor, data_dir: str, grace: int = 60) -> None:
     """Stop the server a restore started in ``data_dir`` (by its pid file); nothing when there is none."""
     script = (
         'p=$(cat "$1/' + PID_FILE + '" 2>/dev/null) || exit 0; kill "$p" 2>/dev/null || exit 0; '
-        'i=0; while kill -0 "$p" 2>/dev/null; do i=$((i+1)); [ $i -ge $2 ] && { kill -9 "$p"; exit 0; }; sleep 1; done'
+        # After SIGKILL it still waits until the process is gone: its port and files are free on return.
+        'i=0; while kill -0 "$p" 2>/dev/null; do i=$((i+1)); [ $i -gt $2 ] && kill -9 "$p"; '
+        "[ $i -gt $(($2+30)) ] && exit 0; sleep 1; done"
     )
     ex.run(
         Command(("sh", "-c", script, "sh", data_dir, str(grace)), check=False, description="stop the restored server")

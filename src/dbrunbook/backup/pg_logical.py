@@ -14,6 +14,7 @@ from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_b
 from dbrunbook.backup.objects import store
 from dbrunbook.backup.pg_backup import pick_source
 from dbrunbook.engines import Login
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.inventory.model import Cluster
@@ -24,10 +25,6 @@ DATABASES_SQL = SqlStatement(
     description="databases to dump",
     mutating=False,
 )
-
-
-def _pgpass(port: int, user: str, password: str) -> str:
-    return f"127.0.0.1:{port}:*:{user}:{password}\n"
 
 
 def logical_backup(
@@ -52,7 +49,7 @@ def logical_backup(
     password = login.password.reveal() if login.password else ""
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
-        ex.secret_file(_pgpass(host.port, login.user, password), "pgpass") as passfile,
+        ex.secret_file(pgpass_line(host.port, login.user, password), "pgpass") as passfile,
     ):
         step(f"dumping {len(databases)} databases on {host_name}")
         argv = [
@@ -143,7 +140,7 @@ def restore_logical(
         )
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=True) as config,
-        ex.secret_file(_pgpass(host.port, cred.user, password), "pgpass") as passfile,
+        ex.secret_file(pgpass_line(host.port, cred.user, password), "pgpass") as passfile,
     ):
         step(f"pg_restore into {database}")
         ex.run(

@@ -20,6 +20,7 @@ from dbrunbook.backup import hostconfig
 from dbrunbook.backup.context import ClusterContext, agent_for
 from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.engines import Login
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
@@ -389,7 +390,7 @@ def wait_for_target(
 ) -> dict[str, Any]:
     """Poll the restored server from the host itself: one short command per second, no tunnel."""
     login: Login = ctx.login("postgres")
-    pgpass = f"127.0.0.1:{plan.port}:*:{login.user}:{login.password.reveal() if login.password else ''}\n"
+    pgpass = pgpass_line(plan.port, login.user, login.password.reveal() if login.password else "")
     deadline = time.monotonic() + timeout
     with ex.secret_file(pgpass, "pgpass") as passfile:
         while time.monotonic() < deadline:

@@ -19,7 +19,10 @@ counted by their top-level ``),(`` separators, outside quoted strings.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbrunbook.backup.manifest import Manifest
 
 SECTION = b"\n-- Dumping data for table "
 USE = b"\nUSE `"
@@ -160,6 +163,21 @@ class DumpRowCounter:
             rows += tuples_on_line(text[at + 1 : nl])
             at = text.find(INSERT, nl, stop)
         return rows
+
+
+def uncounted(backup: Manifest) -> str | None:
+    """Why a backup has no row counts to compare, or None when it recorded them."""
+    if backup.kind != "logical":
+        return f"backup {backup.backup_id} is {backup.kind}: only dumps record row counts"
+    if "row_counts" not in backup.extra:
+        why = backup.extra.get("row_counts_problem") or "taken before dbrunbook recorded them"
+        return f"backup {backup.backup_id} recorded no row counts ({why})"
+    return None
+
+
+def mismatch_line(counted: Mapping[str, Any], verb: str) -> str:
+    """``N of M tables <verb>, first <the first difference>`` for a :func:`compare` summary."""
+    return f"{counted['mismatched']} of {counted['tables']} tables {verb}, first {counted['mismatches'][0]}"
 
 
 def checked_tables(counts: Mapping[str, Mapping[str, int]]) -> list[tuple[str, str, int]]:

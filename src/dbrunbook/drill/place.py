@@ -14,10 +14,19 @@ import subprocess
 from pathlib import Path
 
 from dbrunbook.errors import DrillError
-from dbrunbook.inventory.model import Cluster, Drill, Host
+from dbrunbook.inventory.model import LOCAL, Cluster, Drill, Host
+from dbrunbook.sandbox.layout import SANDBOX_USER as DRILL_USER  # servers never run as root
 
-LOCAL = "local"
-DRILL_USER = "dbrunbook"  # the sandbox's user: servers never run as root
+__all__ = ["DRILL_USER", "LOCAL", "find_bin_dir", "local_host", "local_place"]
+
+
+def local_place(cluster: Cluster) -> Cluster | None:
+    """The cluster with a ``local`` host added when its drills restore on this machine (the default);
+    None when ``drill.host`` names an inventory host."""
+    settings = cluster.drill_settings()
+    if (settings.host or LOCAL) != LOCAL:
+        return None
+    return cluster.model_copy(update={"hosts": {**cluster.hosts, LOCAL: local_host(cluster, settings)}})
 
 
 def local_host(cluster: Cluster, settings: Drill) -> Host:

@@ -106,8 +106,8 @@ def choose(
 def judge(actual: object, compare: str, expect: object) -> bool:
     """A validation query's first value against the inventory's expectation: numbers compared as numbers,
     anything else as text."""
-    left: object = actual
-    right: object = expect
+    left: object
+    right: object
     try:
         left, right = float(str(actual)), float(str(expect))
     except ValueError:

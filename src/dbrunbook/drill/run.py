@@ -18,7 +18,8 @@ from dbrunbook import __version__
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.manifest import SUFFIX, Manifest
 from dbrunbook.backup.objects import load_bytes, store
-from dbrunbook.drill.place import LOCAL, local_host
+from dbrunbook.backup.rowcount import mismatch_line, uncounted
+from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
 from dbrunbook.errors import (
     DbrunbookError,
@@ -29,7 +30,7 @@ from dbrunbook.errors import (
 )
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
-from dbrunbook.inventory.model import Cluster, Drill, Host
+from dbrunbook.inventory.model import Cluster, Host
 
 Step = Callable[[str], None]
 FindHost = Callable[[str], tuple[str, Cluster]]
@@ -41,22 +42,18 @@ def drill_place(ctx: ClusterContext, find_host: FindHost) -> tuple[str, Cluster,
     """Where the drill restores: ``drill.host`` (an inventory host) or, by default, ``local``: this machine,
     as the sandbox's unprivileged user, never a live server's host unless the inventory says so. The data
     directory defaults to ``~/dbrunbook-drill-<cluster>``, the port to the primary's + 1000."""
-    settings = ctx.cluster.drill or Drill()
-    primary = ctx.cluster.primary()[1]
-    if (settings.host or LOCAL) == LOCAL:
-        name = LOCAL
-        host = local_host(ctx.cluster, settings)
-        cluster = ctx.cluster.model_copy(update={"hosts": {**ctx.cluster.hosts, LOCAL: host}})
+    settings = ctx.cluster.drill_settings()
+    local = local_place(ctx.cluster)
+    if local is not None:
+        name, cluster = LOCAL, local
     else:
         name = str(settings.host)
         _, cluster = find_host(name)
-        host = cluster.hosts[name]
-    ex = ctx.executor_for(cluster, name)
-    data_dir = settings.data_dir or f"{ex.home()}/dbrunbook-drill-{ctx.name}"
-    port = settings.port or (primary.port if name == LOCAL else host.port) + 1000
-    if name == LOCAL:
-        host = host.model_copy(update={"data_dir": data_dir, "port": port})
-        cluster.hosts[LOCAL] = host
+    host = cluster.hosts[name]  # local: the primary's port, so both defaults below read the same
+    data_dir = settings.data_dir or f"{ctx.executor_for(cluster, name).home()}/dbrunbook-drill-{ctx.name}"
+    port = settings.port or host.port + 1000
+    if local is not None:
+        local.hosts[LOCAL] = host.model_copy(update={"data_dir": data_dir, "port": port})
     return name, cluster, data_dir, port
 
 
@@ -72,10 +69,6 @@ def newest_point(ctx: ClusterContext, manifest: Manifest | None) -> datetime | N
 
 def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) -> None:
     """Stop the drill's server and delete its directory, only if a drill made it (its marker file)."""
-    if ctx.cluster.engine.value == "postgresql":
-        stop: tuple[str, ...] = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
-    else:
-        stop = ("sh", "-c", 'p=$(cat "$1/mariadbd.pid" 2>/dev/null) && kill -9 "$p"; sleep 1', "sh", data_dir)
     script = 'test -e "$1' + MARKER + '" || test ! -e "$1" || { echo "not a drill directory"; exit 3; }'
     owned = ex.run(Command(("sh", "-c", script, "sh", data_dir), mutating=False, check=False))
     if not owned.ok:
@@ -83,7 +76,13 @@ def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) 
             f"{data_dir} on {ex.name} exists and was not made by a drill; refusing to touch it",
             hint="point the cluster's drill.data_dir at a directory of its own",
         )
-    ex.run(Command(stop, check=False, description="stop the drill's server"))
+    if ctx.cluster.engine.value == "postgresql":
+        stop = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
+        ex.run(Command(stop, check=False, description="stop the drill's server"))
+    else:
+        from dbrunbook.backup.my_restore import stop_server
+
+        stop_server(ex, data_dir, grace=0)  # disposable: no clean shutdown to wait for
     ex.run(
         Command(
             ("rm", "-rf", data_dir, f"{data_dir}-tblspc", f"{data_dir}{MARKER}"),
@@ -94,10 +93,13 @@ def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) 
 
 
 def _restore(
-    ctx: ClusterContext, choice: DrillChoice, name: str, cluster: Cluster, data_dir: str, port: int, step: Step
+    ctx: ClusterContext,
+    choice: DrillChoice,
+    chain: list[Manifest],
+    place: tuple[str, Cluster, str, int],
+    step: Step,
 ) -> dict[str, Any]:
-    catalog = ctx.catalog()
-    chain = catalog.chain(choice.backup)
+    name, cluster, data_dir, port = place
     when = choice.target_time.isoformat() if choice.target_time else None
     if ctx.cluster.engine.value == "postgresql":
         from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
@@ -124,18 +126,22 @@ def _restore(
 
     archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
     target = ReplayTarget.from_flags(when, None, None)
-    counted = choice.backup.kind == "logical" and "row_counts" in choice.backup.extra
+    counted = uncounted(choice.backup) is None
     my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target, check_rows=counted)
     return run_my_restore(ctx, my_plan, cluster, force=False, confirm=lambda _q: None, step=step)
 
 
 def newest_segment_start(names: list[str], seg_size: int) -> tuple[str, int] | None:
     """The newest archived WAL segment (whole segments only) and the LSN it starts at."""
-    whole = [n for n in names if len(n) == 24 and all(c in "0123456789ABCDEF" for c in n)]
+    from dbrunbook.backup.retention import segment_position
+    from dbrunbook.backup.wal import SEGMENT
+
+    whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None]
     if not whole:
         return None
-    newest = max(whole, key=lambda n: (int(n[8:16], 16), int(n[16:24], 16)))
-    return newest, (int(newest[8:16], 16) << 32) + int(newest[16:24], 16) * seg_size
+    newest = max(whole, key=segment_position)
+    log, seg = segment_position(newest)
+    return newest, (log << 32) + seg * seg_size
 
 
 def _check_reached_archive_end(ctx: ClusterContext, manifest: Manifest, restored: dict[str, Any]) -> None:
@@ -162,7 +168,9 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
     login = ctx.login()
     password = login.password.reveal() if login.password else ""
     if ctx.cluster.engine.value == "postgresql":
-        with ex.secret_file(f"127.0.0.1:{port}:*:{login.user}:{password}\n", "pgpass") as passfile:
+        from dbrunbook.engines.postgresql import pgpass_line
+
+        with ex.secret_file(pgpass_line(port, login.user, password), "pgpass") as passfile:
             res = ex.run(
                 Command(
                     (
@@ -220,9 +228,9 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
 def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any]:
     """The loaded dump's tables, counted before any binlog replay, against the counts the dump recorded."""
     name = "row counts match the backup's snapshot"
-    if "row_counts" not in backup.extra:
-        why = backup.extra.get("row_counts_problem") or "taken before dbrunbook recorded them"
-        return {"name": name, "ok": True, "detail": f"not checked: the backup recorded no row counts ({why})"}
+    why = uncounted(backup)
+    if why is not None:
+        return {"name": name, "ok": True, "detail": f"not checked: {why}"}
     if counted is None:
         return {"name": name, "ok": False, "detail": "the restore did not count the rows"}
     ok = counted["mismatched"] == 0
@@ -230,13 +238,13 @@ def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any
         f"{counted['tables']} table{'' if counted['tables'] == 1 else 's'}, {counted['rows']} rows "
         f"(counted in {counted.get('seconds', 0)}s, not in the RTO)"
         if ok
-        else f"{counted['mismatched']} of {counted['tables']} tables differ, first {counted['mismatches'][0]}"
+        else mismatch_line(counted, "differ")
     )
     return {"name": name, "ok": ok, "detail": detail, "tables": counted["tables"], "rows": counted["rows"]}
 
 
 def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[dict[str, Any]]:
-    settings = ctx.cluster.drill or Drill()
+    settings = ctx.cluster.drill_settings()
     if not settings.validations:
         return []
     host = cluster.hosts[name].model_copy(update={"port": port})
@@ -271,7 +279,7 @@ def _attempt(
 ) -> DbrunbookError | None:
     """Choose (``ask``: backup, target, kind, seed), restore, check; fills ``result``. Returns a failed
     check's error; raises on a failed restore."""
-    settings = ctx.cluster.drill or Drill()
+    settings = ctx.cluster.drill_settings()
     ex = ctx.executor_for(cluster, name)
     host = cluster.hosts[name]
     started = datetime.fromisoformat(result["started"])
@@ -300,7 +308,7 @@ def _attempt(
     ex.run(Command(("touch", f"{data_dir}{MARKER}"), description="mark the directory as a drill's"))
     clock = time.monotonic()
     try:
-        restored = _restore(ctx, choice, name, cluster, data_dir, port, step)
+        restored = _restore(ctx, choice, chain, (name, cluster, data_dir, port), step)
     except DrillRestoreFailed:
         raise
     except DbrunbookError as exc:
@@ -310,7 +318,7 @@ def _attempt(
     result["rto_seconds"] = round(time.monotonic() - clock - counting, 2)
     result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
-    if choice.backup.kind == "logical" and ctx.cluster.engine.value != "postgresql":
+    if choice.backup.kind == "logical":  # PostgreSQL drills never restore a pg_dump (drillable)
         result["checks"].append(row_check(choice.backup, restored.get("row_counts")))
     step("checking every table")
     result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
@@ -340,7 +348,7 @@ def run_drill(
     the task exits with, if any."""
     started = datetime.now(UTC)
     clock = time.monotonic()
-    settings = ctx.cluster.drill or Drill()
+    settings = ctx.cluster.drill_settings()
     result: dict[str, Any] = {
         "cluster": ctx.name,
         "engine": ctx.cluster.engine.value,

@@ -31,6 +31,12 @@ RECEIVER_SQL = SqlStatement(
 _AUTH_STATES = {"28000", "28P01"}
 
 
+def pgpass_line(port: int, user: str, password: str) -> str:
+    """One ``.pgpass`` line for the loopback server on ``port``: what every client tool on a host reads
+    (PGPASSFILE), so no password travels in argv or the environment."""
+    return f"127.0.0.1:{port}:*:{user}:{password}\n"
+
+
 def map_error(exc: Exception, host: str) -> DatabaseError:
     import psycopg
 

@@ -146,9 +146,12 @@ class Validation(_Strict):
     compare: Literal["==", "!=", ">", ">=", "<", "<="] = "=="
 
 
+LOCAL = "local"  # a drill place: the machine dbrunbook runs on
+
+
 class Drill(_Strict):
     host: str | None = Field(
-        default="local",
+        default=LOCAL,
         description="inventory host the drill restores on, or local: the machine dbrunbook runs on",
     )
     data_dir: str | None = None
@@ -209,6 +212,10 @@ class Cluster(_Strict):
                 raise ValueError(f"host '{name}' replicates from itself")
         return self
 
+    def drill_settings(self) -> Drill:
+        """The ``drill`` section, or its defaults when the inventory has none."""
+        return self.drill or Drill()
+
     def primary(self) -> tuple[str, Host]:
         return next((n, h) for n, h in self.hosts.items() if h.role is Role.PRIMARY)
 
@@ -228,11 +235,11 @@ class Inventory(_Strict):
     def _drill_hosts(self) -> Inventory:
         # A drill may restore on another cluster's host (a shared restore machine), so check fleet-wide.
         known = {h for c in self.clusters.values() for h in c.hosts}
-        if "local" in known:
-            raise ValueError("no host may be named 'local': the name means this machine (where drills restore)")
+        if LOCAL in known:
+            raise ValueError(f"no host may be named '{LOCAL}': the name means this machine (where drills restore)")
         for name, cluster in self.clusters.items():
-            place = (cluster.drill.host if cluster.drill else None) or "local"
-            if place != "local" and place not in known:
+            place = (cluster.drill.host if cluster.drill else None) or LOCAL
+            if place != LOCAL and place not in known:
                 raise ValueError(f"cluster '{name}': drill.host '{place}' is not a host of the inventory (or local)")
         return self
 

@@ -306,7 +306,7 @@ class Sandbox:
                     db.execute(stmt)
         with self._mariadb_socket_session("primary", keys["mariadb-admin.password"]) as db:
             # Only once: IF NOT EXISTS statements are still binlogged, and tests read the binlog position.
-            if not db.execute(mariadb.DEMO_EXISTS)[0][0]:
+            if not db.scalar(mariadb.DEMO_EXISTS):
                 for stmt in mariadb.demo_sql():
                     db.execute(stmt)
 

@@ -41,8 +41,8 @@ class TaskRun:
     settings: RunSettings
     _loaded: LoadedInventory | None = None
     _resolver: SecretResolver | None = None
-    _executors: dict[str, HostExecutor] = field(default_factory=dict)
-    _clusters: list[Cluster] = field(default_factory=list)
+    # The cluster rides along so its id is never reused by a later copy (a drill's local place).
+    _executors: dict[str, tuple[Cluster, HostExecutor]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, name: str, *, env: str | None, json_mode: bool, dry_run: bool = False) -> TaskRun:
@@ -79,10 +79,9 @@ class TaskRun:
     def executor(self, cluster: Cluster, host_name: str) -> HostExecutor:
         key = f"{id(cluster)}:{host_name}"
         if key not in self._executors:
-            self._executors[key] = executor_for(host_name, cluster.hosts[host_name], self.settings, self.resolver)
-            # Held so its id is never reused by a later copy (a drill's or hosts.setup's local place).
-            self._clusters.append(cluster)
-        return self._executors[key]
+            ex = executor_for(host_name, cluster.hosts[host_name], self.settings, self.resolver)
+            self._executors[key] = (cluster, ex)
+        return self._executors[key][1]
 
     def cluster_context(self, name: str | None) -> ClusterContext:
         """The one cluster a task works on: --cluster, or the only cluster of the inventory."""
@@ -109,7 +108,7 @@ class TaskRun:
         raise InventoryError(f"{self.loaded.path}: no host '{host}' in any cluster")
 
     def close(self) -> None:
-        for ex in self._executors.values():
+        for _, ex in self._executors.values():
             ex.close()
         self._executors.clear()
 

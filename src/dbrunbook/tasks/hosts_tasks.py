@@ -9,11 +9,11 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from dbrunbook.drill.place import LOCAL, local_host
+from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.errors import DrillError, InventoryError
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
-from dbrunbook.inventory.model import Cluster, Drill
+from dbrunbook.inventory.model import Cluster
 from dbrunbook.tasks.common import TaskRun, guarded
 
 
@@ -21,14 +21,13 @@ def _with_drill_place(cluster: Cluster, only: str | None) -> tuple[list[tuple[st
     """The cluster's hosts, and ``local`` when its drills restore on this machine (the default); or why
     ``local`` cannot be set up here (no such OS user, no server binaries), which does not stop the rest."""
     out = [(name, cluster) for name in cluster.hosts if only in (None, name)]
-    settings = cluster.drill or Drill()
-    if (settings.host or LOCAL) != LOCAL or only not in (None, LOCAL):
+    if only not in (None, LOCAL):
         return out, None
     try:
-        place = cluster.model_copy(update={"hosts": {LOCAL: local_host(cluster, settings)}})
+        place = local_place(cluster)
     except DrillError as exc:
         return out, exc.one_line()
-    return [*out, (LOCAL, place)], None
+    return (out if place is None else [*out, (LOCAL, place)]), None
 
 
 @task(

@@ -186,6 +186,7 @@ def _restore_mariadb(
     from dbrunbook.backup.binlog import ReplayTarget
     from dbrunbook.backup.my_backup import binlog_keys
     from dbrunbook.backup.my_restore import plan_my_restore, run_my_restore
+    from dbrunbook.backup.rowcount import mismatch_line
 
     replay_target = ReplayTarget.from_flags(*target)
     _, target_cluster = task_run.find_host(to)
@@ -221,10 +222,8 @@ def _restore_mariadb(
         )
     counted = result.get("row_counts") or {}
     if counted.get("mismatched"):
-        raise RestoreError(
-            f"{counted['mismatched']} of {counted['tables']} tables restored with other row counts than the dump "
-            f"recorded, first {counted['mismatches'][0]} (the server runs on port {result['port']})"
-        )
+        line = mismatch_line(counted, "restored with other row counts than the dump recorded")
+        raise RestoreError(f"{line} (the server runs on port {result['port']})")
 
     def human(console: Any) -> None:
         if dry_run:
