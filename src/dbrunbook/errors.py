@@ -195,6 +195,13 @@ class RestoreError(DbrunbookError):
     domain = "restore"
 
 
+class RecoveryStoppedEarly(RestoreError):
+    """A restore to the end of the archive ended before the newest archived WAL segment: PostgreSQL promoted
+    at a segment it could not get, and every later transaction is missing from the copy."""
+
+    exit_code = 86
+
+
 # --- drills ---------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,14 @@ from typing import Any
 from dbrunbook.errors import DbrunbookError
 
 MARKER = ".dbrunbook-wheel"
+# PostgreSQL reads restore_command's exit status: any status from 1 to 125 means "not in the archive" (recovery
+# then ends and the server promotes), above 125 stops recovery. So a fetch that failed for any reason other than
+# a clean "no such file" must exit above 125, and "no such file" has a code of its own that nothing else
+# produces: Python itself exits 1 on a crash and 2 on bad arguments, and the restore_command that restore.run
+# writes maps every status but 0 and NOT_IN_ARCHIVE to FETCH_FAILED, so even a crash before main() runs cannot
+# pass for the end of the archive.
 FETCH_FAILED = 128
+NOT_IN_ARCHIVE = 3
 
 
 def _installed() -> dict[str, str]:
@@ -77,15 +84,22 @@ def _wal_push(args: argparse.Namespace) -> int:
 def _wal_fetch(args: argparse.Namespace) -> int:
     from dbrunbook.backup import wal
 
-    # Exit 1 quietly for a missing file: PostgreSQL asks for files past the end of the archive on purpose.
-    # Any real failure (config, credentials, repository, decryption) must exit above 125, or PostgreSQL
-    # would take it for "no more WAL" and promote early.
-    try:
-        cfg, storage = _storage(args.config)
-        return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else 1
-    except DbrunbookError as exc:
-        _report(exc)
-        return FETCH_FAILED
+    # Quiet for a missing file: PostgreSQL asks for files past the end of the archive on purpose. Every other
+    # outcome is turned into FETCH_FAILED by main().
+    cfg, storage = _storage(args.config)
+    return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else NOT_IN_ARCHIVE
+
+
+def restore_command(agent: str, config: str) -> str:
+    """PostgreSQL's ``restore_command`` for a restore from the repository (``%f``/``%p`` are PostgreSQL's).
+
+    The ``case`` makes the shell, not Python, the last word on the exit status: an interpreter that cannot
+    start, a module that fails to import, a killed process all become FETCH_FAILED, never "not in the archive".
+    """
+    import shlex
+
+    fetch = f"{shlex.quote(agent)} wal-fetch --config {shlex.quote(config)} %f %p"
+    return f"{fetch}; case $? in 0) exit 0;; {NOT_IN_ARCHIVE}) exit {NOT_IN_ARCHIVE};; *) exit {FETCH_FAILED};; esac"
 
 
 def _backup_push(args: argparse.Namespace) -> int:
@@ -207,6 +221,22 @@ def _logical_restore(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["wal-fetch"]:
+        return _main(argv)
+    # restore_command: nothing may end with a status PostgreSQL reads as "not in the archive", not even bad
+    # arguments (argparse exits 2) or an exception no one expected (Python exits 1).
+    try:
+        code = _main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else FETCH_FAILED
+    except BaseException as exc:
+        _report_crash(exc)
+        return FETCH_FAILED
+    return code if code in (0, NOT_IN_ARCHIVE) else FETCH_FAILED
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dbrunbook-host", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version as JSON")
@@ -284,6 +314,18 @@ def _report(exc: DbrunbookError) -> None:
     from dbrunbook.redact import REDACTOR
 
     sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: {exc.domain} error: {exc.one_line()}") + "\n")
+
+
+def _report_crash(exc: BaseException) -> None:
+    """One line for the server log: the type and the message, redacted (a secret file's content can sit in an
+    exception's text)."""
+    from dbrunbook.redact import REDACTOR
+
+    if isinstance(exc, DbrunbookError):
+        _report(exc)
+        return
+    text = " ".join(str(exc).split()) or "no message"
+    sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: failed: {type(exc).__name__}: {text}") + "\n")
 
 
 if __name__ == "__main__":

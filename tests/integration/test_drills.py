@@ -189,45 +189,14 @@ def test_pg_drill_to_latest_fails_when_a_wal_segment_is_missing(
 ) -> None:
     """PostgreSQL ends recovery quietly at a missing segment and promotes: the drill must notice. A copy of
     the newest backup and the WAL after it goes to a private prefix, with one segment taken out."""
-    import time
-
-    from dbrunbook.backup.wal import WalName
-
     from .forged import private_repo
+    from .walchain import copy_backup, make_chain
 
-    res = run_cli("backup.full", "--env=dev", "--cluster=pg-main", "--json", timeout=600)
-    assert res.returncode == 0, res.stderr
-    b = json.loads(res.stdout)["backups"][0]
-    table = f"walgap_{b['backup_id'][:15].lower()}"
-    sql(f"CREATE TABLE {table} (i int)")
-    for i in range(3):
-        sql(f"INSERT INTO {table} VALUES ({i})")
-        sql("SELECT pg_switch_wal()")
-    sql(f"DROP TABLE {table}")
-    main = dev.inventory.clusters["pg-main"].repository
-    assert main is not None
-    from dbrunbook.backup.storage import open_storage
-    from dbrunbook.inventory import SecretResolver
-
-    source = open_storage(main, SecretResolver(dev.base_dir))
-    start = b["start_wal"]
-    deadline = time.monotonic() + 60
-    while True:  # the three switched segments reach the archive
-        wal = sorted(
-            i.key
-            for i in source.list(f"wal/{start[:8]}/")
-            if len(WalName.of_key(i.key)) == 24 and WalName.of_key(i.key)[8:] >= start[8:]
-        )
-        after = [k for k in wal if WalName.of_key(k) > b["stop_wal"]]
-        if len(after) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert len(after) >= 3, wal
+    chain = make_chain(dev, sql)
+    after = chain.after
     forged = private_repo(dev, tmp_path)
     try:
-        for key in [i.key for i in source.list(f"backups/{b['backup_id']}/")] + wal:
-            with source.open(key) as fh:
-                forged.storage.put(key, [fh.read()])
+        copy_backup(chain, forged.storage)
         data = yaml.safe_load(forged.inventory.read_text())
         home = ssh_replica.home()
         data["clusters"]["pg-main"]["drill"].update({"data_dir": f"{home}/dbr-walgap-drill", "port": 26499})

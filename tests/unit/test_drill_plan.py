@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dbrunbook.backup.manifest import Manifest
+from dbrunbook.backup.pg_restore import newest_segment_start
 from dbrunbook.drill.plan import choose, judge, metrics_text, parse_duration, verdict
-from dbrunbook.drill.run import newest_segment_start
 from dbrunbook.errors import DrillError
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)

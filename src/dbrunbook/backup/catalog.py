@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dbrunbook.backup.manifest import SUFFIX, Manifest, manifest_key
-from dbrunbook.backup.objects import load_bytes
+from dbrunbook.backup.manifest import SUFFIX, Manifest, manifest_key, new_backup_id, object_key
+from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.storage import ObjectInfo, Storage
-from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectMissingError
+from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectExistsError, ObjectMissingError
 
 MANIFEST_TAIL = f"/manifest.json{SUFFIX}"
 
@@ -52,6 +54,45 @@ class Catalog:
                 raise BackupError(f"backup {manifest.backup_id} has a cycle in its parents")
             chain.insert(0, parent)
         return chain
+
+
+START_MARK = "started.json"
+
+
+def claim_backup_id(
+    storage: Storage,
+    kind: str,
+    recipients: Sequence[str],
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """A new backup id that no other run uses: its folder's first object (who started it, when) is written
+    with the repository's create-only put, so two backups of one kind started in the same second (two cron
+    jobs, two controllers) get different ids instead of failing half-way on each other's objects."""
+    import json
+    import os
+    import socket
+
+    from dbrunbook import __version__
+
+    for _ in range(10):
+        backup_id = new_backup_id(kind, now())
+        mark = {
+            "backup_id": backup_id,
+            "kind": kind,
+            "started": now().isoformat(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "tool_version": __version__,
+        }
+        try:
+            store(storage, START_MARK, object_key(backup_id, START_MARK), [json.dumps(mark).encode()], recipients)
+        except ObjectExistsError:
+            sleep(1.0)
+            continue
+        return backup_id
+    raise BackupError(f"could not claim a new {kind} backup id in {storage.describe()}: every try was taken")
 
 
 def manifest_objects(storage: Storage) -> list[ObjectInfo]:

@@ -66,6 +66,12 @@ class ClusterContext:
         cache = ManifestCache.default() if cached else None
         return load_catalog(self.storage, self.identities(), self.name, system_id, cache=cache)
 
+    def new_backup_id(self, kind: str) -> str:
+        """Claim a fresh backup id in the repository (see :func:`catalog.claim_backup_id`)."""
+        from dbrunbook.backup.catalog import claim_backup_id
+
+        return claim_backup_id(self.storage, kind, self.recipients)
+
     def login(self, database: str | None = None) -> Login:
         cred = self.cluster.credentials
         password = self.resolver.resolve(cred.password) if cred.password else None

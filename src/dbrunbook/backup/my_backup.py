@@ -18,7 +18,7 @@ from dbrunbook import __version__
 from dbrunbook.backup import hostconfig
 from dbrunbook.backup.binlog import ROOT, BinlogName, Coordinates, archived, checkpoint_lsns, mariabackup_coordinates
 from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id
+from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key
 from dbrunbook.backup.objects import store
 from dbrunbook.backup.pg_backup import DEFAULT_MAX_CHAIN, pick_source
 from dbrunbook.engines.mariadb import MariaDB, client_defaults
@@ -135,7 +135,7 @@ def logical_backup(
         databases = [r[0] for r in db.execute(SqlStatement("SHOW DATABASES", mutating=False, description="databases"))]
     _require_binlog(f, host_name)
     listed = [d for d in databases if d not in SYSTEM_SCHEMAS]
-    backup_id = new_backup_id("logical")
+    backup_id = ctx.new_backup_id("logical")
     started = datetime.now(UTC)
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
@@ -208,7 +208,7 @@ def physical_backup(
         max_chain = retention.max_chain if retention and retention.max_chain is not None else DEFAULT_MAX_CHAIN
         parent, why = pick_physical_parent(ctx.catalog().manifests, host_name, max_chain)
     kind = "incremental" if parent else "physical"
-    backup_id = new_backup_id(kind)
+    backup_id = ctx.new_backup_id(kind)
     started = datetime.now(UTC)
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,

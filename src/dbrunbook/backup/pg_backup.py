@@ -20,7 +20,7 @@ from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.incremental import FILE_LIST
 from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id, object_key
+from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, object_key
 from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.pg_archive import ARCHIVING_SQL
 from dbrunbook.backup.wal import WalName
@@ -142,7 +142,7 @@ def physical_backup(
             server = ServerFacts(system_id, int(timeline), bool(hints), int(checksums), host_name)
             parent, why = pick_parent(ctx.catalog(), server, retention.max_chain if retention else None)
             step(why if parent else f"full backup: {why}")
-        backup_id = new_backup_id("incremental" if parent else "physical")
+        backup_id = ctx.new_backup_id("incremental" if parent else "physical")
         label = f"dbrunbook {backup_id}"
         push = [agent, "backup-push", "--config", config, "--data-dir", host.data_dir]
         push += ["--backup-id", backup_id, "--jobs", str(jobs)]

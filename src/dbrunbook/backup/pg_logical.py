@@ -10,7 +10,7 @@ from typing import Any
 from dbrunbook import __version__
 from dbrunbook.backup import hostconfig
 from dbrunbook.backup.context import ClusterContext, agent_for
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, new_backup_id
+from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key
 from dbrunbook.backup.objects import store
 from dbrunbook.backup.pg_backup import pick_source
 from dbrunbook.engines import Login
@@ -34,7 +34,7 @@ def logical_backup(
     host = ctx.host(host_name)
     ex = ctx.executor(host_name)
     agent = ctx.agent(host_name)
-    backup_id = new_backup_id("logical")
+    backup_id = ctx.new_backup_id("logical")
     login = ctx.login()
     with ctx.engine.session(ex, host, login) as db:
         version, system_id = db.execute(

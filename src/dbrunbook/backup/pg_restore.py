@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +18,13 @@ from typing import Any, Literal
 from dbrunbook.backup import hostconfig
 from dbrunbook.backup.context import ClusterContext, agent_for
 from dbrunbook.backup.manifest import Manifest, manifest_key
+from dbrunbook.backup.verify import segment_size
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
-from dbrunbook.errors import RestoreError
+from dbrunbook.errors import RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.hostcmd import restore_command
 from dbrunbook.inventory.model import Cluster, Host
 
 TargetKind = Literal["latest", "time", "lsn", "xid", "name"]
@@ -116,6 +117,7 @@ class RestorePlan:
     chain: list[str] = field(default_factory=list)  # backup ids, full first; the last is backup_id
     tablespaces: dict[str, str] = field(default_factory=dict)  # oid -> directory on the target host
     remapped: frozenset[str] = frozenset()  # oids the operator placed with --tablespace
+    wal_segment_size: int = 16 << 20  # the source's, from the manifest: names the segment recovery reached
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -203,6 +205,7 @@ def plan_restore(
         [m.backup_id for m in chain],
         places,
         frozenset(oid for oid in (m.partition("=")[0] for m in remap)),
+        segment_size(manifest),
     )
 
 
@@ -316,61 +319,116 @@ def run_restore(
     step("checking the target")
     prepare_target(ex, host, plan, force=force, confirm=confirm)
     config_dir = f"{ex.home()}/.config/dbrunbook/restore-{plan.cluster}-{plan.port}"
-    config = hostconfig.install(
-        ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
-    )
-    step(f"unpacking backup {plan.backup_id}")
-    ex.run(
-        Command(
-            (
-                agent,
-                "restore-files",
-                "--config",
-                config,
-                *(
-                    arg
-                    for backup_id in plan.chain or [plan.backup_id]
-                    for arg in ("--manifest-key", manifest_key(backup_id))
+    # The private identities live on the target only while the copy replays WAL: a copy paused at its target
+    # still needs them, anything else (promoted, failed, dry run) loses them before this returns.
+    keep_keys = False
+    try:
+        config = hostconfig.install(
+            ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
+        )
+        step(f"unpacking backup {plan.backup_id}")
+        ex.run(
+            Command(
+                (
+                    agent,
+                    "restore-files",
+                    "--config",
+                    config,
+                    *(
+                        arg
+                        for backup_id in plan.chain or [plan.backup_id]
+                        for arg in ("--manifest-key", manifest_key(backup_id))
+                    ),
+                    *(
+                        arg
+                        for oid, location in plan.tablespaces.items()
+                        for arg in ("--tablespace", f"{oid}={location}")
+                    ),
+                    "--dest",
+                    plan.data_dir,
+                    "--jobs",
+                    str(jobs),
                 ),
-                *(arg for oid, location in plan.tablespaces.items() for arg in ("--tablespace", f"{oid}={location}")),
-                "--dest",
-                plan.data_dir,
-                "--jobs",
-                str(jobs),
-            ),
-            description="unpack backup files",
+                description="unpack backup files",
+            )
         )
-    )
-    restore_command = f"{shlex.quote(agent)} wal-fetch --config {shlex.quote(config)} %f %p"
-    ex.run(
-        Command(
-            (
-                "sh",
-                "-c",
-                'cat >> "$1/postgresql.auto.conf" && rm -f "$1/standby.signal" && touch "$1/recovery.signal"',
-                "sh",
-                plan.data_dir,
-            ),
-            stdin=recovery_settings(plan.target, restore_command, plan.port),
-            description="write recovery settings",
+        ex.run(
+            Command(
+                (
+                    "sh",
+                    "-c",
+                    'cat >> "$1/postgresql.auto.conf" && rm -f "$1/standby.signal" && touch "$1/recovery.signal"',
+                    "sh",
+                    plan.data_dir,
+                ),
+                stdin=recovery_settings(plan.target, restore_command(agent, config), plan.port),
+                description="write recovery settings",
+            )
         )
-    )
-    log = f"{plan.data_dir}/dbrunbook-restore.log"
-    step(f"starting PostgreSQL on port {plan.port}")
-    ex.run(
-        Command((host.binary("pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL")
-    )
-    if ctx.settings.dry_run:
-        return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
-    step(f"replaying WAL up to {plan.target.describe()}")
-    reached = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
-    return {
-        **plan.as_dict(),
-        **reached,
-        "rto_seconds": round(time.monotonic() - started, 2),
-        "config": config,
-        "log": log,
-    }
+        log = f"{plan.data_dir}/dbrunbook-restore.log"
+        step(f"starting PostgreSQL on port {plan.port}")
+        ex.run(
+            Command(
+                (host.binary("pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL"
+            )
+        )
+        if ctx.settings.dry_run:
+            return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
+        step(f"replaying WAL up to {plan.target.describe()}")
+        reached = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
+        keep_keys = bool(reached["paused"])
+        result = {
+            **plan.as_dict(),
+            **reached,
+            "rto_seconds": round(time.monotonic() - started, 2),
+            "log": log,
+            "keys_on_host": config_dir if keep_keys else None,
+        }
+        if plan.target.kind == "latest":
+            check_reached_archive_end(ctx, plan, result)
+        return result
+    finally:
+        if not keep_keys:
+            ex.run(Command(("rm", "-rf", config_dir), check=False, description="remove the restore's keys"))
+
+
+def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int] | None:
+    """The newest whole archived WAL segment of the newest timeline (the one ``recovery_target_timeline =
+    'latest'`` follows) and the LSN it starts at."""
+    from dbrunbook.backup.retention import segment_position
+    from dbrunbook.backup.wal import SEGMENT
+
+    whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None]
+    if not whole:
+        return None
+    timeline = max(n[:8] for n in whole)
+    newest = max((n for n in whole if n[:8] == timeline), key=segment_position)
+    log, seg = segment_position(newest)
+    return newest, (log << 32) + seg * seg_size
+
+
+def check_reached_archive_end(ctx: ClusterContext, plan: RestorePlan, restored: dict[str, Any]) -> None:
+    """PostgreSQL ends recovery quietly at the first segment it cannot get and promotes. A restore to "latest"
+    must show that replay got into the newest archived segment, or a hole in the archive (or a fetch that
+    failed as "not there") silently drops every later transaction. The copy is left running for a look."""
+    from dbrunbook.backup.lsn import parse_lsn, segment_name
+    from dbrunbook.backup.wal import WalName
+
+    reached = restored.get("reached_lsn")
+    size = plan.wal_segment_size
+    names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/") if "/history/" not in i.key]
+    newest = newest_segment_start(names, size)
+    if newest is None or not reached:
+        return
+    lsn = parse_lsn(str(reached))
+    if lsn < newest[1]:
+        at = segment_name(int(newest[0][:8], 16), lsn, size)
+        raise RecoveryStoppedEarly(
+            f"recovery of {plan.backup_id} stopped at LSN {reached} (segment {at}), before the newest archived "
+            f"WAL segment {newest[0]}: later transactions are missing; the copy is left running on "
+            f"{plan.host}:{plan.port} for inspection",
+            hint="wal.check shows gaps in the archive; the server log shows which segment could not be restored",
+        )
 
 
 PROGRESS_SQL = (
