@@ -26,7 +26,7 @@ def take_backup() -> dict[str, Any]:
 
 
 def test_backup_is_listed_and_restores_to_a_point_in_time(
-    pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]
+    pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int], ssh_replica: Any
 ) -> None:
     table = f"pitr_{uuid.uuid4().hex[:8]}"
     sql(f"CREATE TABLE {table} (i int)")
@@ -45,6 +45,10 @@ def test_backup_is_listed_and_restores_to_a_point_in_time(
     result = json.loads(res.stdout)
     assert result["promoted"] is True and result["rto_seconds"] > 0
     assert sql(f"SELECT string_agg(i::text, ',' ORDER BY i) FROM {table}", port=port) == "1,2"
+    # Promoted: the private identities and S3 keys it fetched WAL with are gone from the host.
+    assert result["keys_on_host"] is None
+    keys = f"{ssh_replica.home()}/.config/dbrunbook/restore-pg-main-{port}"
+    assert ssh_replica.run(Command(("test", "-e", keys), mutating=False, check=False)).exit_code == 1
 
 
 def test_restore_to_named_point_and_lsn(pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]) -> None:
@@ -68,7 +72,8 @@ def test_restore_to_named_point_and_lsn(pg_ready: dict[str, Any], sql: Sql, rest
     # Same place again, now up to an LSN, and paused there instead of promoted.
     res = restore(data_dir, port, f"--target-lsn={lsn_after_two}", "--target-action=pause", "--force", "--yes")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["paused"] is True
+    paused = json.loads(res.stdout)
+    assert paused["paused"] is True and paused["keys_on_host"].endswith(f"/restore-pg-main-{port}")
     assert sql(f"SELECT string_agg(i::text, ',' ORDER BY i) FROM {table}", port=port) == "1,2"
 
 

@@ -366,6 +366,9 @@ def run_restore(
             )
         )
         log = f"{plan.data_dir}/dbrunbook-restore.log"
+        # Read before the start: segments archived while the copy replays need not be in it, those already
+        # there must.
+        archive_end = newest_archived(ctx, plan) if plan.target.kind == "latest" and not ctx.settings.dry_run else None
         step(f"starting PostgreSQL on port {plan.port}")
         ex.run(
             Command(
@@ -384,8 +387,8 @@ def run_restore(
             "log": log,
             "keys_on_host": config_dir if keep_keys else None,
         }
-        if plan.target.kind == "latest":
-            check_reached_archive_end(ctx, plan, result)
+        if archive_end is not None:
+            check_reached_archive_end(plan, result, archive_end)
         return result
     finally:
         if not keep_keys:
@@ -407,22 +410,26 @@ def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int]
     return newest, (log << 32) + seg * seg_size
 
 
-def check_reached_archive_end(ctx: ClusterContext, plan: RestorePlan, restored: dict[str, Any]) -> None:
-    """PostgreSQL ends recovery quietly at the first segment it cannot get and promotes. A restore to "latest"
-    must show that replay got into the newest archived segment, or a hole in the archive (or a fetch that
-    failed as "not there") silently drops every later transaction. The copy is left running for a look."""
-    from dbrunbook.backup.lsn import parse_lsn, segment_name
+def newest_archived(ctx: ClusterContext, plan: RestorePlan) -> tuple[str, int] | None:
     from dbrunbook.backup.wal import WalName
 
-    reached = restored.get("reached_lsn")
-    size = plan.wal_segment_size
     names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/") if "/history/" not in i.key]
-    newest = newest_segment_start(names, size)
-    if newest is None or not reached:
+    return newest_segment_start(names, plan.wal_segment_size)
+
+
+def check_reached_archive_end(plan: RestorePlan, restored: dict[str, Any], newest: tuple[str, int]) -> None:
+    """PostgreSQL ends recovery quietly at the first segment it cannot get and promotes. A restore to "latest"
+    must show that replay got into the newest segment archived before it started, or a hole in the archive
+    (or a fetch that failed as "not there") silently drops every later transaction. The copy is left running
+    for a look."""
+    from dbrunbook.backup.lsn import parse_lsn, segment_name
+
+    reached = restored.get("reached_lsn")
+    if not reached:
         return
     lsn = parse_lsn(str(reached))
     if lsn < newest[1]:
-        at = segment_name(int(newest[0][:8], 16), lsn, size)
+        at = segment_name(int(newest[0][:8], 16), lsn, plan.wal_segment_size)
         raise RecoveryStoppedEarly(
             f"recovery of {plan.backup_id} stopped at LSN {reached} (segment {at}), before the newest archived "
             f"WAL segment {newest[0]}: later transactions are missing; the copy is left running on "
