@@ -160,6 +160,19 @@ class ObjectExistsError(RepositoryError):
     exit_code = 74
 
 
+class ManifestRefused(RepositoryError):
+    """A manifest in the repository is not trusted (unsigned, signed by an unknown key, in the wrong folder,
+    listing another folder's objects, from the future). It is never acted on; this reports it."""
+
+    exit_code = 77
+
+
+class LeaseHeld(RepositoryError):
+    """Another dbrunbook run holds a lease on this cluster's repository that this run's work conflicts with."""
+
+    exit_code = 78
+
+
 class EncryptionError(DbrunbookError):
     exit_code = 75
     domain = "encryption"

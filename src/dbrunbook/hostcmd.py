@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from dbrunbook.errors import DbrunbookError
 
+Handler = Callable[[argparse.Namespace], int]
 MARKER = ".dbrunbook-wheel"
 # PostgreSQL reads restore_command's exit status: any status from 1 to 125 means "not in the archive" (recovery
 # then ends and the server promotes), above 125 stops recovery. So a fetch that failed for any reason other than
@@ -126,11 +128,18 @@ def _backup_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest(storage: Any, key: str, identities: list[str]) -> Any:
+def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
+    """The manifest at ``key``, exactly as the controller verified it (signature and all): any host can write
+    to the repository, so one could swap a manifest between the controller's check and this read."""
     from dbrunbook.backup.manifest import Manifest
     from dbrunbook.backup.objects import load_bytes
+    from dbrunbook.backup.signing import split
+    from dbrunbook.errors import ObjectCorruptError
 
-    return Manifest.from_json(load_bytes(storage, key, identities), key)
+    manifest = Manifest.from_json(split(load_bytes(storage, key, identities))[0], key)
+    if manifest.digest() != digest:
+        raise ObjectCorruptError(f"manifest {key} is not the one the controller checked: it changed in the repository")
+    return manifest
 
 
 def _restore_files(args: argparse.Namespace) -> int:
@@ -139,7 +148,11 @@ def _restore_files(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    chain = [_manifest(storage, key, identities) for key in args.manifest_key]
+    if len(args.manifest_digest) != len(args.manifest_key):
+        from dbrunbook.errors import RestoreError
+
+        raise RestoreError("give one --manifest-digest per --manifest-key")
+    chain = [_manifest(storage, k, identities, d) for k, d in zip(args.manifest_key, args.manifest_digest, strict=True)]
     dest = Path(args.dest)
     tablespaces: dict[str, str] = {}
     for m in chain:  # every tablespace any backup of the chain has, where the newest one had it
@@ -201,7 +214,7 @@ def _logical_restore(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = _manifest(storage, args.manifest_key, identities)
+    manifest = _manifest(storage, args.manifest_key, identities, args.manifest_digest)
     entry = next((o for o in manifest.objects if o.name == f"db/{args.source_database}.dump"), None)
     if entry is None:
         from dbrunbook.errors import RestoreError
@@ -236,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     return code if code in (0, NOT_IN_ARCHIVE) else FETCH_FAILED
 
 
-def _main(argv: list[str]) -> int:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="dbrunbook-host", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version as JSON")
@@ -265,6 +278,7 @@ def _main(argv: list[str]) -> int:
     rfiles.add_argument(
         "--manifest-key", required=True, action="append", help="the chain, full backup first, one per backup"
     )
+    rfiles.add_argument("--manifest-digest", action="append", default=[], help="what the controller checked, in order")
     rfiles.add_argument("--dest", required=True)
     rfiles.add_argument("--tablespace", action="append", default=[], help="OID=DIR: restore that tablespace there")
     rfiles.add_argument("--jobs", type=int, default=2)
@@ -284,17 +298,24 @@ def _main(argv: list[str]) -> int:
             p.add_argument("--jobs", type=int, default=2)
         else:
             p.add_argument("--manifest-key", required=True)
+            p.add_argument("--manifest-digest", required=True)
             p.add_argument("--source-database", required=True)
             p.add_argument("--database", required=True)
     from dbrunbook import hostcmd_my
 
-    my_handlers = hostcmd_my.register(sub)
+    return parser, hostcmd_my.register(sub)
+
+
+def _main(argv: list[str]) -> int:
+    from dbrunbook import hostcmd_my
+
+    parser, my_handlers = _parser()
     args = parser.parse_args(argv)
     hostcmd_my.strip_dashes(args)
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
         return 0
-    handlers = {
+    handlers: dict[str, Handler] = {
         "wal-push": _wal_push,
         "wal-fetch": _wal_fetch,
         "backup-push": _backup_push,

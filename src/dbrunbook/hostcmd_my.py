@@ -72,10 +72,10 @@ def _follow(args: argparse.Namespace) -> int:
     )
 
 
-def _manifest(storage: Any, key: str, identities: list[str]) -> Any:
+def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
     from dbrunbook.hostcmd import _manifest as read
 
-    return read(storage, key, identities)
+    return read(storage, key, identities, digest)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def _extract(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = _manifest(storage, args.manifest_key, identities)
+    manifest = _manifest(storage, args.manifest_key, identities, args.manifest_digest)
     extract(storage, manifest.object("backup.xbstream"), identities, args.argv)
     return _print({"backup_id": manifest.backup_id})
 
@@ -98,7 +98,7 @@ def _replay(args: argparse.Namespace) -> int:
     dump = None
     check_rows = None
     if args.dump_manifest_key:
-        manifest = _manifest(storage, args.dump_manifest_key, identities)
+        manifest = _manifest(storage, args.dump_manifest_key, identities, args.dump_manifest_digest)
         dump = manifest.object("dump.sql")
         if args.check_rows and uncounted(manifest) is None:
             check_rows = checked_tables(manifest.extra["row_counts"])
@@ -146,10 +146,12 @@ def register(sub: Any) -> dict[str, Handler]:
     p = sub.add_parser("my-extract", help="stream a physical backup into mbstream -x")
     p.add_argument("--config", required=True)
     p.add_argument("--manifest-key", required=True)
+    p.add_argument("--manifest-digest", required=True)
     tool(p)
     p = sub.add_parser("my-replay", help="load a dump and replay archived binlogs into one client session")
     p.add_argument("--config", required=True)
     p.add_argument("--dump-manifest-key")
+    p.add_argument("--dump-manifest-digest", default="")
     p.add_argument("--start", required=True, help="FILE:POS the replay starts at")
     p.add_argument("--binlog-key", action="append", default=[])
     p.add_argument("--binlog-tool", required=True)

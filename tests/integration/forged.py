@@ -14,11 +14,31 @@ from typing import Any
 import yaml
 
 from dbrunbook.backup.manifest import Manifest, manifest_key, object_key
-from dbrunbook.backup.objects import store
+from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.backup.signing import Signer, split
 from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.backup.verify import segments_between
 from dbrunbook.backup.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
+
+
+def sandbox_signer(dev: LoadedInventory, cluster: str = "pg-main") -> Signer:
+    """The controller's signing key, as the sandbox's inventory names it."""
+    enc = dev.inventory.clusters[cluster].encryption
+    assert enc is not None and enc.signing_key is not None
+    return Signer(SecretResolver(dev.base_dir).resolve(enc.signing_key).reveal())
+
+
+def store_manifest(storage: Storage, manifest: Manifest, signer: Signer | None, recipients: list[str]) -> str:
+    """Write a manifest as the controller does (signed), or, with no signer, as an older dbrunbook did."""
+    key = manifest_key(manifest.backup_id)
+    body = manifest.to_json()
+    store(storage, "manifest", key, [signer.sign(key, body) if signer else body], recipients)
+    return key
+
+
+def read_manifest(storage: Storage, key: str, identities: list[str]) -> Manifest:
+    return Manifest.from_json(split(load_bytes(storage, key, identities))[0], key)
 
 
 @dataclass
@@ -26,6 +46,7 @@ class ForgedRepo:
     storage: Storage
     recipients: list[str]
     inventory: Path  # a one-cluster inventory (pg-main) pointing at the private prefix
+    signer: Signer | None = None  # None: manifests as an older dbrunbook wrote them (unsigned)
 
     def backup(
         self,
@@ -63,7 +84,7 @@ class ForgedRepo:
             recipients=self.recipients,
             tool_version="forged",
         )
-        store(self.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], self.recipients)
+        store_manifest(self.storage, manifest, self.signer, self.recipients)
         return manifest
 
     def wal(self, segment: str) -> str:
@@ -89,4 +110,5 @@ def private_repo(dev: LoadedInventory, tmp_path: Path, retention: dict[str, Any]
     inv["clusters"] = {"pg-main": cluster}
     path = tmp_path / "forged.yaml"
     path.write_text(yaml.safe_dump(inv))
-    return ForgedRepo(open_storage(repo, SecretResolver(dev.base_dir)), list(pg.encryption.recipients), path)
+    storage = open_storage(repo, SecretResolver(dev.base_dir))
+    return ForgedRepo(storage, list(pg.encryption.recipients), path, sandbox_signer(dev))

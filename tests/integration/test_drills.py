@@ -12,12 +12,12 @@ from typing import Any
 import yaml
 
 from dbrunbook.backup.crypto import parse_identities
-from dbrunbook.backup.manifest import Manifest, manifest_key
-from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.backup.manifest import manifest_key
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import run_cli
+from .forged import read_manifest, sandbox_signer, store_manifest
 from .mariadb_helpers import My, backup, new_name, restore, sync
 from .test_mariadb_faults import Private
 
@@ -139,11 +139,11 @@ def test_failing_validation_damaged_object_and_missing_binlog_fail_the_drill(
         enc = dev.inventory.clusters["mariadb-main"].encryption
         assert enc is not None
         identities = parse_identities(SecretResolver(dev.base_dir).resolve(enc.identities[0]).reveal())
-        manifest = Manifest.from_json(load_bytes(private.storage, mkey, identities), mkey)
+        manifest = read_manifest(private.storage, mkey, identities)
         assert manifest.extra["row_counts"][db] == {"t": 2}
         manifest.extra["row_counts"][db]["t"] = 3
         private.storage.delete([mkey])
-        store(private.storage, "manifest", mkey, [manifest.to_json()], manifest.recipients)
+        store_manifest(private.storage, manifest, sandbox_signer(dev, "mariadb-main"), manifest.recipients)
         env = _inventory(private, [])
         code, doc, err = drill("--cluster=mariadb-main", f"--backup={b['backup_id']}", env=env)
         (r,) = doc["drills"]

@@ -9,7 +9,9 @@ from dbrunbook.sandbox.layout import Layout
 
 def test_generated_inventory_is_valid_and_uses_both_transports() -> None:
     layout = Layout(root=Path("/srv/sb"), os_user="dbrunbook", port_offset=100)
-    text = inventory_gen.to_yaml(inventory_gen.render(layout, "/usr/lib/postgresql/15/bin", "age1" + "q" * 58))
+    text = inventory_gen.to_yaml(
+        inventory_gen.render(layout, "/usr/lib/postgresql/15/bin", "age1" + "q" * 58, "ed25519:" + "A" * 43 + "=")
+    )
     inv = parse_inventory(text, "dev.yaml")
     pg = inv.clusters["pg-main"]
     assert pg.hosts["pg-main-1"].port == 25532

@@ -13,6 +13,7 @@ from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
 from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.objects import store
+from dbrunbook.backup.signing import Signer, Trust, generate
 from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.backup.storage_file import FileStorage
 from dbrunbook.backup.wal import WalName, fetch, push
@@ -78,6 +79,15 @@ def test_fetch_with_wrong_identity(tmp_path: Path, repo: Storage, keys: tuple[st
         fetch(repo, SEG, tmp_path / "x", [other])
 
 
+SIGNER = Signer(generate()[0])
+TRUST = Trust.of([SIGNER.public_raw])
+
+
+def _put_manifest(repo: Storage, m: Manifest, recipient: str) -> None:
+    key = manifest_key(m.backup_id)
+    store(repo, "manifest", key, [SIGNER.sign(key, m.to_json())], [recipient])
+
+
 def _manifest(cluster: str, backup_id: str, entries: list) -> Manifest:  # type: ignore[type-arg]
     now = datetime.now(UTC)
     return Manifest(
@@ -102,13 +112,13 @@ def test_catalog_lists_only_backups_with_manifest_and_refuses_other_cluster(
     # An unfinished backup: data but no manifest.
     store(repo, "data/0001.tar", "backups/20260101T000000Z-F/data/0001.tar.zst.age", [b"x"], [recipient])
     good = _manifest("pg-main", "20260102T000000Z-F", [])
-    store(repo, "manifest", manifest_key(good.backup_id), [good.to_json()], [recipient])
+    _put_manifest(repo, good, recipient)
     assert backup_ids(repo) == ["20260102T000000Z-F"]
-    assert load_catalog(repo, [identity], "pg-main").find("latest").backup_id == good.backup_id
+    assert load_catalog(repo, [identity], "pg-main", trust=TRUST).find("latest").backup_id == good.backup_id
     stranger = _manifest("other-cluster", "20260103T000000Z-F", [])
-    store(repo, "manifest", manifest_key(stranger.backup_id), [stranger.to_json()], [recipient])
+    _put_manifest(repo, stranger, recipient)
     with pytest.raises(BackupError, match="belongs to cluster other-cluster"):
-        load_catalog(repo, [identity], "pg-main")
+        load_catalog(repo, [identity], "pg-main", trust=TRUST)
 
 
 def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:
@@ -145,20 +155,20 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
     identity, recipient = keys
     for day in (1, 2):
         m = _manifest("pg-main", f"2026010{day}T000000Z-F", [])
-        store(repo, "manifest", manifest_key(m.backup_id), [m.to_json()], [recipient])
+        _put_manifest(repo, m, recipient)
     cache = ManifestCache(tmp_path / "cache")
     counting = CountingOpens(tmp_path / "repo")
-    first = load_catalog(counting, [identity], "pg-main", cache=cache)
+    first = load_catalog(counting, [identity], "pg-main", cache=cache, trust=TRUST)
     assert counting.opened == 2
-    second = load_catalog(counting, [identity], "pg-main", cache=cache)
+    second = load_catalog(counting, [identity], "pg-main", cache=cache, trust=TRUST)
     assert counting.opened == 2 and second == first
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 2 and all(os.stat(f).st_mode & 0o077 == 0 for f in files)
     assert os.stat(tmp_path / "cache").st_mode & 0o077 == 0
     # A new backup is read; the cached ones are not.
     m3 = _manifest("pg-main", "20260103T000000Z-F", [])
-    store(repo, "manifest", manifest_key(m3.backup_id), [m3.to_json()], [recipient])
-    assert [m.backup_id for m in load_catalog(counting, [identity], "pg-main", cache=cache).manifests][
+    _put_manifest(repo, m3, recipient)
+    assert [m.backup_id for m in load_catalog(counting, [identity], "pg-main", cache=cache, trust=TRUST).manifests][
         -1
     ] == m3.backup_id
     assert counting.opened == 3
@@ -169,10 +179,11 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
     os.chmod(path, 0o600)
     path.write_bytes(bytes(data))
     os.utime(path, (1, 1))
-    with pytest.raises(ObjectCorruptError, match="20260101T000000Z-F"):
-        load_catalog(counting, [identity], "pg-main", cache=cache)
+    damaged = load_catalog(counting, [identity], "pg-main", cache=cache, trust=TRUST)
+    assert [r.folder for r in damaged.refused] == ["20260101T000000Z-F"]
+    assert "20260101T000000Z-F" in damaged.refused[0].reason and len(damaged.manifests) == 2
     # A damaged cache file is ignored, not trusted.
     for f in (tmp_path / "cache").iterdir():
         f.write_bytes(b"{not json")
     path.unlink()
-    assert len(load_catalog(repo, [identity], "pg-main", cache=cache).manifests) == 2
+    assert len(load_catalog(repo, [identity], "pg-main", cache=cache, trust=TRUST).manifests) == 2

@@ -337,7 +337,8 @@ def _gap(base: str, run: list[int]) -> dict[str, object]:
 def expired_binlogs(archive: dict[str, str], keep_from: str | None) -> list[str]:
     """Keys of one server's archived binlogs before ``keep_from`` (the oldest kept backup's start file).
     None keeps everything: with no kept backup of this server, nothing says which binlogs are useless."""
-    if keep_from is None:
+    if keep_from is None or not archive:
         return []
-    limit = number(keep_from)
+    # Never the newest archived file, whatever keep_from says (one past the end would expire everything).
+    limit = min(number(keep_from), max(number(n) for n in archive))
     return sorted(key for name, key in archive.items() if number(name) < limit)

@@ -1,4 +1,7 @@
-"""The catalog is derived from the repository: a backup exists exactly when its manifest does.
+"""The catalog is derived from the repository: a backup exists exactly when its manifest does, and counts
+only when that manifest is authentic (:func:`authenticity`): signed by a trusted key, stored in its own
+folder, listing only objects of that folder, and not from the future. Any other manifest is *refused*: left
+out of every decision (restore, retention, incrementals) and reported with its key.
 
 Every listing asks the repository which manifests exist; only their decrypted contents are cached locally
 (:class:`ManifestCache`), keyed by the object's key, size, ETag and modification time. Manifests are never
@@ -12,23 +15,54 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dbrunbook.backup.manifest import SUFFIX, Manifest, manifest_key, new_backup_id, object_key
+from dbrunbook.backup.manifest import SUFFIX, Manifest, backup_prefix, new_backup_id, object_key
 from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.backup.signing import Trust
+from dbrunbook.backup.signing import split as split_signed
 from dbrunbook.backup.storage import ObjectInfo, Storage
-from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectExistsError, ObjectMissingError
+from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectExistsError
 
 MANIFEST_TAIL = f"/manifest.json{SUFFIX}"
+
+
+MANIFEST_SIG = f"manifest.sig{SUFFIX}"  # backup.sign's signature of a manifest written before signing
+FUTURE_SKEW = timedelta(minutes=10)  # clocks differ; a manifest further ahead than this was not written now
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A manifest the catalog does not trust, and why (one line, for the operator)."""
+
+    key: str
+    reason: str
+    manifest: Manifest | None = None  # parsed, when it could be
+    unsigned_only: bool = False  # authentic in every other way: an older dbrunbook's, for backup.sign
+
+    @property
+    def folder(self) -> str:
+        return self.key.split("/")[1]
+
+    def line(self) -> str:
+        return f"manifest {self.key} refused: {self.reason}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"key": self.key, "folder": self.folder, "reason": self.reason}
 
 
 @dataclass(frozen=True)
 class Catalog:
     manifests: list[Manifest]  # oldest first
+    refused: list[Refused] = field(default_factory=list)
 
     def find(self, backup_id: str | None) -> Manifest:
+        if backup_id not in (None, "latest"):
+            for r in self.refused:
+                if r.folder == backup_id:
+                    raise BackupError(f"backup {backup_id} is not trusted: {r.line()}")
         if not self.manifests:
             raise BackupError("the repository holds no complete backup of this cluster")
         if backup_id in (None, "latest"):
@@ -151,26 +185,45 @@ class ManifestCache:
             pass  # a cache that cannot be written only costs the next listing some GETs
 
 
-def load_manifest(storage: Storage, backup_id: str, identities: Sequence[str]) -> Manifest:
-    key = manifest_key(backup_id)
-    try:
-        return Manifest.from_json(load_bytes(storage, key, identities), key)
-    except ObjectMissingError:
-        raise BackupError(f"backup {backup_id} has no manifest: it never completed") from None
+def authenticity(manifest: Manifest, key: str, now: datetime) -> str | None:
+    """Why a (signed) manifest still cannot be a backup, or None. Pure: these are what a forger who can write
+    to the repository would get wrong on purpose, and what prune must never act on."""
+    folder = key.split("/")[1]
+    if manifest.backup_id != folder:
+        return f"it claims backup id {manifest.backup_id} but is stored under backups/{folder}/"
+    prefix = backup_prefix(folder)
+    outside = next((o.key for o in manifest.objects if not o.key.startswith(prefix) or ".." in o.key), None)
+    if outside is not None:
+        return f"it lists object {outside}, outside its folder {prefix}"
+    if manifest.stop_time > now + FUTURE_SKEW:
+        return f"its stop_time {manifest.stop_time.isoformat()} is in the future (check this host's clock)"
+    if manifest.parent == manifest.backup_id:
+        return "it names itself as its parent"
+    return None
 
 
-def _read(storage: Storage, info: ObjectInfo, identities: Sequence[str], cache: ManifestCache | None) -> Manifest:
+def _plaintext(
+    storage: Storage,
+    info: ObjectInfo,
+    identities: Sequence[str],
+    cache: ManifestCache | None,
+    valid: Callable[[bytes], bool] = lambda _b: True,
+) -> bytes:
     cached = cache.get(storage, info) if cache else None
-    if cached is not None:
-        try:
-            return Manifest.from_json(cached, info.key)
-        except ObjectCorruptError:
-            pass  # a damaged cache file: read the repository's copy
+    if cached is not None and valid(cached):
+        return cached  # a damaged cache file is read again from the repository, never trusted
     plaintext = load_bytes(storage, info.key, identities)
-    manifest = Manifest.from_json(plaintext, info.key)
     if cache:
         cache.put(storage, info, plaintext)
-    return manifest
+    return plaintext
+
+
+def _parses(plaintext: bytes) -> bool:
+    try:
+        Manifest.from_json(split_signed(plaintext)[0], "cache")
+    except ObjectCorruptError:
+        return False
+    return True
 
 
 def load_catalog(
@@ -179,17 +232,38 @@ def load_catalog(
     cluster: str,
     system_id: str | None = None,
     *,
+    trust: Trust,
     cache: ManifestCache | None = None,
+    now: datetime | None = None,
 ) -> Catalog:
-    manifests = []
-    for info in manifest_objects(storage):
-        backup_id = info.key.split("/")[1]
-        m = _read(storage, info, identities, cache)
+    now = now or datetime.now(UTC)
+    listing = list(storage.list("backups/"))
+    detached = {o.key: o for o in listing if o.key.endswith("/" + MANIFEST_SIG)}
+    manifests: list[Manifest] = []
+    refused: list[Refused] = []
+    for info in sorted((o for o in listing if o.key.endswith(MANIFEST_TAIL)), key=lambda o: o.key):
+        try:
+            body, line = split_signed(_plaintext(storage, info, identities, cache, _parses))
+            sig_key = backup_prefix(info.key.split("/")[1]) + MANIFEST_SIG
+            if line is None and sig_key in detached:
+                line = _plaintext(storage, detached[sig_key], identities, cache)
+            m = Manifest.from_json(body, info.key)
+        except ObjectCorruptError as exc:  # damaged or not a manifest: never a backup, never a reason to stop
+            refused.append(Refused(info.key, exc.message))
+            continue
+        unsigned = trust.check(info.key, body, line)
+        other = authenticity(m, info.key, now)
+        if unsigned or other:
+            reason = "; ".join(r for r in (unsigned, other) if r)
+            if unsigned and not other:
+                reason += " (written before signing? check it, then run backup.sign)"
+            refused.append(Refused(info.key, reason, m, unsigned_only=bool(unsigned and not other)))
+            continue
         if m.cluster != cluster or (system_id and m.system_identifier and m.system_identifier != system_id):
             raise BackupError(
-                f"backup {backup_id} belongs to cluster {m.cluster} (system {m.system_identifier}), "
+                f"backup {m.backup_id} belongs to cluster {m.cluster} (system {m.system_identifier}), "
                 f"not {cluster}: two clusters share one repository prefix"
             )
         manifests.append(m)
     manifests.sort(key=lambda m: (m.stop_time, m.backup_id))
-    return Catalog(manifests)
+    return Catalog(manifests, refused)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dbrunbook import __version__, build_digest
 from dbrunbook.backup.catalog import Catalog
+from dbrunbook.backup.manifest import Manifest
 from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.engines import EngineDriver, Login, get_engine
 from dbrunbook.errors import ConfigError, HostError
@@ -15,6 +18,10 @@ from dbrunbook.execution.executor import HostExecutor, RunSettings
 from dbrunbook.hostsetup import installed, venv_path
 from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.inventory.secrets import SecretResolver
+
+if TYPE_CHECKING:
+    from dbrunbook.backup.lease import Lease
+    from dbrunbook.backup.signing import Signer, Trust
 
 ExecutorFactory = Callable[[Cluster, str], HostExecutor]
 
@@ -27,6 +34,7 @@ class ClusterContext:
     settings: RunSettings
     executor_for: ExecutorFactory
     _agents: dict[str, str] = field(default_factory=dict)
+    _leases: list[Lease] = field(default_factory=list)
 
     @cached_property
     def storage(self) -> Storage:
@@ -60,11 +68,87 @@ class ClusterContext:
 
     def catalog(self, system_id: str | None = None, *, cached: bool = True) -> Catalog:
         """The complete backups, oldest first, listed from the repository (manifests cached locally unless
-        ``cached=False``, which reads and decrypts every manifest again: what verify must do)."""
+        ``cached=False``, which reads and decrypts every manifest again: what verify must do). Manifests
+        without a trusted signature are left out and listed in ``Catalog.refused``."""
         from dbrunbook.backup.catalog import ManifestCache, load_catalog
 
         cache = ManifestCache.default() if cached else None
-        return load_catalog(self.storage, self.identities(), self.name, system_id, cache=cache)
+        return load_catalog(self.storage, self.identities(), self.name, system_id, cache=cache, trust=self.trust())
+
+    @cached_property
+    def signer(self) -> Signer:
+        """The controller's manifest signing key (``encryption.signing_key``)."""
+        from dbrunbook.backup.signing import Signer
+
+        enc = self.cluster.encryption
+        if enc is None or enc.signing_key is None:
+            raise ConfigError(
+                f"cluster '{self.name}' has no encryption.signing_key: backups are signed by the controller",
+                hint="make one with: invoke keys.signing-init --out FILE (see docs/security.md)",
+            )
+        signer = Signer(self.resolver.resolve(enc.signing_key).reveal())
+        if enc.signers and signer.public not in enc.signers:
+            raise ConfigError(
+                f"cluster '{self.name}': the public key of encryption.signing_key ({signer.public}) is not among "
+                "encryption.signers",
+                hint="add it to encryption.signers, or point signing_key at the right file",
+            )
+        return signer
+
+    def trust(self) -> Trust:
+        """The keys whose signatures make a manifest a backup: ``encryption.signers``, or the signing key's
+        own public key when the list is empty."""
+        from dbrunbook.backup.signing import Trust, parse_public
+
+        enc = self.cluster.encryption
+        if enc is not None and enc.signers:
+            return Trust.of(parse_public(p) for p in enc.signers)
+        if enc is not None and enc.signing_key is not None:
+            return Trust.of([self.signer.public_raw])
+        raise ConfigError(
+            f"cluster '{self.name}' trusts no manifest signer: set encryption.signing_key (and encryption.signers)",
+            hint="make a key with: invoke keys.signing-init --out FILE; then sign older backups with backup.sign "
+            "(see docs/security.md)",
+        )
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Sign and store a manifest: the last write of a backup, the one that makes it exist."""
+        from dbrunbook.backup.manifest import manifest_key
+        from dbrunbook.backup.objects import store
+
+        key = manifest_key(manifest.backup_id)
+        self.check_leases()
+        store(self.storage, "manifest", key, [self.signer.sign(key, manifest.to_json())], self.recipients)
+
+    @contextmanager
+    def lease(self, purpose: str, *, exclusive: bool = False, dry_run: bool = False) -> Iterator[None]:
+        """Hold the cluster's repository lease for ``purpose`` (see :mod:`dbrunbook.backup.lease`); a dry run
+        changes nothing and takes none."""
+        if dry_run:
+            yield
+            return
+        from dbrunbook.backup.lease import acquire
+
+        repo = self.cluster.repository
+        held = acquire(
+            self.storage,
+            self.name,
+            purpose,
+            exclusive=exclusive,
+            command=self.settings.audit.task or purpose,
+            object_lock=repo is not None and repo.object_lock is not None,
+        )
+        self._leases.append(held)
+        try:
+            yield
+        finally:
+            self._leases.remove(held)
+            held.release()
+
+    def check_leases(self) -> None:
+        """Before an irreversible step (a manifest, a deletion): stop if a lease of this run has lapsed."""
+        for held in self._leases:
+            held.check()
 
     def new_backup_id(self, kind: str) -> str:
         """Claim a fresh backup id in the repository (see :func:`catalog.claim_backup_id`)."""

@@ -59,6 +59,13 @@ class Manifest(_Frozen):
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode()
 
+    def digest(self) -> str:
+        """What the controller checked, as a host re-reading the manifest can compare it (same build on both
+        ends): a host command never trusts a manifest the controller did not verify."""
+        import hashlib
+
+        return hashlib.sha256(self.to_json()).hexdigest()
+
     @classmethod
     def from_json(cls, data: bytes, key: str) -> Manifest:
         try:

@@ -18,8 +18,7 @@ from dbrunbook import __version__
 from dbrunbook.backup import hostconfig
 from dbrunbook.backup.binlog import ROOT, BinlogName, Coordinates, archived, checkpoint_lsns, mariabackup_coordinates
 from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key
-from dbrunbook.backup.objects import store
+from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.pg_backup import DEFAULT_MAX_CHAIN, pick_source
 from dbrunbook.engines.mariadb import MariaDB, client_defaults
 from dbrunbook.errors import BackupError
@@ -120,7 +119,7 @@ def _manifest(
         tool_version=__version__,
         extra=extra,
     )
-    store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], ctx.recipients)
+    ctx.write_manifest(manifest)
     return manifest
 
 

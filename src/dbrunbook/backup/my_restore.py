@@ -50,6 +50,7 @@ class MyRestorePlan:
     binlogs: list[str]
     binlog_keys: list[str] = field(repr=False)
     check_rows: bool = False  # count every table after the load against the dump's own counts
+    digests: dict[str, str] = field(default_factory=dict, repr=False)  # backup id -> Manifest.digest()
 
     def steps(self) -> list[str]:
         out = [f"check that {self.data_dir} is empty and port {self.port} is free on {self.host}"]
@@ -136,6 +137,7 @@ def plan_my_restore(
         binlogs=names,
         binlog_keys=[archive[n] for n in names],
         check_rows=check_rows,
+        digests={m.backup_id: m.digest() for m in [*chain, manifest]},
     )
 
 
@@ -326,6 +328,8 @@ def _unpack_chain(
                         config,
                         "--manifest-key",
                         manifest_key(backup_id),
+                        "--manifest-digest",
+                        plan.digests[backup_id],
                         "--",
                         host.binary(engine.stream_tool),
                         "-x",
@@ -368,7 +372,16 @@ def _replay(
                 "my-replay",
                 "--config",
                 config,
-                *(["--dump-manifest-key", manifest_key(plan.backup_id)] if plan.kind == "logical" else []),
+                *(
+                    [
+                        "--dump-manifest-key",
+                        manifest_key(plan.backup_id),
+                        "--dump-manifest-digest",
+                        plan.digests[plan.backup_id],
+                    ]
+                    if plan.kind == "logical"
+                    else []
+                ),
                 "--start",
                 f"{plan.start.file}:{plan.start.position}",
                 *(a for k in plan.binlog_keys for a in ("--binlog-key", k)),

@@ -20,7 +20,7 @@ from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.incremental import FILE_LIST
 from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, object_key
+from dbrunbook.backup.manifest import Manifest, ObjectEntry, object_key
 from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.pg_archive import ARCHIVING_SQL
 from dbrunbook.backup.wal import WalName
@@ -211,7 +211,7 @@ def physical_backup(
         },
     )
     step("writing the manifest")
-    store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], recipients)
+    ctx.write_manifest(manifest)
     return manifest
 
 

@@ -11,7 +11,6 @@ from dbrunbook import __version__
 from dbrunbook.backup import hostconfig
 from dbrunbook.backup.context import ClusterContext, agent_for
 from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key
-from dbrunbook.backup.objects import store
 from dbrunbook.backup.pg_backup import pick_source
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
@@ -93,7 +92,7 @@ def logical_backup(
         tool_version=__version__,
     )
     step("writing the manifest")
-    store(ctx.storage, "manifest", manifest_key(backup_id), [manifest.to_json()], ctx.recipients)
+    ctx.write_manifest(manifest)
     return manifest
 
 
@@ -160,6 +159,8 @@ def restore_logical(
                     passfile,
                     "--manifest-key",
                     manifest_key(manifest.backup_id),
+                    "--manifest-digest",
+                    manifest.digest(),
                     "--source-database",
                     source_database,
                     "--database",

@@ -118,6 +118,7 @@ class RestorePlan:
     tablespaces: dict[str, str] = field(default_factory=dict)  # oid -> directory on the target host
     remapped: frozenset[str] = frozenset()  # oids the operator placed with --tablespace
     wal_segment_size: int = 16 << 20  # the source's, from the manifest: names the segment recovery reached
+    digests: dict[str, str] = field(default_factory=dict, repr=False)  # backup id -> Manifest.digest()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -206,6 +207,7 @@ def plan_restore(
         places,
         frozenset(oid for oid in (m.partition("=")[0] for m in remap)),
         segment_size(manifest),
+        {m.backup_id: m.digest() for m in chain},
     )
 
 
@@ -337,7 +339,12 @@ def run_restore(
                     *(
                         arg
                         for backup_id in plan.chain or [plan.backup_id]
-                        for arg in ("--manifest-key", manifest_key(backup_id))
+                        for arg in (
+                            "--manifest-key",
+                            manifest_key(backup_id),
+                            "--manifest-digest",
+                            plan.digests[backup_id],
+                        )
                     ),
                     *(
                         arg

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbrunbook.backup.catalog import Catalog
+from dbrunbook.backup.catalog import Catalog, Refused
 from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.manifest import backup_prefix, manifest_key
 from dbrunbook.backup.retention import (
@@ -43,6 +43,7 @@ class PrunePlan:
     starts: dict[str, str] = field(default_factory=dict)  # backup id -> its start WAL segment
     binlog_keys: list[str] = field(default_factory=list)  # expired MariaDB binlogs
     binlog_keep_from: dict[int, str] = field(default_factory=dict)  # server id -> first binlog still needed
+    refused: list[Refused] = field(default_factory=list)  # manifests not trusted: never acted on
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class PrunePlan:
             "binlog_keep_from": {str(k): v for k, v in self.binlog_keep_from.items()},
             "binlogs_expired": len(self.binlog_keys),
             "incomplete": self.incomplete,
+            "refused": [r.as_dict() for r in self.refused],
             "notes": self.retention.notes,
         }
 
@@ -72,6 +74,12 @@ class PrunePlan:
         if self.binlog_keys:
             lines.append(f"{self.cluster}: delete {len(self.binlog_keys)} archived binlogs no kept backup needs")
         lines += [f"{self.cluster}: delete incomplete backup {i} (it never got a manifest)" for i in self.incomplete]
+        lines += [f"{self.cluster}: {r.line()}" for r in self.refused]
+        if self.refused:
+            lines.append(
+                f"{self.cluster}: every WAL file and binlog is kept while {len(self.refused)} manifests are refused "
+                "(a backup written before signing may still need them)"
+            )
         return lines
 
 
@@ -121,17 +129,23 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
     for info in storage.list("backups/"):
         backup_id = info.key.split("/")[1]
         newest[backup_id] = max(newest.get(backup_id, info.last_modified), info.last_modified)
-    complete = {m.backup_id for m in catalog.manifests}
+    # A folder with any manifest, trusted or refused, is not an abandoned backup: refused ones are left alone.
+    complete = {m.backup_id for m in catalog.manifests} | {r.folder for r in catalog.refused}
     binlogs, binlog_from = binlog_expiry(storage, catalog, set(retention.keep))
+    wal_keys = [key for name in expired for key in wal[name]]
+    if catalog.refused:
+        # Until they are signed or removed, they may be real backups of an older dbrunbook that need their logs.
+        wal_keys, binlogs = [], []
     return PrunePlan(
         ctx.name,
         retention,
-        [key for name in expired for key in wal[name]],
+        wal_keys,
         # The real clock, whatever --now says: a what-if date must never make a running backup look abandoned.
         stale_incomplete(newest, complete, datetime.now(UTC)),
         {m.backup_id: m.start_wal for m in catalog.manifests if m.start_wal},
         binlogs,
         binlog_from,
+        catalog.refused,
     )
 
 

@@ -221,11 +221,17 @@ def segment_position(name: str) -> tuple[int, int]:
 
 def expired_wal(names: Sequence[str], keep_from: str | None) -> list[str]:
     """WAL file names (segments, ``.partial`` and ``.backup`` files) before ``keep_from``. Timeline
-    history files are never expired: they are tiny and every later timeline needs them."""
+    history files are never expired: they are tiny and every later timeline needs them.
+
+    Never past the newest segment actually archived: a ``keep_from`` beyond it (a backup claiming a start
+    segment that does not exist yet) would otherwise expire the whole archive."""
     if keep_from is None:
         return []
-    limit = segment_position(keep_from)
-    return [n for n in names if SEGMENT.match(n[:24]) and not n.endswith(".history") and segment_position(n) < limit]
+    segments = [n for n in names if SEGMENT.match(n[:24]) and not n.endswith(".history")]
+    if not segments:
+        return []
+    limit = min(segment_position(keep_from), max(segment_position(n) for n in segments))
+    return [n for n in segments if segment_position(n) < limit]
 
 
 INCOMPLETE_GRACE = timedelta(hours=24)

@@ -189,9 +189,15 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def backup_metrics_text(rows: Sequence[dict[str, Any]], newest_log: dict[str, float | None], now: float) -> str:
+def backup_metrics_text(
+    rows: Sequence[dict[str, Any]],
+    newest_log: dict[str, float | None],
+    now: float,
+    refused: Sequence[dict[str, Any]] = (),
+) -> str:
     """Backup freshness per cluster and kind, for ``backup.list --metrics-file``: the newest backup's end
-    time and size, how many there are, and when the newest WAL segment or binlog was archived."""
+    time and size, how many there are, when the newest WAL segment or binlog was archived, and how many
+    manifests the repository holds that are not trusted (forged, or unsigned and waiting for backup.sign)."""
     lines = [
         "# HELP dbrunbook_backup_last_timestamp_seconds When the newest complete backup of this kind ended.",
         "# TYPE dbrunbook_backup_last_timestamp_seconds gauge",
@@ -203,6 +209,8 @@ def backup_metrics_text(rows: Sequence[dict[str, Any]], newest_log: dict[str, fl
         "# TYPE dbrunbook_log_archive_last_timestamp_seconds gauge",
         "# HELP dbrunbook_backup_metrics_timestamp_seconds When these backup metrics were read from the repository.",
         "# TYPE dbrunbook_backup_metrics_timestamp_seconds gauge",
+        "# HELP dbrunbook_manifests_refused Manifests in the repository that are not trusted (unsigned, forged).",
+        "# TYPE dbrunbook_manifests_refused gauge",
     ]
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     counts: dict[tuple[str, str], int] = {}
@@ -222,4 +230,6 @@ def backup_metrics_text(rows: Sequence[dict[str, Any]], newest_log: dict[str, fl
             lines.append(f'dbrunbook_log_archive_last_timestamp_seconds{{cluster="{_escape(cluster)}"}} {when:.0f}')
     for cluster in sorted({c for c, _ in newest} | set(newest_log)):
         lines.append(f'dbrunbook_backup_metrics_timestamp_seconds{{cluster="{_escape(cluster)}"}} {now:.0f}')
+        count = sum(1 for r in refused if r["cluster"] == cluster)
+        lines.append(f'dbrunbook_manifests_refused{{cluster="{_escape(cluster)}"}} {count}')
     return "\n".join(lines) + "\n"

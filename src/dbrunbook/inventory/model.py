@@ -115,6 +115,12 @@ class Repository(_Strict):
 class Encryption(_Strict):
     recipients: list[Annotated[str, StringConstraints(pattern=r"^age1[0-9a-z]{58}$")]] = Field(min_length=1)
     identities: list[SecretRefStr] = Field(default_factory=list)
+    signing_key: SecretRefStr | None = Field(
+        default=None, description="Ed25519 private key (PEM) the controller signs manifests with; never on hosts"
+    )
+    signers: list[Annotated[str, StringConstraints(pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$")]] = Field(
+        default_factory=list, description="public keys whose signed manifests are trusted (ed25519:...)"
+    )
 
 
 def _known_zone(name: str) -> str:

@@ -36,11 +36,16 @@ def _repository(layout: Layout, cluster: str) -> dict[str, Any]:
     }
 
 
-def _encryption(layout: Layout, recipient: str) -> dict[str, Any]:
-    return {"recipients": [recipient], "identities": [_ref(layout, "age-identity.txt")]}
+def _encryption(layout: Layout, recipient: str, signer: str) -> dict[str, Any]:
+    return {
+        "recipients": [recipient],
+        "identities": [_ref(layout, "age-identity.txt")],
+        "signing_key": _ref(layout, "manifest-signing.pem"),
+        "signers": [signer],
+    }
 
 
-def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
+def render(layout: Layout, pg_bindir: str, recipient: str, signer: str) -> dict[str, Any]:
     """Primaries are reached locally, replicas over the sandbox's sshd: both transports are real."""
     pg_host = {"os_user": layout.os_user, "bin_dir": pg_bindir, "socket_dir": str(layout.pg / "run")}
     my_host = {"os_user": layout.os_user, "bin_dir": "/usr/bin"}
@@ -77,7 +82,7 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                     },
                 },
                 "repository": _repository(layout, "pg-main"),
-                "encryption": _encryption(layout, recipient),
+                "encryption": _encryption(layout, recipient, signer),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
                 "drill": {
                     "rto_target": "10m",
@@ -123,7 +128,7 @@ def render(layout: Layout, pg_bindir: str, recipient: str) -> dict[str, Any]:
                     },
                 },
                 "repository": _repository(layout, "mariadb-main"),
-                "encryption": _encryption(layout, recipient),
+                "encryption": _encryption(layout, recipient, signer),
                 "retention": {"keep_last": 7, "pitr_window": "7d"},
                 "drill": {
                     # Over SSH on the replica's machine; pg-main drills restore locally, the default.

@@ -39,6 +39,8 @@ SECRET_NAMES = (
     "s3-secret-key",
 )
 
+SIGNING_KEY = "manifest-signing.pem"  # the controller's Ed25519 key: backups are signed with it
+
 Step = Callable[[str], None]
 
 
@@ -240,6 +242,11 @@ class Sandbox:
             private, public = generate_identity()
             text = f"# dbrunbook sandbox backup identity\n# public key: {public}\n{private}\n"
             write_file(self.tool, identity, text, private=True)
+        signing = self.layout.secret(SIGNING_KEY)
+        if not signing.exists():
+            from dbrunbook.backup.signing import generate
+
+            write_file(self.tool, signing, generate()[0], private=True)
         for name in SECRET_NAMES:
             path = self.layout.secret(name)
             if not path.exists():
@@ -249,9 +256,11 @@ class Sandbox:
 
     def _write_inventory(self) -> Inventory:
         from dbrunbook.backup.crypto import parse_identities, recipient_of
+        from dbrunbook.backup.signing import Signer
 
         identity = parse_identities(self.layout.secret("age-identity.txt").read_text())[0]
-        data = inventory_gen.render(self.layout, self.pg_bindir(), recipient_of(identity))
+        signer = Signer(self.layout.secret(SIGNING_KEY).read_text()).public
+        data = inventory_gen.render(self.layout, self.pg_bindir(), recipient_of(identity), signer)
         text = inventory_gen.to_yaml(data)
         inventory = parse_inventory(text, str(self.inventory_path))
         self.inventory_path.parent.mkdir(parents=True, exist_ok=True)

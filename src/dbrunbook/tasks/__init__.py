@@ -17,6 +17,7 @@ from dbrunbook.tasks import (
     restore_tasks,
     sandbox_tasks,
     schedule_tasks,
+    trust_tasks,
     wal_tasks,
 )
 
@@ -25,10 +26,14 @@ namespace.add_collection(Collection.from_module(inventory_tasks, name="inventory
 namespace.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
 namespace.add_collection(Collection.from_module(hosts_tasks, name="hosts"))
 namespace.add_collection(Collection.from_module(archive_tasks, name="archive"))
-namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))
+backup = Collection.from_module(backup_tasks, name="backup")
+backup.add_task(trust_tasks.sign)
+namespace.add_collection(backup)
 namespace.add_collection(Collection.from_module(restore_tasks, name="restore"))
 namespace.add_collection(Collection.from_module(wal_tasks, name="wal"))
-namespace.add_collection(Collection.from_module(keys_tasks, name="keys"))
+keys = Collection.from_module(keys_tasks, name="keys")
+keys.add_task(trust_tasks.signing_init)
+namespace.add_collection(keys)
 namespace.add_collection(Collection.from_module(binlog_tasks, name="binlog"))
 namespace.add_collection(Collection.from_module(drill_tasks, name="drill"))
 namespace.add_collection(Collection.from_module(schedule_tasks, name="schedule"))

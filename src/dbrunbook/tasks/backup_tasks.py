@@ -104,7 +104,9 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
                     skipped.append(name)
                     continue
                 chosen = kind if kind else ("physical" if engine == "postgresql" else "logical")
-                m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                ctx.signer  # noqa: B018 - no signing key is a config error now, not after hours of streaming
+                with ctx.lease("backup"):  # shared: no prune or key rotation under a running backup
+                    m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
                 done.append(_summary(m))
     finally:
         run.close()
@@ -178,8 +180,12 @@ def list_(
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
     import time
 
+    from dbrunbook.backup.lease import held as held_leases
+
     run = TaskRun.start("backup.list", env=env, json_mode=json)
     rows: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    leases: list[dict[str, Any]] = []
     newest_log: dict[str, float | None] = {}
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
@@ -187,6 +193,8 @@ def list_(
             continue
         catalog = ctx.catalog()
         rows += [_summary(m) for m in catalog.manifests]
+        refused += [{"cluster": name, **r.as_dict()} for r in catalog.refused]
+        leases += [{"cluster": name, **held} for held in held_leases(ctx.storage)]
         if metrics_file:
             from dbrunbook.drill.run import newest_point
 
@@ -196,11 +204,15 @@ def list_(
         from dbrunbook.drill.plan import backup_metrics_text
         from dbrunbook.tasks.drill_tasks import write_metrics
 
-        write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time()))
+        write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time(), refused))
 
     def human(console: Any) -> None:
         if not rows:
             console.print("no backups")
+        for r in refused:
+            console.print(f"{r['cluster']:<14} REFUSED manifest {r['key']}: {r['reason']}", markup=False)
+        for held in leases:
+            console.print(f"{held['cluster']:<14} busy: {held['holder']}", markup=False)
         for b in rows:
             what = _what(b)
             console.print(
@@ -209,7 +221,7 @@ def list_(
                 markup=False,
             )
 
-    run.out.result({"backups": rows}, human)
+    run.out.result({"backups": rows, "refused": refused, "leases": leases}, human)
 
 
 @task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
@@ -289,19 +301,24 @@ def prune(
             ctx = run.cluster_context(name)
             if ctx.cluster.repository is None:
                 continue
-            plan = plan_prune(ctx, when)
-            doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys) + len(plan.binlog_keys)
-            if dry_run or not doomed:
-                results.append({**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()})
-                continue
-            confirm(
-                f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
-                f"{len(plan.wal_keys)} WAL files and {len(plan.binlog_keys)} binlogs of {name}",
-                yes=yes,
-            )
-            results.append({**run_prune(ctx.storage, plan, run.settings.audit), "explain": plan.explain()})
+            # Exclusive, and planned under it: no backup can be half-way while its siblings are weighed.
+            with ctx.lease("prune", exclusive=True, dry_run=dry_run):
+                plan = plan_prune(ctx, when)
+                doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys) + len(plan.binlog_keys)
+                if dry_run or not doomed:
+                    results.append({**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()})
+                    continue
+                confirm(
+                    f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
+                    f"{len(plan.wal_keys)} WAL files and {len(plan.binlog_keys)} binlogs of {name}",
+                    yes=yes,
+                )
+                ctx.check_leases()
+                pruned = run_prune(ctx.storage, plan, run.settings.audit)
+            results.append({**pruned, "explain": plan.explain()})
     finally:
         run.close()
+    refused = [(r["cluster"], f) for r in results for f in r["refused"]]
 
     def human(console: Any) -> None:
         for r in results:
@@ -317,6 +334,17 @@ def prune(
                 )
 
     run.out.result({"clusters": results}, human)
+    if refused:
+        from dbrunbook.errors import ManifestRefused
+
+        cname, first = refused[0]
+        failure = ManifestRefused(
+            f"{len(refused)} manifests refused, nothing done because of them; first: {cname} "
+            f"{first['key']}: {first['reason']}",
+            hint="sign backups an older dbrunbook wrote with backup.sign; anything else is not ours (docs/security.md)",
+        )
+        failure.reported = True
+        raise failure
 
 
 @task(
@@ -343,11 +371,26 @@ def verify(
 
     run = TaskRun.start("backup.verify", env=env, json_mode=json)
     ctx = run.cluster_context(cluster)
-    catalog = ctx.catalog(cached=False)  # every manifest read back from the repository, not the local cache
-    targets = catalog.manifests if backup_id == "all" else [catalog.find(backup_id)]
-    if not targets:
-        raise BackupError(f"cluster {ctx.name} has no backup to verify")
-    reports = verify_backups(ctx.storage, catalog, targets, ctx.identities(), jobs=jobs)
+    with ctx.lease("verify"):  # shared: a prune must not delete what is being read
+        catalog = ctx.catalog(cached=False)  # every manifest read back from the repository, not the local cache
+        targets = catalog.manifests if backup_id == "all" else [catalog.find(backup_id)]
+        if not targets:
+            raise BackupError(f"cluster {ctx.name} has no backup to verify")
+        reports = verify_backups(ctx.storage, catalog, targets, ctx.identities(), jobs=jobs)
+    reports += [
+        {
+            "backup_id": r.folder,
+            "kind": r.manifest.kind if r.manifest else "unknown",
+            "chain": [],
+            "objects": 0,
+            "stored_bytes": 0,
+            "wal_segments": 0,
+            "ok": False,
+            "problems": [{"key": r.key, "problem": f"refused: {r.reason}"}],
+        }
+        for r in catalog.refused
+        if backup_id in ("all", "latest") or r.folder == backup_id
+    ]
     bad = [r for r in reports if not r["ok"]]
 
     def human(console: Any) -> None:

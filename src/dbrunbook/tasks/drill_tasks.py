@@ -9,7 +9,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from dbrunbook.errors import DbrunbookError, DrillError
+from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
 from dbrunbook.tasks.common import TaskRun, guarded
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
@@ -78,23 +78,31 @@ def run(
     task_run = TaskRun.start("drill.run", env=env, json_mode=json)
     results: list[dict[str, Any]] = []
     failures: list[DbrunbookError] = []
+    busy: list[dict[str, str]] = []
     try:
         names = [n for n, cl in task_run.clusters(cluster).items() if cl.repository is not None]
         if not names:
             raise DrillError("no cluster with a repository to drill")
         for name in names:
             ctx = task_run.cluster_context(name)
-            with task_run.out.steps(f"drill.run {name}") as step:
-                result, failure = run_drill(
-                    ctx,
-                    task_run.find_host,
-                    backup=backup,
-                    target=target,
-                    kind=kind,
-                    keep=keep,
-                    seed=seed,
-                    step=step,
-                )
+            try:
+                # One drill per cluster at a time (a second one would tear down the first one's server), and
+                # no prune under it. A busy cluster is not a failed drill: no result, no metrics.
+                with ctx.lease("drill"), task_run.out.steps(f"drill.run {name}") as step:
+                    result, failure = run_drill(
+                        ctx,
+                        task_run.find_host,
+                        backup=backup,
+                        target=target,
+                        kind=kind,
+                        keep=keep,
+                        seed=seed,
+                        step=step,
+                    )
+            except LeaseHeld as exc:
+                busy.append({"cluster": name, "reason": exc.one_line()})
+                failures.append(exc)
+                continue
             results.append(result)
             if failure is not None:
                 failures.append(failure)
@@ -108,6 +116,8 @@ def run(
             r["heartbeat"] = problem or "sent"
 
     def human(console: Any) -> None:
+        for b in busy:
+            console.print(f"{b['cluster']}: drill NOT RUN: {b['reason']}", markup=False)
         for r in results:
             state = "PASSED" if r["ok"] else "FAILED"
             console.print(f"{r['cluster']}: drill {state}: {r['reason']}", markup=False)
@@ -127,7 +137,7 @@ def run(
                 markup=False,
             )
 
-    task_run.out.result({"ok": not failures, "drills": results}, human)
+    task_run.out.result({"ok": not failures, "drills": results, "busy": busy}, human)
     if failures:
         first = failures[0]
         first.reported = True

@@ -107,8 +107,10 @@ def rotate(
         )
         return
     confirm(f"rotate the encryption key of {ctx.name} (edits {run.loaded.path})", yes=yes)
-    recipient = recipient_of(new_identity_file(path))
-    retired = rotate_recipients(run.loaded.path, ctx.name, recipient, f"file:{path}", keep_old=keep_old)
+    # Exclusive: a backup that read the old recipients must not finish after the switch unnoticed.
+    with ctx.lease("keys-rotate", exclusive=True):
+        recipient = recipient_of(new_identity_file(path))
+        retired = rotate_recipients(run.loaded.path, ctx.name, recipient, f"file:{path}", keep_old=keep_old)
     run.close()
 
     # From here on, everything reads the edited inventory.

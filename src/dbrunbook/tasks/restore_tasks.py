@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from invoke.context import Context
@@ -67,8 +68,11 @@ def run(
     from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
 
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
+    held = ExitStack()
     try:
         ctx = task_run.cluster_context(cluster)
+        # Shared: backups may go on, but no prune deletes what this restore reads (WAL included, until done).
+        held.enter_context(ctx.lease("restore", dry_run=dry_run))
         if ctx.cluster.engine.value in ("mariadb", "mysql"):
             if target_lsn or target_xid or target_name:
                 raise RestoreError("MariaDB targets are --target-time, --target-position and --target-gtid")
@@ -150,6 +154,7 @@ def run(
                 step=step,
             )
     finally:
+        held.close()
         task_run.close()
 
     def human(console: Any) -> None:
