@@ -20,6 +20,7 @@ from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import BIN, REPO, run_cli
 from .mariadb_helpers import My, backup, cli, new_name, restore, sync
+from .procs import kill_own
 
 
 class Private:
@@ -133,26 +134,9 @@ def test_wrong_identity_is_one_clear_line(my: My, dev: LoadedInventory, tmp_path
         right.wipe()
 
 
-def _kill_when(needle: bytes, proc: subprocess.Popen[bytes], *, program: bool = False) -> bool:
-    """SIGKILL the first process whose command line holds ``needle`` (with ``program``: whose program is it)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        for entry in Path("/proc").iterdir():
-            try:
-                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-            except OSError:
-                continue
-            hit = cmdline.split(b"\0")[0].endswith(needle) if program else needle in cmdline
-            if hit:
-                import os
-
-                os.kill(int(entry.name), signal.SIGKILL)
-                return True
-        time.sleep(0.005)
-    return False
-
-
 def test_killed_dump_and_killed_controller_leave_no_backup(my: My, private: Private) -> None:
+    """Only this test's own processes are killed (by ancestry): the old version killed the first
+    `mariadb-dump` on the machine, which could be another test's, or inventory.check's `--version` probe."""
     db = new_name("bulk")
     # Enough data that the dump streams for a moment.
     my(f"CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v TEXT)")
@@ -166,16 +150,18 @@ def test_killed_dump_and_killed_controller_leave_no_backup(my: My, private: Priv
                 stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
             )
-            # Kill only once the host side streams: the host command runs the dump for us.
-            caught = _kill_when(b"my-dump-push", proc) if victim == b"invoke" else False
-            if victim == b"invoke" and caught:
-                proc.send_signal(signal.SIGKILL)
-            if victim == b"mariadb-dump":
-                caught = _kill_when(b"mariadb-dump", proc, program=True)
+            if victim == b"invoke":
+                # Kill only once the host side streams: the host command runs the dump for us.
+                killed = kill_own(b"my-dump-push", proc)
+                if killed is not None:
+                    proc.send_signal(signal.SIGKILL)
+            else:
+                killed = kill_own(b"mariadb-dump", proc, program=True)
             _, err = proc.communicate(timeout=120)
-            assert caught, f"the backup finished before {victim.decode()} could be killed"
+            assert killed is not None, f"the backup finished before {victim.decode()} could be killed"
             if victim == b"mariadb-dump":
-                assert proc.returncode != 0
+                assert b"--single-transaction" in killed  # the backup's own dump, not a probe
+                assert proc.returncode != 0, err
                 assert b"mariadb-dump failed" in err and b"Traceback" not in err
             time.sleep(2)  # an orphaned host stream may finish its object; it must not make a backup
             listed = cli("backup.list", "--cluster=mariadb-main", env=private.env)["backups"]

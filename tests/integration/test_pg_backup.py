@@ -16,6 +16,7 @@ from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import Sql, restore, run_cli
+from .procs import descends_from
 
 
 def take_backup() -> dict[str, Any]:
@@ -54,7 +55,8 @@ def test_backup_is_listed_and_restores_to_a_point_in_time(
 def test_restore_to_named_point_and_lsn(pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]) -> None:
     table = f"named_{uuid.uuid4().hex[:8]}"
     sql(f"CREATE TABLE {table} (i int)")
-    take_backup()
+    # Its own backup: another worker's newer one could lie after the targets below.
+    own = f"--backup={take_backup()['backup_id']}"
     sql(f"INSERT INTO {table} VALUES (1)")
     point = f"before-two-{uuid.uuid4().hex[:6]}"
     res = run_cli("backup.restore-point", "--env=dev", "--cluster=pg-main", f"--name={point}", "--json")
@@ -65,12 +67,12 @@ def test_restore_to_named_point_and_lsn(pg_ready: dict[str, Any], sql: Sql, rest
     sql("SELECT pg_switch_wal()")
 
     data_dir, port = restore_target
-    res = restore(data_dir, port, f"--target-name={point}")
+    res = restore(data_dir, port, own, f"--target-name={point}")
     assert res.returncode == 0, res.stderr
     assert sql(f"SELECT string_agg(i::text, ',' ORDER BY i) FROM {table}", port=port) == "1"
 
     # Same place again, now up to an LSN, and paused there instead of promoted.
-    res = restore(data_dir, port, f"--target-lsn={lsn_after_two}", "--target-action=pause", "--force", "--yes")
+    res = restore(data_dir, port, own, f"--target-lsn={lsn_after_two}", "--target-action=pause", "--force", "--yes")
     assert res.returncode == 0, res.stderr
     paused = json.loads(res.stdout)
     assert paused["paused"] is True and paused["keys_on_host"].endswith(f"/restore-pg-main-{port}")
@@ -163,20 +165,6 @@ def test_backup_from_replica_restores(pg_ready: dict[str, Any], sql: Sql, restor
     res = restore(data_dir, port, f"--backup={backup['backup_id']}")
     assert res.returncode == 0, res.stderr
     assert sql(f"SELECT answer FROM {table}", port=port) == "42"
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    """Is ``pid`` a child, grandchild... of ``ancestor`` (so the process is this test's, not a neighbour's)?"""
-    for _ in range(20):
-        if pid == ancestor:
-            return True
-        try:
-            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-        if pid <= 1:
-            return False
-    return False
 
 
 def test_killed_backup_is_never_listed_and_the_next_one_works(pg_ready: dict[str, Any], sql: Sql) -> None:
@@ -385,13 +373,13 @@ def test_logical_backup_restores_a_database_identical(pg_ready: dict[str, Any], 
 def test_restore_to_a_transaction_id(pg_ready: dict[str, Any], sql: Sql, restore_target: tuple[str, int]) -> None:
     table = f"xid_{uuid.uuid4().hex[:8]}"
     sql(f"CREATE TABLE {table} (i int)")
-    take_backup()
+    own = f"--backup={take_backup()['backup_id']}"  # not another worker's newer one
     sql(f"INSERT INTO {table} VALUES (1)")
     xid = sql(f"WITH ins AS (INSERT INTO {table} VALUES (2)) SELECT txid_current()")
     sql(f"INSERT INTO {table} VALUES (3)")
     sql("SELECT pg_switch_wal()")
     data_dir, port = restore_target
-    res = restore(data_dir, port, f"--target-xid={xid}")
+    res = restore(data_dir, port, own, f"--target-xid={xid}")
     assert res.returncode == 0, res.stderr
     # recovery_target_inclusive defaults to on: the target transaction itself is kept.
     assert sql(f"SELECT string_agg(i::text, ',' ORDER BY i) FROM {table}", port=port) == "1,2"

@@ -76,7 +76,8 @@ def test_a_fetch_that_fails_mid_chain_stops_recovery_instead_of_promoting(
     without the later rows; now recovery stops with the fetch's 128 and the copy is never promoted."""
     chain = make_chain(dev, sql)
     data_dir, port = restore_target
-    res = restore(data_dir, port, f"--target-lsn={chain.lsns[0]}", "--target-action=pause")
+    own = f"--backup={chain.backup['backup_id']}"
+    res = restore(data_dir, port, own, f"--target-lsn={chain.lsns[0]}", "--target-action=pause")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["paused"] is True
     assert _keys_left(ssh_replica, port)  # a paused copy still replays WAL: its keys stay until it is done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,32 @@ def test_engine_flavours_keep_their_flags() -> None:
 def test_client_defaults_quote_what_option_files_would_cut() -> None:
     text = client_defaults("dbrunbook", 'pa#ss"w\\rd')
     assert text == '[client]\nuser="dbrunbook"\npassword="pa#ss\\"w\\\\rd"\n'
+
+
+def test_replay_checks_each_binlog_against_the_digest_in_its_name(tmp_path: Path) -> None:
+    """As wal-fetch does for WAL: a binlog whose content is not what its key says fails the restore (before
+    the next file is replayed), and a key without a proper digest is refused before anything is read."""
+    import hashlib
+
+    from dbrunbook.backup.binlog import BinlogName
+    from dbrunbook.backup.crypto import generate_identity
+    from dbrunbook.backup.my_host import _Peek
+    from dbrunbook.backup.objects import store
+    from dbrunbook.backup.storage import open_storage
+    from dbrunbook.errors import ObjectCorruptError
+    from dbrunbook.inventory.model import Repository
+    from dbrunbook.inventory.secrets import SecretResolver
+
+    identity, recipient = generate_identity()
+    storage = open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
+    body = b"\xfebin" + _event(15, int(T0.timestamp()), b"x" * 90) + _event(2, 0, b"BEGIN" * 1000)
+    name = BinlogName(1, "mariadb-bin.000007")
+    good = store(storage, "b", name.key(hashlib.sha256(body).hexdigest()), [body], [recipient]).key
+    assert b"".join(_Peek(storage, good, [identity]).chunks()) == body
+    other = BinlogName(1, "mariadb-bin.000008")
+    wrong = store(storage, "b", other.key(hashlib.sha256(b"something else").hexdigest()), [body], [recipient]).key
+    with pytest.raises(ObjectCorruptError, match=r"mariadb-bin\.000008.*does not match the digest in its name"):
+        b"".join(_Peek(storage, wrong, [identity]).chunks())
+    empty = store(storage, "b", f"{other.prefix()}.zst.age", [body], [recipient]).key
+    with pytest.raises(ObjectCorruptError, match="no valid content digest"):
+        _Peek(storage, empty, [identity])

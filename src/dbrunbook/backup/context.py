@@ -66,6 +66,9 @@ class ClusterContext:
             keys.extend(parse_identities(self.resolver.resolve(ref).reveal()))
         return keys
 
+    def has_identities(self) -> bool:
+        return self.cluster.encryption is not None and bool(self.cluster.encryption.identities)
+
     def catalog(self, system_id: str | None = None, *, cached: bool = True) -> Catalog:
         """The complete backups, oldest first, listed from the repository (manifests cached locally unless
         ``cached=False``, which reads and decrypts every manifest again: what verify must do). Manifests

@@ -8,6 +8,7 @@ becomes an object a manifest lists.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import threading
@@ -33,7 +34,8 @@ from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, load_key, store
 from dbrunbook.backup.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
 from dbrunbook.backup.storage import Storage
-from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.backup.wal import name_digest
+from dbrunbook.errors import BackupError, ObjectCorruptError, RestoreError
 
 EDGE = 1 << 16  # bytes of a dump's head and tail kept to read its coordinates
 
@@ -205,6 +207,7 @@ class _Peek:
     def __init__(self, storage: Storage, key: str, identities: Sequence[str]) -> None:
         self.key = key
         self.name = BinlogName.of_key(key).name
+        self._digest = name_digest(key)
         self._chunks = load_key(storage, key, identities, expect_plain=None)
         self._first: list[bytes] = []
         head = b""
@@ -216,8 +219,14 @@ class _Peek:
         self.start = binlog_start(head)
 
     def chunks(self) -> Iterator[bytes]:
-        yield from self._first
-        yield from self._chunks
+        """The plaintext, checked against the digest in the key name at its end (as wal-fetch does): the
+        bytes stream into the client as they come, so a mismatch fails the restore before the next file."""
+        h = hashlib.sha256()
+        for chunk in (*self._first, *self._chunks):
+            h.update(chunk)
+            yield chunk
+        if not h.hexdigest().startswith(self._digest):
+            raise ObjectCorruptError(f"object {self.key}: content does not match the digest in its name")
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)

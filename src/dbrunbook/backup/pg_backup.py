@@ -137,10 +137,13 @@ def physical_backup(
         )[0]
         parent: Manifest | None = None
         why = "full backup requested"
-        if incremental:
+        # A repository prefix that already holds another system's backups (a re-initialised cluster, a copied
+        # inventory) would mix two WAL streams under the same names: refuse before writing anything.
+        catalog = ctx.catalog(system_id) if incremental or ctx.has_identities() else None
+        if incremental and catalog is not None:
             retention = ctx.cluster.retention
             server = ServerFacts(system_id, int(timeline), bool(hints), int(checksums), host_name)
-            parent, why = pick_parent(ctx.catalog(), server, retention.max_chain if retention else None)
+            parent, why = pick_parent(catalog, server, retention.max_chain if retention else None)
             step(why if parent else f"full backup: {why}")
         backup_id = ctx.new_backup_id("incremental" if parent else "physical")
         label = f"dbrunbook {backup_id}"

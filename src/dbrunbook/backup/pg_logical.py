@@ -33,7 +33,6 @@ def logical_backup(
     host = ctx.host(host_name)
     ex = ctx.executor(host_name)
     agent = ctx.agent(host_name)
-    backup_id = ctx.new_backup_id("logical")
     login = ctx.login()
     with ctx.engine.session(ex, host, login) as db:
         version, system_id = db.execute(
@@ -43,7 +42,10 @@ def logical_backup(
                 mutating=False,
             )
         )[0]
+        if ctx.has_identities():
+            ctx.catalog(system_id)  # refuses a prefix that holds another system's backups
         databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    backup_id = ctx.new_backup_id("logical")
     start_time = datetime.now(UTC)
     password = login.password.reveal() if login.password else ""
     with (

@@ -58,6 +58,18 @@ class WalName:
         return key.removesuffix(SUFFIX).rsplit(MARK, 1)[-1]
 
 
+_DIGEST = re.compile(r"^[0-9a-f]{16}$")
+
+
+def name_digest(key: str) -> str:
+    """The plaintext digest a WAL or binlog key carries; refuses a key without a proper one (an empty digest
+    would match any content)."""
+    digest = WalName.digest_of(key)
+    if MARK not in key or not _DIGEST.match(digest):
+        raise ObjectCorruptError(f"object {key}: its name carries no valid content digest (.sha256-<16 hex>)")
+    return digest
+
+
 def read_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
