@@ -66,6 +66,9 @@ def test_passwords_never_leak(
         known += [resolver.resolve(repo.secret_key).reveal(), resolver.resolve(repo.access_key).reveal()]
         # The age identity file holds comments too; the key line is the secret.
         known += [line for line in resolver.resolve(enc.identities[0]).reveal().splitlines() if line.startswith("AGE-")]
+        # The manifest signing key: the controller's alone, never on a host or in any output.
+        assert enc.signing_key
+        known += [ln for ln in resolver.resolve(enc.signing_key).reveal().splitlines() if not ln.startswith("-----")]
     known.append(WRONG)
     audit = tmp_path / "audit.jsonl"
 
@@ -105,6 +108,7 @@ def test_passwords_never_leak(
             (("wal.check", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("keys.status", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("backup.prune", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
+            (("backup.sign", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
             (("hosts.setup", "--env=dev", "--cluster=mariadb-main"), None),
             # Physical first: the restore below takes the newest, a dump, so it loads it with my-replay.
             (("backup.full", "--env=dev", "--cluster=mariadb-main", "--kind=physical", "--json"), None),
