@@ -133,6 +133,7 @@ def _restore(
 
 def newest_segment_start(names: list[str], seg_size: int) -> tuple[str, int] | None:
     """The newest archived WAL segment (whole segments only) and the LSN it starts at."""
+    from dbrunbook.backup.lsn import segment_start
     from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.wal import SEGMENT
 
@@ -140,8 +141,7 @@ def newest_segment_start(names: list[str], seg_size: int) -> tuple[str, int] | N
     if not whole:
         return None
     newest = max(whole, key=segment_position)
-    log, seg = segment_position(newest)
-    return newest, (log << 32) + seg * seg_size
+    return newest, segment_start(newest, seg_size)
 
 
 def _check_reached_archive_end(ctx: ClusterContext, manifest: Manifest, restored: dict[str, Any]) -> None:
