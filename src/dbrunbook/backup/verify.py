@@ -75,10 +75,11 @@ def _check_wal(storage: Storage, segment: str, identities: Sequence[str]) -> Pro
         return Problem(f"{name.prefix()}*", f"WAL segment {segment} is not in the repository")
     for key in keys:
         try:
+            expected = WalName.digest_of(key)
             _, digest = _drain(load_key(storage, key, identities))
         except (RepositoryError, EncryptionError) as exc:
             return Problem(key, exc.message)
-        if not digest.startswith(WalName.digest_of(key)):
+        if digest[: len(expected)] != expected:
             return Problem(key, f"WAL segment {segment}: content does not match the digest in its key")
     return None
 
