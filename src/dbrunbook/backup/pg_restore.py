@@ -79,7 +79,9 @@ def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -
     """Appended to postgresql.auto.conf (read last, so it wins over the copied settings)."""
 
     def q(v: str) -> str:
-        return "'" + v.replace("'", "''") + "'"
+        # postgresql.conf strings take backslash escapes (\n, \t, octal; \x is x): a backslash must be
+        # doubled, or a value ending in one swallows its closing quote and the server does not start.
+        return "'" + v.replace("\\", "\\\\").replace("'", "''").replace("\n", "\\n").replace("\r", "\\r") + "'"
 
     lines = [
         "# added by dbrunbook restore.run",
