@@ -17,6 +17,7 @@ from dbrunbook.inventory import LoadedInventory
 from dbrunbook.sandbox.layout import SANDBOX_USER
 
 from .conftest import Sql, run_cli
+from .forged import private_repo
 
 
 def ident(name: str) -> str:
@@ -24,9 +25,12 @@ def ident(name: str) -> str:
 
 
 def test_databases_named_like_connection_strings_dump_and_restore_as_themselves(
-    pg_ready: dict[str, Any], sql: Sql, dev: LoadedInventory
+    pg_ready: dict[str, Any], sql: Sql, dev: LoadedInventory, tmp_path: Path
 ) -> None:
     port = dev.inventory.clusters["pg-main"].hosts["pg-main-1"].port
+    # A repository prefix of its own: this logical backup must not become the "latest" other tests restore.
+    repo = private_repo(dev, tmp_path)
+    env = f"--env={repo.inventory}"
     tag = uuid.uuid4().hex[:6]
     # Bare, the first is a connection string for the database "postgres"; the second is one libpq refuses,
     # and its leading dash made an option of it.
@@ -37,13 +41,13 @@ def test_databases_named_like_connection_strings_dump_and_restore_as_themselves(
             sql(f"CREATE DATABASE {ident(name)}", port=port)
             created.append(name)
             sql(f"CREATE TABLE marker (v text); INSERT INTO marker VALUES ('{tag}-{i}')", port, conninfo_dbname(name))
-        res = run_cli("backup.full", "--env=dev", "--cluster=pg-main", "--kind=logical", "--json", timeout=600)
+        res = run_cli("backup.full", env, "--cluster=pg-main", "--kind=logical", "--json", timeout=600)
         assert res.returncode == 0, res.stderr
         backup = json.loads(res.stdout)["backups"][0]
         for i, name in enumerate(names):
             copy = f"{name} c='x'"  # the copy's name goes to pg_restore -d
             res = run_cli(
-                *("restore.run", "--env=dev", "--cluster=pg-main", "--to=pg-main-1", "--json"),
+                *("restore.run", env, "--cluster=pg-main", "--to=pg-main-1", "--json"),
                 *(f"--backup={backup['backup_id']}", f"--database={name}:{copy}"),
                 timeout=600,
             )
@@ -53,6 +57,7 @@ def test_databases_named_like_connection_strings_dump_and_restore_as_themselves(
     finally:
         for name in created:
             sql(f"DROP DATABASE IF EXISTS {ident(name)}", port=port)
+        repo.wipe()
 
 
 def test_recovery_settings_read_back_in_postgresql(dev: LoadedInventory) -> None:
