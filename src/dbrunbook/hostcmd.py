@@ -215,7 +215,7 @@ def _logical_restore(args: argparse.Namespace) -> int:
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
     manifest = _manifest(storage, args.manifest_key, identities, args.manifest_digest)
-    entry = next((o for o in manifest.objects if o.name == f"db/{args.source_database}.dump"), None)
+    entry = logical.find_dump(manifest.objects, args.source_database)
     if entry is None:
         from dbrunbook.errors import RestoreError
 

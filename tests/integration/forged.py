@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
+from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, segments_between
 from dbrunbook.backup.manifest import Manifest, manifest_key, object_key
 from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.signing import Signer, split
 from dbrunbook.backup.storage import Storage, open_storage
-from dbrunbook.backup.verify import segments_between
 from dbrunbook.backup.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
@@ -65,7 +65,7 @@ class ForgedRepo:
             [backup_id.encode() * 50],
             self.recipients,
         )
-        for seg in segments_between(start_wal, stop_wal):
+        for seg in segments_between(start_wal, stop_wal, DEFAULT_SEGMENT_SIZE):
             self.wal(seg)
         manifest = Manifest(
             backup_id=backup_id,
@@ -83,6 +83,8 @@ class ForgedRepo:
             objects=[entry],
             recipients=self.recipients,
             tool_version="forged",
+            # As every real physical manifest records it.
+            extra={} if kind == "logical" else {"wal_segment_size": DEFAULT_SEGMENT_SIZE},
         )
         store_manifest(self.storage, manifest, self.signer, self.recipients)
         return manifest

@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +88,19 @@ def wait(predicate: Any, what: str, timeout: float) -> None:
 
 
 @contextmanager
-def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name: str, base: int) -> Iterator[Isolated]:
+def isolated_cluster(
+    dev: LoadedInventory,
+    tmp_path: Path,
+    worker_id: str,
+    name: str,
+    base: int,
+    initdb_options: Sequence[str] = (),
+) -> Iterator[Isolated]:
     """Cluster ``name`` with one local primary host ``<name>-1``; repository with Object Lock (1 day).
+    ``initdb_options`` are added to the sandbox's initdb options (``--wal-segsize=1``).
 
-    Bases in use: -6000 (S3 outage) and -6400 (tablespaces); each worker adds 100. Negative on purpose:
+    Bases in use: -6000 (S3 outage), -6400 (tablespaces), -6800 and -7200 (1 MiB and 64 MiB WAL
+    segments); each worker adds 100. Negative on purpose:
     weed's gRPC ports (HTTP port + 10000) then stay below Linux's ephemeral range (32768 and up), where a
     client connection of a parallel test could hold the port (seen: "port 39334 ... already in use")."""
     offset = base + 100 * (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
@@ -129,7 +138,7 @@ def isolated_cluster(dev: LoadedInventory, tmp_path: Path, worker_id: str, name:
             aws_secret_access_key=keys["s3-secret-key"].reveal(),
         )
         wait(lambda: _try(lambda: s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)), "bucket", 60)
-        postgres.init_primary(server, bindir, layout, keys["pg-admin.password"])
+        postgres.init_primary(server, bindir, layout, keys["pg-admin.password"], initdb_options)
         postgres.start(server, bindir, "primary", layout, layout.port("pg-primary"))
         pg_main = dev.inventory.clusters["pg-main"]
         assert pg_main.repository is not None and pg_main.encryption is not None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dbrunbook.backup.verify import segments_between, wal_report
+from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE as MIB16
+from dbrunbook.backup.lsn import segments_between
+from dbrunbook.backup.verify import wal_report
 
 
 def test_segments_between_rolls_over_log_files() -> None:
-    assert segments_between("0000000100000000000000FE", "000000010000000100000001") == [
+    assert segments_between("0000000100000000000000FE", "000000010000000100000001", MIB16) == [
         "0000000100000000000000FE",
         "0000000100000000000000FF",
         "000000010000000100000000",
@@ -31,22 +33,22 @@ def test_wal_report_finds_gaps_and_timeline_switches() -> None:
         "00000002000000000000000B",
         "00000002000000000000000B.00000028.backup",
     ]
-    report = wal_report(names, "000000010000000000000005")
+    report = wal_report(names, "000000010000000000000005", MIB16)
     gap = {"from": "000000010000000000000009", "to": "00000001000000000000000A", "missing": 2}
     assert report["gaps"] == [{**gap, "critical": True}]  # no backup after it: nothing restores to now
     after = [("000000010000000000000005", "000000010000000000000006"), ("00000002000000000000000B",) * 2]
-    assert wal_report(names, "000000010000000000000005", backups=after)["gaps"] == [{**gap, "critical": False}]
+    assert wal_report(names, "000000010000000000000005", MIB16, backups=after)["gaps"] == [{**gap, "critical": False}]
     # Inside the PITR window (after the start of the backup it restores from): critical.
-    window = wal_report(names, "000000010000000000000005", backups=after, window_from="000000010000000000000005")
+    window = wal_report(names, "000000010000000000000005", MIB16, backups=after, window_from="000000010000000000000005")
     assert window["gaps"] == [{**gap, "critical": True}]
     inside = [("000000010000000000000008", "00000001000000000000000B")]
-    assert wal_report(names, "000000010000000000000005", backups=inside)["gaps"] == [{**gap, "critical": True}]
+    assert wal_report(names, "000000010000000000000005", MIB16, backups=inside)["gaps"] == [{**gap, "critical": True}]
     assert report["timeline_switches"] == 1
     assert [(t["timeline"], t["first"], t["last"], t["history_file"]) for t in report["timelines"]] == [
         (1, "000000010000000000000001", "000000010000000000000006", True),
         (2, "000000020000000000000007", "00000002000000000000000B", True),
     ]
     assert report["newest"] == "00000002000000000000000B"
-    assert wal_report(names[:3], "000000010000000000000005")["gaps"] == []
-    lost_history = wal_report([n for n in names if not n.endswith(".history")], None)
+    assert wal_report(names[:3], "000000010000000000000005", MIB16)["gaps"] == []
+    lost_history = wal_report([n for n in names if not n.endswith(".history")], None, MIB16)
     assert lost_history["timelines"][1]["history_file"] is False

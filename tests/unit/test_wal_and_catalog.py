@@ -37,10 +37,10 @@ def keys() -> tuple[str, str]:
 def test_lsn_and_segment_names() -> None:
     assert parse_lsn("0/2000028") == 0x2000028
     assert format_lsn(parse_lsn("1A/FF000010")) == "1A/FF000010"
-    assert segment_name(1, parse_lsn("0/2000028")) == "000000010000000000000002"
-    assert segment_name(2, parse_lsn("1/5000000")) == "000000020000000100000005"
+    assert segment_name(1, parse_lsn("0/2000028"), 16 << 20) == "000000010000000000000002"
+    assert segment_name(2, parse_lsn("1/5000000"), 16 << 20) == "000000020000000100000005"
     # A stop LSN exactly on a boundary still needs the previous segment.
-    assert segment_of_stop(1, parse_lsn("0/3000000")) == "000000010000000000000002"
+    assert segment_of_stop(1, parse_lsn("0/3000000"), 16 << 20) == "000000010000000000000002"
     label = parse_backup_label("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n")
     assert label["start_wal"] == "000000010000000000000002" and label["START TIMELINE"] == "1"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -54,6 +55,31 @@ def _read(argv: Sequence[str], env: dict[str, str], what: str) -> Iterator[bytes
         raise BackupError(f"{what} failed (exit {code}): {err.splitlines()[-1] if err else 'no message'}")
 
 
+_KEY_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f]")
+
+
+def dump_name(database: str) -> str:
+    """The object name of one database's dump, ``db/<database>.dump``. The characters an object key cannot
+    hold (``/``, ``\\``, control characters) and ``%`` itself are percent-encoded, so any database name has
+    a dump and no name reaches outside ``db/``."""
+    return "db/" + _KEY_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", database) + ".dump"
+
+
+def find_dump(objects: Sequence[ObjectEntry], database: str) -> ObjectEntry | None:
+    """The dump of ``database`` among a logical backup's objects."""
+    # Backups taken before names were encoded stored a name with "%" as it was.
+    wanted = (dump_name(database), f"db/{database}.dump")
+    return next((o for name in wanted for o in objects if o.name == name), None)
+
+
+def conninfo_dbname(name: str) -> str:
+    """A database name as the PostgreSQL client tools' ``-d`` must get it. Given alone, a name with an
+    ``=`` or a ``postgresql://`` prefix is read as a connection string: a database called
+    ``dbname=postgres host=db2`` would dump another database, or another server's. In libpq's conninfo
+    syntax it is one value: single-quoted, with ``\\`` and ``'`` escaped by a backslash."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def dump_argv(bindir: str, tool: str, port: int, user: str, *extra: str) -> list[str]:
     return [
         os.path.join(bindir, tool) if bindir else tool,
@@ -83,8 +109,8 @@ def push_logical(
     env = {**os.environ, "PGPASSFILE": passfile}
 
     def one(db: str) -> ObjectEntry:
-        name = f"db/{db}.dump"
-        argv = dump_argv(bindir, "pg_dump", port, user, "-Fc", "-Z", "0", "-d", db)
+        name = dump_name(db)
+        argv = dump_argv(bindir, "pg_dump", port, user, "-Fc", "-Z", "0", "-d", conninfo_dbname(db))
         return store(storage, name, object_key(backup_id, name), _stream(argv, env, f"pg_dump of {db}"), recipients)
 
     globals_argv = dump_argv(bindir, "pg_dumpall", port, user, "--globals-only")
@@ -115,7 +141,7 @@ def restore_database(
 ) -> None:
     """Stream one dump into pg_restore's stdin (into an existing, empty database)."""
     env = {**os.environ, "PGPASSFILE": passfile}
-    argv = dump_argv(bindir, "pg_restore", port, user, "--no-owner", "--exit-on-error", "-d", database)
+    argv = dump_argv(bindir, "pg_restore", port, user, "--no-owner", "--exit-on-error", "-d", conninfo_dbname(database))
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
     try:

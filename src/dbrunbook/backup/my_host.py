@@ -34,7 +34,7 @@ from dbrunbook.backup.manifest import ObjectEntry, object_key
 from dbrunbook.backup.objects import load, load_key, store
 from dbrunbook.backup.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
 from dbrunbook.backup.storage import Storage
-from dbrunbook.backup.wal import name_digest
+from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import BackupError, ObjectCorruptError, RestoreError
 
 EDGE = 1 << 16  # bytes of a dump's head and tail kept to read its coordinates
@@ -207,7 +207,7 @@ class _Peek:
     def __init__(self, storage: Storage, key: str, identities: Sequence[str]) -> None:
         self.key = key
         self.name = BinlogName.of_key(key).name
-        self._digest = name_digest(key)
+        self._digest = WalName.digest_of(key)  # refuses a key without a proper digest
         self._chunks = load_key(storage, key, identities, expect_plain=None)
         self._first: list[bytes] = []
         head = b""

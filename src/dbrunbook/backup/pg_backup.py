@@ -128,6 +128,7 @@ def physical_backup(
                 "SELECT current_setting('server_version'), "
                 "(SELECT system_identifier::text FROM pg_control_system()), "
                 "(SELECT timeline_id FROM pg_control_checkpoint()), "
+                # In bytes (unit B) since PostgreSQL 11, whatever --wal-segsize initdb was given.
                 "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), "
                 "current_setting('wal_log_hints') = 'on' OR current_setting('data_checksums') = 'on', "
                 "(SELECT data_page_checksum_version FROM pg_control_init())",
@@ -177,7 +178,7 @@ def physical_backup(
         stop_time = datetime.now(UTC)
     label_info = parse_backup_label(labelfile)
     tli = int(label_info.get("START TIMELINE") or timeline)
-    stop_wal = segment_of_stop(tli, parse_lsn(stop_lsn))
+    stop_wal = segment_of_stop(tli, parse_lsn(stop_lsn), int(seg_size))
     objects += [
         store(ctx.storage, name, object_key(backup_id, name), [text.encode()], recipients)
         for name, text in (("backup_label", labelfile), ("tablespace_map", spcmap))
@@ -227,6 +228,20 @@ def require_archiving(ctx: ClusterContext) -> None:
             f"WAL archiving into the repository is not configured on {primary_name}",
             hint=f"run: invoke archive.setup --cluster {ctx.name}",
         )
+
+
+SEGMENT_SIZE_SQL = SqlStatement(
+    "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'",
+    description="WAL segment size",
+    mutating=False,
+)
+
+
+def server_segment_size(ctx: ClusterContext) -> tuple[int, str]:
+    """The primary's WAL segment size in bytes, and the primary's name."""
+    primary_name, primary = ctx.cluster.primary()
+    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
+        return int(pdb.execute(SEGMENT_SIZE_SQL)[0][0]), primary_name
 
 
 def switch_and_wait(ctx: ClusterContext, stop_wal: str) -> None:

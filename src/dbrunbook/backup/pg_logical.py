@@ -71,8 +71,8 @@ def logical_backup(
             "--jobs",
             str(jobs),
         ]
-        for name in databases:
-            argv += ["--database", name]
+        # --database=NAME: a name starting with "-" would otherwise be read as an option.
+        argv += [f"--database={name}" for name in databases]
         res = ex.run(Command(tuple(argv), description="dump databases"))
     lines = res.stdout.strip().splitlines()
     if not lines:
@@ -163,10 +163,8 @@ def restore_logical(
                     manifest_key(manifest.backup_id),
                     "--manifest-digest",
                     manifest.digest(),
-                    "--source-database",
-                    source_database,
-                    "--database",
-                    database,
+                    f"--source-database={source_database}",
+                    f"--database={database}",
                 ),
                 description="restore the database",
             )

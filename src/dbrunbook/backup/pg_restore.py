@@ -80,7 +80,9 @@ def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -
     """Appended to postgresql.auto.conf (read last, so it wins over the copied settings)."""
 
     def q(v: str) -> str:
-        return "'" + v.replace("'", "''") + "'"
+        # postgresql.conf strings take backslash escapes (\n, \t, octal; \x is x): a backslash must be
+        # doubled, or a value ending in one swallows its closing quote and the server does not start.
+        return "'" + v.replace("\\", "\\\\").replace("'", "''").replace("\n", "\\n").replace("\r", "\\r") + "'"
 
     lines = [
         "# added by dbrunbook restore.run",
@@ -405,6 +407,7 @@ def run_restore(
 def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int] | None:
     """The newest whole archived WAL segment of the newest timeline (the one ``recovery_target_timeline =
     'latest'`` follows) and the LSN it starts at."""
+    from dbrunbook.backup.lsn import segment_start
     from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.wal import SEGMENT
 
@@ -413,8 +416,7 @@ def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int]
         return None
     timeline = max(n[:8] for n in whole)
     newest = max((n for n in whole if n[:8] == timeline), key=segment_position)
-    log, seg = segment_position(newest)
-    return newest, (log << 32) + seg * seg_size
+    return newest, segment_start(newest, seg_size)
 
 
 def newest_archived(ctx: ClusterContext, plan: RestorePlan) -> tuple[str, int] | None:

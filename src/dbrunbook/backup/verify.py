@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbrunbook.backup.catalog import Catalog
+from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segments_between
 from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.objects import load, load_key
 from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
 from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
-
-DEFAULT_SEGMENT_SIZE = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -38,28 +37,18 @@ class Problem:
 
 
 def segment_size(manifest: Manifest | None) -> int:
+    """The WAL segment size a manifest records (16 MiB for one written without it)."""
     size = manifest.extra.get("wal_segment_size") if manifest else None
     return int(size) if size else DEFAULT_SEGMENT_SIZE
 
 
-def segments_between(start: str, stop: str, seg_size: int = DEFAULT_SEGMENT_SIZE) -> list[str]:
-    """Every segment name from ``start`` to ``stop`` inclusive, on ``start``'s timeline."""
-    per_log = _per_log(seg_size)
-    tli = start[:8]
-    return [_name(tli, p, per_log) for p in range(_position(start, per_log), _position(stop, per_log) + 1)]
-
-
-def _per_log(seg_size: int) -> int:
-    return 0x1_0000_0000 // seg_size
-
-
-def _position(name: str, per_log: int) -> int:
-    """A segment's place in the WAL stream, counted in segments (timeline left out)."""
-    return int(name[8:16], 16) * per_log + int(name[16:24], 16)
-
-
-def _name(tli: str, position: int, per_log: int) -> str:
-    return f"{tli}{position // per_log:08X}{position % per_log:08X}"
+def recorded_segment_size(manifests: Sequence[Manifest]) -> tuple[int, str] | None:
+    """The WAL segment size recorded by the newest physical backup that records one, and its id. The size
+    is fixed at initdb, so every backup of the cluster has the same; None when no backup records it."""
+    for m in reversed(manifests):
+        if m.kind != "logical" and m.extra.get("wal_segment_size"):
+            return int(m.extra["wal_segment_size"]), m.backup_id
+    return None
 
 
 def _drain(chunks: Iterable[bytes]) -> tuple[int, str]:
@@ -86,10 +75,11 @@ def _check_wal(storage: Storage, segment: str, identities: Sequence[str]) -> Pro
         return Problem(f"{name.prefix()}*", f"WAL segment {segment} is not in the repository")
     for key in keys:
         try:
+            expected = WalName.digest_of(key)
             _, digest = _drain(load_key(storage, key, identities))
         except (RepositoryError, EncryptionError) as exc:
             return Problem(key, exc.message)
-        if not digest.startswith(WalName.digest_of(key)):
+        if digest[: len(expected)] != expected:
             return Problem(key, f"WAL segment {segment}: content does not match the digest in its key")
     return None
 
@@ -111,7 +101,12 @@ def verify(
         entries = [o for m in chain for o in m.objects]
         wal: list[str] = []
         if target.kind != "logical" and target.start_wal and target.stop_wal:
-            wal = segments_between(target.start_wal, target.stop_wal, segment_size(target))
+            try:
+                wal = segments_between(target.start_wal, target.stop_wal, segment_size(target))
+                if not wal:  # an empty range would check nothing and pass
+                    raise BackupError(f"its stop WAL {target.stop_wal} lies before its start WAL {target.start_wal}")
+            except BackupError as exc:  # names that do not fit the recorded size: this backup's problem
+                results[f"range:{target.backup_id}"] = Problem(f"wal/{target.start_wal[:8]}/", exc.message)
         plans.append((target, entries, wal))
     unique_objects = {o.key: o for _, entries, _ in plans for o in entries}
     unique_wal = sorted({s for _, _, wal in plans for s in wal})
@@ -131,9 +126,9 @@ def verify(
         problems = [p for p in (results[o.key] for o in entries) if p] + [
             p for p in (results[f"wal:{s}"] for s in wal) if p
         ]
-        broken = results.get(f"chain:{target.backup_id}")
-        if broken:
-            problems.insert(0, broken)
+        for broken in (results.get(f"range:{target.backup_id}"), results.get(f"chain:{target.backup_id}")):
+            if broken:
+                problems.insert(0, broken)
         reports.append(
             {
                 "backup_id": target.backup_id,
@@ -155,7 +150,7 @@ def verify(
 def wal_report(
     names: Iterable[str],
     start: str | None,
-    seg_size: int = DEFAULT_SEGMENT_SIZE,
+    seg_size: int,
     backups: Sequence[tuple[str, str]] = (),
     window_from: str | None = None,
 ) -> dict[str, Any]:
@@ -167,10 +162,9 @@ def wal_report(
     start (so no restore reaches "now"), or after ``window_from`` (the start segment of the backup the PITR
     window restores from: the window promises every point after it). An older gap only stops older
     backups from replaying past it: reported, not critical, and it goes away when retention deletes them."""
-    per_log = _per_log(seg_size)
 
     def at(seg: str) -> int:
-        return _position(seg, per_log)
+        return position(seg, seg_size)
 
     positions: dict[int, set[str]] = {}
     timelines: dict[str, list[int]] = {}
@@ -187,7 +181,7 @@ def wal_report(
         timelines.setdefault(m.group(1), []).append(p)
 
     def name(tli: str, p: int) -> str:
-        return _name(tli, p, per_log)
+        return name_at(tli, p, seg_size)
 
     gaps = []
     first = None

@@ -25,6 +25,7 @@ from dbrunbook.walspool import file_digest
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 DIGEST_LEN = 16
+DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LEN}}}")
 MARK = ".sha256-"
 
 
@@ -55,19 +56,16 @@ class WalName:
 
     @staticmethod
     def digest_of(key: str) -> str:
-        return key.removesuffix(SUFFIX).rsplit(MARK, 1)[-1]
-
-
-_DIGEST = re.compile(r"^[0-9a-f]{16}$")
-
-
-def name_digest(key: str) -> str:
-    """The plaintext digest a WAL or binlog key carries; refuses a key without a proper one (an empty digest
-    would match any content)."""
-    digest = WalName.digest_of(key)
-    if MARK not in key or not _DIGEST.match(digest):
-        raise ObjectCorruptError(f"object {key}: its name carries no valid content digest (.sha256-<16 hex>)")
-    return digest
+        """The plaintext digest a key carries. Anything but exactly 16 lowercase hex digits is refused: a
+        shorter one (even an empty one) is a prefix of every digest, and the content check would pass."""
+        stem = key.removesuffix(SUFFIX)
+        digest = stem.rsplit(MARK, 1)[-1] if MARK in stem else ""
+        if not DIGEST.fullmatch(digest):
+            raise ObjectCorruptError(
+                f"object {key}: the digest in its name is not {DIGEST_LEN} lowercase hex digits; "
+                "it was not written by dbrunbook"
+            )
+        return digest
 
 
 def read_chunks(path: Path) -> Iterator[bytes]:
@@ -116,6 +114,7 @@ def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) ->
     if not keys:
         return False
     key = keys[0]
+    expected = WalName.digest_of(key)  # before any download: a key without a real digest is refused
     tmp = dest.with_name(f".{dest.name}.dbrunbook-tmp")
     h = hashlib.sha256()
     try:
@@ -125,7 +124,7 @@ def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) ->
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        if not h.hexdigest().startswith(WalName.digest_of(key)):
+        if h.hexdigest()[:DIGEST_LEN] != expected:
             raise ObjectCorruptError(f"object {key}: content does not match the digest in its name")
         os.replace(tmp, dest)
     finally:

@@ -71,7 +71,8 @@ class MariaDB(EngineDriver):
             "--comments",
             "--add-locks",
             "--default-character-set=utf8mb4",
-            *(["--databases", *databases] if databases else ["--all-databases"]),
+            # "--" ends the options: a database named "--where=..." is a name, not an option.
+            *(["--databases", "--", *databases] if databases else ["--all-databases"]),
         ]
 
     def physical_argv(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from dbrunbook.errors import SandboxError
@@ -103,7 +104,11 @@ def stop(x: HostExecutor, bindir: str, member: str, layout: Layout) -> None:
         )
 
 
-def init_primary(x: HostExecutor, bindir: str, layout: Layout, admin_pw: Secret) -> None:
+def init_primary(
+    x: HostExecutor, bindir: str, layout: Layout, admin_pw: Secret, initdb_options: Sequence[str] = ()
+) -> None:
+    """``initdb_options`` go to initdb after the sandbox's own (tests that need another layout pass
+    ``--wal-segsize=1``, for example); the sandbox itself passes none."""
     target = data_dir(layout, "primary")
     if (target / "PG_VERSION").exists():
         return
@@ -125,6 +130,7 @@ def init_primary(x: HostExecutor, bindir: str, layout: Layout, admin_pw: Secret)
                     # Checksums let later issues' verification and pg_amcheck catch torn pages.
                     "--data-checksums",
                     "--no-instructions",
+                    *initdb_options,
                 ),
                 description="initdb primary",
             )

@@ -101,6 +101,7 @@ def run(
         catalog = ctx.catalog()
         manifest = catalog.find(backup)
         if manifest.kind == "logical" or database:
+            from dbrunbook.backup.logical import dump_name
             from dbrunbook.backup.pg_logical import restore_logical
 
             if manifest.kind != "logical" or not database:
@@ -115,7 +116,7 @@ def run(
                     "database": new_name or source_db,
                     "steps": [
                         f"create database {new_name or source_db} on {to}",
-                        f"stream db/{source_db}.dump of {manifest.backup_id} into pg_restore",
+                        f"stream {dump_name(source_db)} of {manifest.backup_id} into pg_restore",
                     ],
                 }
             else:

@@ -17,7 +17,7 @@ ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
     from dbrunbook.backup.retention import segment_position
-    from dbrunbook.backup.verify import segment_size, wal_report
+    from dbrunbook.backup.verify import recorded_segment_size, wal_report
     from dbrunbook.backup.wal import WalName
     from dbrunbook.errors import WalCheckFailed
 
@@ -28,7 +28,16 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
     names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
     spans = [(m.start_wal, m.stop_wal) for m in physical if m.start_wal and m.stop_wal]
-    seg_size = segment_size(physical[-1] if physical else None)
+    # Positions are counted in segments, so the size must be the cluster's: a backup records it; before
+    # the first backup only the server knows (the names alone cannot tell 16 from 64 MiB).
+    recorded = recorded_segment_size(physical)
+    if recorded:
+        seg_size, size_from = recorded[0], f"backup {recorded[1]}"
+    else:
+        from dbrunbook.backup.pg_backup import server_segment_size
+
+        seg_size, primary = server_segment_size(ctx)
+        size_from = f"server {primary}"
     window_from = None
     retention = ctx.cluster.retention
     if retention and retention.pitr_window and physical:
@@ -39,10 +48,18 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
         since = datetime.now(UTC) - parse_window(retention.pitr_window)
         base = [m for m in physical if m.stop_time <= since] or physical[:1]
         window_from = base[-1].start_wal
-    report = {"cluster": ctx.name, **wal_report(names, start, seg_size, spans, window_from)}
+    report = {
+        "cluster": ctx.name,
+        **wal_report(names, start, seg_size, spans, window_from),
+        "wal_segment_size": seg_size,
+        "wal_segment_size_from": size_from,
+    }
 
     def human(console: Any) -> None:
-        console.print(f"{ctx.name}: WAL from {report['from']} to {report['newest']}", markup=False)
+        console.print(
+            f"{ctx.name}: WAL from {report['from']} to {report['newest']} ({seg_size >> 20} MiB segments)",
+            markup=False,
+        )
         for t in report["timelines"]:
             history = "" if t["history_file"] else " (no history file!)"
             console.print(
