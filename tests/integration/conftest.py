@@ -20,6 +20,10 @@ from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# The sandbox's ports move with DBRUNBOOK_SANDBOX_PORT_OFFSET (two checkouts' sandboxes side by side); so
+# do the ports tests restore on.
+OFFSET = int(os.environ.get("DBRUNBOOK_SANDBOX_PORT_OFFSET", "0"))
+PG_PRIMARY = 25432 + OFFSET
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -123,7 +127,7 @@ class Sql:
         self.passfile.write_text(f"127.0.0.1:*:*:postgres:{password}\n")
         self.passfile.chmod(0o600)
 
-    def __call__(self, sql: str, port: int = 25432, db: str = "postgres") -> str:
+    def __call__(self, sql: str, port: int = PG_PRIMARY, db: str = "postgres") -> str:
         res = subprocess.run(
             [
                 f"{self.bindir}/psql",
@@ -158,7 +162,7 @@ def sql(dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path) -> Sql:
 def restore_target(ssh_replica: Any, worker_id: str) -> Iterator[tuple[str, int]]:
     home = ssh_replica.home()
     data_dir = f"{home}/dbr-test-restore-{uuid.uuid4().hex[:8]}"
-    port = 25460 + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
+    port = 25460 + OFFSET + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
     yield data_dir, port
     ssh_replica.run(
         Command(
@@ -223,7 +227,7 @@ def my_target(ssh_replica: Any, worker_id: str) -> Iterator[Any]:
     """Restore places on the replica host; every server started there is stopped and its files removed."""
     home = ssh_replica.home()
     made: list[str] = []
-    base = 23450 + (int(worker_id[2:]) * 10 if worker_id.startswith("gw") else 0)
+    base = 23450 + OFFSET + (int(worker_id[2:]) * 10 if worker_id.startswith("gw") else 0)
 
     def place(n: int = 0) -> tuple[str, int]:
         data_dir = f"{home}/dbr-test-my-{uuid.uuid4().hex[:8]}"

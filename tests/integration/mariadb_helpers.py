@@ -11,9 +11,9 @@ from typing import Any
 
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
-from .conftest import run_cli
+from .conftest import OFFSET, run_cli
 
-PRIMARY_PORT = 23306
+PRIMARY_PORT = 23306 + OFFSET
 
 
 class My:
