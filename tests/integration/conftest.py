@@ -249,3 +249,13 @@ def my_target(ssh_replica: Any, worker_id: str) -> Iterator[Any]:
                 mutating=False,
             )
         )
+
+
+@pytest.fixture
+def private(my_ready: dict[str, Any], dev: LoadedInventory, tmp_path: Path) -> Iterator[Any]:
+    """mariadb-main with its repository in a fresh private prefix, wiped afterwards."""
+    from .mariadb_helpers import Private
+
+    repo = Private(dev, tmp_path)
+    yield repo
+    repo.wipe()

@@ -9,6 +9,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from dbrunbook.backup.storage import open_storage
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import OFFSET, run_cli
@@ -117,3 +120,36 @@ def snapshot(my: My, db: str, port: int | None = None) -> dict[str, str]:
             if kind == "table":
                 out[f"checksum {name}"] = my(f"CHECKSUM TABLE {quoted} EXTENDED", port=port, db=db).split("\t")[-1]
     return out
+
+
+class Private:
+    """mariadb-main with its repository moved to a fresh prefix: an inventory file and the storage."""
+
+    def __init__(
+        self,
+        dev: LoadedInventory,
+        tmp: Path,
+        identity_file: Path | None = None,
+        url: str | None = None,
+        retention: dict[str, Any] | None = None,
+    ) -> None:
+        inv = yaml.safe_load(Path(dev.path).read_text())
+        cluster = inv["clusters"]["mariadb-main"]
+        self.url = url or f"s3://dbrunbook-backups/mytest-{uuid.uuid4().hex[:10]}"
+        cluster["repository"]["url"] = self.url
+        if identity_file is not None:
+            cluster["encryption"]["identities"] = [f"file:{identity_file}"]
+        if retention is not None:
+            cluster["retention"] = retention
+        inv["clusters"] = {"mariadb-main": cluster}
+        self.path = tmp / f"private-{uuid.uuid4().hex[:6]}.yaml"
+        self.path.write_text(yaml.safe_dump(inv))
+        self.env = f"--env={self.path}"
+        repo = dev.inventory.clusters["mariadb-main"].repository
+        assert repo is not None
+        self.storage = open_storage(
+            repo.model_copy(update={"url": cluster["repository"]["url"]}), SecretResolver(dev.base_dir)
+        )
+
+    def wipe(self) -> None:
+        self.storage.delete([info.key for info in self.storage.list("")])

@@ -18,8 +18,7 @@ from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import run_cli
 from .forged import read_manifest, sandbox_signer, store_manifest
-from .mariadb_helpers import My, backup, new_name, restore, sync
-from .test_mariadb_faults import Private
+from .mariadb_helpers import My, Private, backup, new_name, restore, sync
 
 ROWS = "row counts match the backup's snapshot"
 

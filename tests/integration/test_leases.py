@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 from .conftest import BIN, REPO, run_cli
-from .mariadb_helpers import My, backup, cli, sync
+from .mariadb_helpers import My, Private, backup, cli, sync
 from .procs import descends_from
-from .test_mariadb_faults import Private, private  # noqa: F401 - the fixture, shared with the fault tests
 
 
 def _start(*args: str) -> subprocess.Popen[str]:

@@ -8,59 +8,14 @@ import json
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
-from dbrunbook.backup.storage import open_storage
-from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.inventory import LoadedInventory
 
 from .conftest import BIN, REPO, run_cli
-from .mariadb_helpers import My, backup, cli, new_name, restore, sync
+from .mariadb_helpers import My, Private, backup, cli, new_name, restore, sync
 from .procs import kill_own
-
-
-class Private:
-    """mariadb-main with its repository moved to a fresh prefix: an inventory file and the storage."""
-
-    def __init__(
-        self,
-        dev: LoadedInventory,
-        tmp: Path,
-        identity_file: Path | None = None,
-        url: str | None = None,
-        retention: dict[str, Any] | None = None,
-    ) -> None:
-        inv = yaml.safe_load(Path(dev.path).read_text())
-        cluster = inv["clusters"]["mariadb-main"]
-        self.url = url or f"s3://dbrunbook-backups/mytest-{uuid.uuid4().hex[:10]}"
-        cluster["repository"]["url"] = self.url
-        if identity_file is not None:
-            cluster["encryption"]["identities"] = [f"file:{identity_file}"]
-        if retention is not None:
-            cluster["retention"] = retention
-        inv["clusters"] = {"mariadb-main": cluster}
-        self.path = tmp / f"private-{uuid.uuid4().hex[:6]}.yaml"
-        self.path.write_text(yaml.safe_dump(inv))
-        self.env = f"--env={self.path}"
-        repo = dev.inventory.clusters["mariadb-main"].repository
-        assert repo is not None
-        self.storage = open_storage(
-            repo.model_copy(update={"url": cluster["repository"]["url"]}), SecretResolver(dev.base_dir)
-        )
-
-    def wipe(self) -> None:
-        self.storage.delete([info.key for info in self.storage.list("")])
-
-
-@pytest.fixture
-def private(my_ready: dict[str, Any], dev: LoadedInventory, tmp_path: Path) -> Any:
-    repo = Private(dev, tmp_path)
-    yield repo
-    repo.wipe()
 
 
 def test_purged_binlog_never_archived_is_reported_with_the_exact_gap(my: My, private: Private) -> None:
