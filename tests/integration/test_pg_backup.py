@@ -307,7 +307,7 @@ def create_tricky_database(sql: Sql) -> str:
             "-h",
             "127.0.0.1",
             "-p",
-            "25432",
+            str(sql.port),
             "-U",
             "postgres",
             "-d",
@@ -331,7 +331,7 @@ def test_tricky_database_restores_identical(
     generated columns: schema dump and per-table content hashes equal before and after."""
     db = create_tricky_database(sql)
 
-    before = snapshot(sql, db, 25432)
+    before = snapshot(sql, db, sql.port)
     assert len(before[1]) == 5  # two tables, two partitions, the large objects
     backup = take_backup()
     data_dir, port = restore_target
@@ -362,7 +362,7 @@ def test_logical_backup_restores_a_database_identical(pg_ready: dict[str, Any], 
     )
     assert res.returncode == 0, res.stderr
     try:
-        assert snapshot(sql, copy, 25432) == snapshot(sql, db, 25432)
+        assert snapshot(sql, copy, sql.port) == snapshot(sql, db, sql.port)
         again = run_cli(
             "restore.run",
             "--env=dev",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
@@ -137,7 +138,7 @@ def test_passwords_never_leak(
         replica = pg.hosts["pg-main-2"]
         assert pg.credentials.password
         password = resolver.resolve(pg.credentials.password)
-        line = f"127.0.0.1:{replica.port}:*:{pg.credentials.user}:{password.reveal()}\n"
+        line = pgpass_line(replica.port, pg.credentials.user, password.reveal())
         with ssh_replica.secret_file(line, "pgpass") as pgpass:
             res = ssh_replica.run(
                 Command(
