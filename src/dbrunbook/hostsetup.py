@@ -159,11 +159,12 @@ def _setup_host(
         return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}
     # The login user copies the wheel in (SFTP), the OS user installs it: the folder belongs to the login
     # user, who alone can write there and remove it; 0711 and a 0644 wheel let the OS user read the file by
-    # name. The wheel holds no secret.
+    # name. The wheel holds no secret. In /tmp, not $TMPDIR: that may be a folder only the login user
+    # can enter (pam_tmpdir).
     staging = (
         executor.run(
             Command(
-                ("sh", "-c", 'd=$(mktemp -d -t dbrunbook-setup.XXXXXXXX) && chmod 711 "$d" && echo "$d"'),
+                ("sh", "-c", 'd=$(mktemp -d -p /tmp dbrunbook-setup.XXXXXXXX) && chmod 711 "$d" && echo "$d"'),
                 description="staging folder",
                 as_os_user=False,
             )
