@@ -88,11 +88,15 @@ def test_hosts_setup_stages_the_wheel_as_the_login_user_for_the_os_user(
 def test_the_tunnel_forwards_only_this_process(ssh_replica: Any, dev: LoadedInventory) -> None:
     """Another local process (any user's) that finds the tunnel's port gets nothing through our session."""
     host = dev.inventory.clusters["pg-main"].hosts["pg-main-2"]
+    # Closed at once: an empty read, or a reset when the close found the request unread.
     probe = (
         "import socket, struct, sys\n"
         "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)\n"
-        "s.sendall(struct.pack('!ii', 8, 80877103))\n"
-        "print(repr(s.recv(1)))\n"
+        "try:\n"
+        "    s.sendall(struct.pack('!ii', 8, 80877103))\n"
+        "    print(repr(s.recv(1)))\n"
+        "except (ConnectionResetError, BrokenPipeError):\n"
+        "    print('reset')\n"
     )
     with ssh_replica.tunnel(host.address, host.port) as (address, port):
         with socket.create_connection((address, port), timeout=10) as ours:
@@ -101,4 +105,4 @@ def test_the_tunnel_forwards_only_this_process(ssh_replica: Any, dev: LoadedInve
         other = subprocess.run(
             [sys.executable, "-c", probe, str(port)], capture_output=True, text=True, timeout=30, check=True
         )
-    assert other.stdout.strip() == "b''", other.stdout  # closed at once, never forwarded
+    assert other.stdout.strip() in ("b''", "reset"), other.stdout  # never forwarded
