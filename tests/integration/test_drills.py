@@ -5,6 +5,7 @@ its exit code and the drill's server torn down every time."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ def test_mariadb_drill_to_a_random_point_passes(my: My, ssh_replica: Any) -> Non
     # A UTF-8 table name: the drill's tools run over SSH with LANG=C, where a client defaults to latin1.
     my(f"CREATE DATABASE {db}; CREATE TABLE {db}.`tâble ✓` (id INT); INSERT INTO {db}.`tâble ✓` VALUES (1), (2)")
     backup("logical")
+    # A random target needs an archive reaching more than 2 s past the dump's start (drill/plan.py); on a fast
+    # machine the transaction below would otherwise land inside that margin and the drill go to "latest".
+    time.sleep(3)
     my("CREATE DATABASE IF NOT EXISTS drill_probe; DROP DATABASE drill_probe")
     sync()
     try:
