@@ -8,6 +8,7 @@ keeps a direct login and ``sandbox.status`` says why in ``notes``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -46,7 +47,9 @@ class OpsUser:
 
     def unavailable(self) -> str | None:
         """Why the sudo login cannot be set up here, or None when it can."""
-        if shutil.which("sudo") is None or shutil.which("visudo") is None:
+        # visudo lives in /usr/sbin, which a normal user's PATH often lacks (sudo's secure_path has it).
+        admin_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+        if shutil.which("sudo") is None or shutil.which("visudo", path=admin_path) is None:
             return "sudo is not installed (apt-get install sudo), so pg-main-2 logs in directly as the OS user"
         if self.layout.tool_user != "root":
             probe = self.admin.run(Command(("true",), description="passwordless sudo?", mutating=False, check=False))
