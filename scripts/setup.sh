@@ -11,6 +11,7 @@ APT_PACKAGES=(
   python3-venv                             # hosts.setup builds venvs with the host's python3
   age zstd                                 # recovering backup objects by hand (backup issue)
   util-linux procps                        # runuser, setsid, kill
+  sudo                                     # the sandbox's pg-main-2 logs in as another user and sudoes to the OS user
   systemd                                  # systemd-analyze checks the rendered timers (schedule.render)
   chromium                                 # headless, renders drill.report in its test
 )

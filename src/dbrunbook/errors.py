@@ -82,6 +82,18 @@ class SecretLeakRefused(HostError):
     exit_code = 24
 
 
+class HostKeyUnknown(HostError):
+    """The SSH host presented a key that no known_hosts file lists: first contact, or an impostor."""
+
+    exit_code = 25
+
+
+class HostKeyChanged(HostError):
+    """The SSH host presented a key other than the one known_hosts records for it. Never accepted automatically."""
+
+    exit_code = 26
+
+
 # --- databases -----------------------------------------------------------------------------------
 
 

@@ -157,15 +157,24 @@ def _setup_host(
     current = installed(executor, venv)
     if current and current.get("wheel_sha256") == wheel.sha256 and not force:
         return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}
+    # The login user copies the wheel in (SFTP), the OS user installs it: the folder belongs to the login
+    # user, who alone can write there and remove it; 0711 and a 0644 wheel let the OS user read the file by
+    # name. The wheel holds no secret. In /tmp, not $TMPDIR: that may be a folder only the login user
+    # can enter (pam_tmpdir).
     staging = (
         executor.run(
-            Command(("mktemp", "-d", "-t", "dbrunbook-setup.XXXXXXXX"), description="staging folder")
+            Command(
+                ("sh", "-c", 'd=$(mktemp -d -p /tmp dbrunbook-setup.XXXXXXXX) && chmod 711 "$d" && echo "$d"'),
+                description="staging folder",
+                as_os_user=False,
+            )
         ).stdout.strip()
         or "/tmp/dbrunbook-setup"
     )
     remote_wheel = f"{staging}/{wheel.path.name}"
     try:
         executor.put(wheel.path, remote_wheel)
+        executor.run(Command(("chmod", "644", remote_wheel), description="let the OS user read it", as_os_user=False))
         executor.run(Command((python, "-m", "venv", venv), description="create virtual environment"))
         executor.run(
             Command(

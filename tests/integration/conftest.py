@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.execution import AuditLog, Command, RunSettings
 from dbrunbook.execution.hosts import executor_for
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
@@ -23,7 +24,6 @@ BIN = Path(sys.executable).parent
 # The sandbox's ports move with DBRUNBOOK_SANDBOX_PORT_OFFSET (two checkouts' sandboxes side by side); so
 # do the ports tests restore on.
 OFFSET = int(os.environ.get("DBRUNBOOK_SANDBOX_PORT_OFFSET", "0"))
-PG_PRIMARY = 25432 + OFFSET
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,13 +121,14 @@ class Sql:
     def __init__(self, dev: LoadedInventory, resolver: SecretResolver, tmp: Path) -> None:
         cluster = dev.inventory.clusters["pg-main"]
         self.bindir = cluster.hosts["pg-main-1"].bin_dir
+        self.port = cluster.hosts["pg-main-1"].port  # the primary, shifted by DBRUNBOOK_SANDBOX_PORT_OFFSET
         assert cluster.credentials.password
         password = resolver.resolve(cluster.credentials.password).reveal()
         self.passfile = tmp / "pgpass"
-        self.passfile.write_text(f"127.0.0.1:*:*:postgres:{password}\n")
+        self.passfile.write_text(pgpass_line("*", "postgres", password))
         self.passfile.chmod(0o600)
 
-    def __call__(self, sql: str, port: int = PG_PRIMARY, db: str = "postgres") -> str:
+    def __call__(self, sql: str, port: int | None = None, db: str = "postgres") -> str:
         res = subprocess.run(
             [
                 f"{self.bindir}/psql",
@@ -137,7 +138,7 @@ class Sql:
                 "-h",
                 "127.0.0.1",
                 "-p",
-                str(port),
+                str(port or self.port),
                 "-U",
                 "postgres",
                 "-d",

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from dbrunbook.backup.storage_s3 import S3Storage
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
@@ -50,7 +51,7 @@ class Isolated:
         passfile = self.layout.root / "pgpass"
         if not passfile.exists():
             passfile.touch(mode=0o600)
-            passfile.write_text(f"127.0.0.1:*:*:postgres:{self.keys['pg-admin.password'].reveal()}\n")
+            passfile.write_text(pgpass_line("*", "postgres", self.keys["pg-admin.password"].reveal()))
         out = subprocess.run(
             [
                 *(f"{self.bindir}/psql", "-h", "127.0.0.1", "-p", str(port or self.layout.port("pg-primary"))),

@@ -12,11 +12,10 @@ from typing import Any
 import yaml
 
 from dbrunbook.backup.storage import open_storage
+from dbrunbook.engines.mariadb import client_defaults
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
-from .conftest import OFFSET, run_cli
-
-PRIMARY_PORT = 23306 + OFFSET
+from .conftest import run_cli
 
 
 class My:
@@ -25,7 +24,7 @@ class My:
         assert cluster.credentials.password
         password = resolver.resolve(cluster.credentials.password).reveal()
         self.defaults = tmp / "client.cnf"
-        self.defaults.write_text(f'[client]\nuser="{cluster.credentials.user}"\npassword="{password}"\n')
+        self.defaults.write_text(client_defaults(cluster.credentials.user, password))
         self.defaults.chmod(0o600)
         self.port = cluster.hosts["mariadb-main-1"].port
 

@@ -15,7 +15,7 @@ from dbrunbook import errors
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
-from .conftest import PG_PRIMARY, Sql, restore, run_cli
+from .conftest import Sql, restore, run_cli
 from .procs import descends_from
 
 
@@ -300,7 +300,7 @@ def create_tricky_database(sql: Sql) -> str:
             "-h",
             "127.0.0.1",
             "-p",
-            str(PG_PRIMARY),
+            str(sql.port),
             "-U",
             "postgres",
             "-d",
@@ -324,7 +324,7 @@ def test_tricky_database_restores_identical(
     generated columns: schema dump and per-table content hashes equal before and after."""
     db = create_tricky_database(sql)
 
-    before = snapshot(sql, db, PG_PRIMARY)
+    before = snapshot(sql, db, sql.port)
     assert len(before[1]) == 5  # two tables, two partitions, the large objects
     backup = take_backup()
     data_dir, port = restore_target
@@ -355,7 +355,7 @@ def test_logical_backup_restores_a_database_identical(pg_ready: dict[str, Any], 
     )
     assert res.returncode == 0, res.stderr
     try:
-        assert snapshot(sql, copy, PG_PRIMARY) == snapshot(sql, db, PG_PRIMARY)
+        assert snapshot(sql, copy, sql.port) == snapshot(sql, db, sql.port)
         again = run_cli(
             "restore.run",
             "--env=dev",

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from .conftest import PG_PRIMARY, Sql, restore, run_cli
+from .conftest import Sql, restore, run_cli
 from .test_pg_backup import snapshot
 
 
@@ -34,7 +34,7 @@ def test_incremental_chain_restores_every_point(
     )
     full = take("full")
     assert full["kind"] == "physical"
-    points = [(full, snapshot(sql, db, PG_PRIMARY))]
+    points = [(full, snapshot(sql, db, sql.port))]
 
     # A hot spot (1% of the rows, one key range), a dropped, a truncated and a new table.
     sql(
@@ -45,7 +45,7 @@ def test_incremental_chain_restores_every_point(
     )
     inc1 = take("incremental")
     assert inc1["kind"] == "incremental" and inc1["parent"], inc1
-    points.append((inc1, snapshot(sql, db, PG_PRIMARY)))
+    points.append((inc1, snapshot(sql, db, sql.port)))
     # Pages, not files: the 7 MiB accounts table changed in a few pages only.
     assert inc1["plain_mib"] < full["plain_mib"] / 3, (inc1, full)
 
@@ -54,8 +54,8 @@ def test_incremental_chain_restores_every_point(
     sql("DELETE FROM accounts WHERE id > 59000; INSERT INTO emptied VALUES (42)", db=db)
     inc2 = take("incremental")
     assert inc2["kind"] == "incremental" and inc2["parent"], inc2
-    points.append((inc2, snapshot(sql, db, PG_PRIMARY)))
-    schema_now = snapshot(sql, db, PG_PRIMARY)[0]  # rows are checked one by one below
+    points.append((inc2, snapshot(sql, db, sql.port)))
+    schema_now = snapshot(sql, db, sql.port)[0]  # rows are checked one by one below
 
     data_dir, port = restore_target
     for backup, expected in points[1:] + points[:1]:

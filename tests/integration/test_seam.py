@@ -37,9 +37,12 @@ def test_failed_command_raises_with_output_tail(tmp_path: Path) -> None:
         ex.run(Command(("ls", "/nonexistent-dir"), description="list it"))
 
 
-def test_ssh_runs_as_the_remote_user_and_streams_stdin(ssh_replica: Any, sandbox: dict[str, Any]) -> None:
+def test_ssh_runs_as_the_os_user_through_sudo_and_streams_stdin(ssh_replica: Any, sandbox: dict[str, Any]) -> None:
+    # pg-main-2 logs in as one user and works as another, through sudo: the production layout.
+    login = ssh_replica.run(Command(("id", "-un"), mutating=False, as_os_user=False)).stdout.strip()
     user = ssh_replica.run(Command(("id", "-un"), mutating=False)).stdout.strip()
-    assert user == sandbox["ssh"].split("@")[0]
+    assert sandbox["ssh_sudo"].startswith(f"{login}@")
+    assert login == ssh_replica.user != user == ssh_replica.os_user
     payload = os.urandom(150_000).hex()  # 300 kB through stdin, checked on the far side
     remote = ssh_replica.run(Command(("sha256sum",), stdin=payload, mutating=False)).stdout.split()[0]
     assert remote == hashlib.sha256(payload.encode()).hexdigest()
@@ -67,4 +70,4 @@ def test_ssh_dry_run_changes_nothing_on_the_host(ssh_replica: Any, settings: Run
         settings.dry_run = False
     exists = ssh_replica.run(Command(("test", "-e", marker), mutating=False, check=False))
     assert exists.exit_code == 1
-    assert settings.plan == [f"[pg-main-2] touch {marker}"]
+    assert settings.plan == [f"[pg-main-2] sudo -n -u {ssh_replica.os_user} -- touch {marker}"]

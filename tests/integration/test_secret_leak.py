@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
-from .conftest import dev_data, run_cli, write_inventory
+from .conftest import OFFSET, dev_data, run_cli, write_inventory
 
 WRONG = "Leak-Probe-Wrong-8231"
 
@@ -91,6 +92,23 @@ def test_passwords_never_leak(
             )
         )
     )
+    # pg-main-2 logs in as another user and sudoes to its OS user: a backup from it, a restore and a drill on
+    # it put S3 keys, pgpass files and age identities through sudo.
+    pg_dir = f"{ssh_replica.home()}/dbr-leak-pg-{uuid.uuid4().hex[:8]}"
+    drill_dir = f"{ssh_replica.home()}/dbr-leak-drill-{uuid.uuid4().hex[:8]}"
+    pg_ctl = clusters["pg-main"].hosts["pg-main-2"].binary("pg_ctl")
+    request.addfinalizer(
+        lambda: ssh_replica.run(
+            Command(
+                ("sh", "-c", '"$1" stop -D "$2" -m immediate; rm -rf "$2" "$3"', "sh", pg_ctl, pg_dir, drill_dir),
+                check=False,
+                mutating=False,
+            )
+        )
+    )
+    data = dev_data()
+    data["clusters"]["pg-main"]["drill"].update(host="pg-main-2", data_dir=drill_dir, port=25448)
+    sudo_drill = write_inventory(tmp_path / "sudo-drill.yaml", data)
     with ProcessListSampler() as sampler:
         for args, env in (
             (("inventory.check", "--env=dev", "--json"), None),
@@ -109,6 +127,21 @@ def test_passwords_never_leak(
             (("keys.status", "--env=dev", "--cluster=pg-main", "--json"), None),
             (("backup.prune", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
             (("backup.sign", "--env=dev", "--cluster=pg-main", "--dry-run", "--json"), None),
+            (("backup.full", "--env=dev", "--cluster=pg-main", "--kind=logical", "--source=replica", "--json"), None),
+            (("backup.full", "--env=dev", "--cluster=pg-main", "--source=replica", "--json"), None),
+            (
+                (
+                    "restore.run",
+                    "--env=dev",
+                    "--cluster=pg-main",
+                    "--to=pg-main-2",
+                    f"--data-dir={pg_dir}",
+                    f"--port={25449 + OFFSET}",
+                    "--json",
+                ),
+                None,
+            ),
+            (("drill.run", f"--env={sudo_drill}", "--cluster=pg-main", "--json"), None),
             (("hosts.setup", "--env=dev", "--cluster=mariadb-main"), None),
             # Physical first: the restore below takes the newest, a dump, so it loads it with my-replay.
             (("backup.full", "--env=dev", "--cluster=mariadb-main", "--kind=physical", "--json"), None),
@@ -134,14 +167,14 @@ def test_passwords_never_leak(
         ):
             res = run_cli(*args, env=env, audit=audit)
             outputs += [res.stdout, res.stderr]
-            if args[0] in ("restore.run", "drill.run"):
+            if args[0] in ("restore.run", "drill.run") or "--source=replica" in args:
                 assert res.returncode == 0, res.stderr
         # A program that needs the password gets it from a 0600 file on the host, over SSH.
         pg = clusters["pg-main"]
         replica = pg.hosts["pg-main-2"]
         assert pg.credentials.password
         password = resolver.resolve(pg.credentials.password)
-        line = f"127.0.0.1:{replica.port}:*:{pg.credentials.user}:{password.reveal()}\n"
+        line = pgpass_line(replica.port, pg.credentials.user, password.reveal())
         with ssh_replica.secret_file(line, "pgpass") as pgpass:
             res = ssh_replica.run(
                 Command(
@@ -173,6 +206,12 @@ def test_passwords_never_leak(
 
     audit_text = audit.read_text() + Path(ssh_replica.settings.audit.path).read_text()
     assert "inventory.check" in audit_text and "psql" in audit_text
+    # The sudo host's data path really ran through sudo, and the sampler saw it.
+    through_sudo = f"sudo -n -u {ssh_replica.os_user} -- "
+    audit_lines = audit_text.splitlines()
+    for seen in ("backup-push", "logical-push", "restore-files", "pg_amcheck"):
+        assert any(through_sudo in line and seen in line for line in audit_lines), f"{seen} not run through sudo"
+    assert any(through_sudo in cmd and "backup-push" in cmd for cmd in sampler.seen)
     for secret in known:
         assert not any(secret in cmd for cmd in sampler.seen), "a password appeared in the process list"
         assert secret not in audit_text, "a password reached the audit log"

@@ -21,9 +21,9 @@ from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.verify import segment_size
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
-from dbrunbook.errors import RecoveryStoppedEarly, RestoreError
+from dbrunbook.errors import DatabaseAuthError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
-from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.executor import HostExecutor, redacted
 from dbrunbook.hostcmd import restore_command
 from dbrunbook.inventory.model import Cluster, Host
 
@@ -455,8 +455,13 @@ PROGRESS_SQL = (
 POLL_SCRIPT = (
     '"$1" status -D "$2" >/dev/null; s=$?; echo "status=$s"; [ "$s" -eq 0 ] || exit 0; '
     '"$3" -q -h 127.0.0.1 -p "$4" -t 2 || exit 0; '
-    'PGPASSFILE="$5" "$6" -X -w -At -F "|" -h 127.0.0.1 -p "$4" -U "$7" -d postgres -c "$8" 2>/dev/null || true'
+    'q() { PGPASSFILE="$5" "$6" -X -w -At -F "|" -h 127.0.0.1 -p "$4" -U "$7" -d postgres -c "$8"; }; '
+    # A failed query is reported (asked again for its message), not hidden: a refused login would
+    # otherwise look like a recovery that never ends.
+    'q "$@" 2>/dev/null || printf "error=%s\\n" "$(q "$@" 2>&1 >/dev/null | tr "\\n" " ")"'
 )
+#: psql's words for a login the server will never accept, however long the poll goes on
+LOGIN_REFUSED = re.compile(r"authentication failed|no password supplied|no pg_hba\.conf entry")
 
 
 def wait_for_target(
@@ -497,6 +502,12 @@ def wait_for_target(
                 tail = ex.run(Command(("tail", "-n", "5", log), mutating=False, check=False)).stdout
                 reason = next((ln for ln in reversed(tail.splitlines()) if "FATAL" in ln or "PANIC" in ln), tail[-300:])
                 raise RestoreError(f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {reason.strip()}")
+            if len(out) > 1 and out[1].startswith("error=") and LOGIN_REFUSED.search(out[1]):
+                raise DatabaseAuthError(
+                    f"PostgreSQL on {plan.host}:{plan.port} refused {login.user}'s login while recovery was polled: "
+                    f"{redacted(out[1].removeprefix('error=').strip())}",
+                    hint="the restored copy keeps the backup's roles: check credentials.password against them",
+                )
             fields = out[1].split("|") if len(out) > 1 else []
             if len(fields) == 4:
                 in_recovery = fields[0] == "t"

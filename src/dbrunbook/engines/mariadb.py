@@ -34,10 +34,18 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
 
 
 def client_defaults(user: str, password: str) -> str:
-    """A [client] option file: how every MariaDB/MySQL tool gets its login without it showing in argv.
-    Quoted, because an unquoted # starts a comment and would cut the password."""
-    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
-    return f'[client]\nuser="{user}"\npassword="{escaped}"\n'
+    """A [client] option file: how every MariaDB/MySQL tool gets its login without it showing in argv."""
+    return f"[client]\nuser={option_value(user)}\npassword={option_value(password)}\n"
+
+
+def option_value(value: str) -> str:
+    """A value for a MariaDB/MySQL option file, read back exactly by mysys' option parser.
+
+    Double-quoted: outside quotes a ``#`` starts a comment, and spaces at either end are dropped. Inside,
+    the parser turns ``\\\\``, ``\\"``, ``\\n`` and ``\\r`` back into the character, and takes ``'``, ``:``
+    and ``#`` as they are."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
 
 
 class MariaDB(EngineDriver):

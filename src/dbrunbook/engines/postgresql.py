@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
-from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed
+from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed, SecretError
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
 from dbrunbook.inventory.model import Role
@@ -31,10 +31,19 @@ RECEIVER_SQL = SqlStatement(
 _AUTH_STATES = {"28000", "28P01"}
 
 
-def pgpass_line(port: int, user: str, password: str) -> str:
-    """One ``.pgpass`` line for the loopback server on ``port``: what every client tool on a host reads
-    (PGPASSFILE), so no password travels in argv or the environment."""
-    return f"127.0.0.1:{port}:*:{user}:{password}\n"
+def pgpass_line(port: int | str, user: str, password: str, *, host: str = "127.0.0.1") -> str:
+    """One ``.pgpass`` line for the server at ``host:port`` (``*`` matches any port): what every client
+    tool on a host reads (PGPASSFILE), so no password travels in argv or the environment."""
+    fields = (host, str(port), "*", user, password)
+    return ":".join(pgpass_escape(f) for f in fields) + "\n"
+
+
+def pgpass_escape(field: str) -> str:
+    """libpq splits a .pgpass line at ``:`` and takes ``\\`` as an escape: a password with a colon would
+    otherwise be cut there, and the login fail."""
+    if "\n" in field or "\r" in field:
+        raise SecretError("a password or user name with a line break cannot go into a .pgpass file")
+    return field.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def map_error(exc: Exception, host: str) -> DatabaseError:

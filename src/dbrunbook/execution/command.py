@@ -59,6 +59,15 @@ class Command:
             line = f"cd {shlex.quote(self.cwd)} && {line}"
         return line
 
+    def self_contained_argv(self) -> tuple[str, ...]:
+        """The command with its environment and folder inside its own arguments, for a wrapper (sudo,
+        runuser) to run: ``env K=V prog …``, or ``sh -c 'cd DIR && …'`` when it has a folder."""
+        if self.cwd:
+            return ("sh", "-c", self.shell_line())
+        if self.env:
+            return ("env", *(f"{k}={v}" for k, v in sorted(self.env.items())), *self.argv)
+        return self.argv
+
     def display(self) -> str:
         return REDACTOR.redact(self.shell_line())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import shlex
 import shutil
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ from typing import Any
 from dbrunbook.errors import CommandFailed
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.command import Command, Result
+from dbrunbook.execution.hostkeys import OnNewHostKey
 from dbrunbook.redact import REDACTOR, Secret
 
 
@@ -45,8 +47,9 @@ class HostExecutor(ABC):
     # --- the public seam ---------------------------------------------------------------------------
 
     def run(self, cmd: Command) -> Result:
-        argv = self._wrap_user(cmd)
-        shown = cmd.display()
+        line = self.command_line(cmd)
+        # What really runs, sudo and all: the plan, the audit log and error messages show this line.
+        shown = REDACTOR.redact(line)
         if self.settings.dry_run and cmd.mutating:
             self.settings.planned(self.name, shown)
             self.settings.audit.record(
@@ -55,7 +58,7 @@ class HostExecutor(ABC):
             return Result(command=shown, exit_code=0, stdout="", stderr="", duration=0.0, dry_run=True)
         start = time.monotonic()
         try:
-            result = self._run(cmd, argv)
+            result = self._run(cmd, line)
         except Exception as exc:
             self.settings.audit.record(
                 host=self.name,
@@ -127,13 +130,12 @@ class HostExecutor(ABC):
     def _runner(self) -> Any:
         """An invoke Context or a fabric Connection: one ``run()`` API for both transports."""
 
-    def _run(self, cmd: Command, argv: tuple[str, ...]) -> Result:
-        line = Command(argv, env=cmd.env, cwd=cmd.cwd, mutating=cmd.mutating).shell_line()
+    def _run(self, cmd: Command, line: str) -> Result:
         runner = self._runner()
         start = time.monotonic()
         res = runner.run(line, hide=True, warn=True, pty=False, in_stream=stdin_for(cmd), timeout=cmd.timeout)
         return Result(
-            command=cmd.display(),
+            command=REDACTOR.redact(line),
             exit_code=res.exited,
             stdout=res.stdout,
             stderr=res.stderr,
@@ -174,8 +176,12 @@ class HostExecutor(ABC):
     def tunnel(self, address: str, port: int) -> Iterator[tuple[str, int]]:
         """Yield an (address, port) on this machine that reaches ``address:port`` as seen from the host."""
 
-    def connect(self) -> None:
-        """Open the transport now, so unreachable hosts fail early with a clear error."""
+    def connect(self, *, on_new_host_key: OnNewHostKey | None = None) -> None:
+        """Open the transport now, so unreachable hosts fail early with a clear error.
+
+        ``on_new_host_key`` is asked about an SSH host key no known_hosts file lists (first contact): it
+        returns to have the key recorded and trusted, or raises to refuse. Without it such a key is refused.
+        """
 
     def close(self) -> None:
         """Release the transport."""
@@ -183,12 +189,23 @@ class HostExecutor(ABC):
     @abstractmethod
     def _login_user(self) -> str: ...
 
-    def _wrap_user(self, cmd: Command) -> tuple[str, ...]:
+    def command_line(self, cmd: Command) -> str:
+        """The shell line this host runs for ``cmd``: wrapped in runuser or sudo when it runs as the OS user.
+
+        The environment and the folder go inside the wrapper: sudo's env_reset drops variables set in front
+        of it, and a ``cd`` in front of it would run as the login user, who may not enter the folder."""
+        prefix = self.user_prefix(cmd)
+        if not prefix:
+            return cmd.shell_line()
+        return shlex.join((*prefix, *cmd.self_contained_argv()))
+
+    def user_prefix(self, cmd: Command) -> tuple[str, ...]:
+        """``runuser``/``sudo`` in front of a command that must run as the OS user, or nothing."""
         if not cmd.as_os_user or not self.os_user or self.os_user == self._login_user():
-            return cmd.argv
+            return ()
         if self._login_user() == "root":
-            return ("runuser", "-u", self.os_user, "--", *cmd.argv)
-        return ("sudo", "-n", "-u", self.os_user, "--", *cmd.argv)
+            return ("runuser", "-u", self.os_user, "--")
+        return ("sudo", "-n", "-u", self.os_user, "--")
 
 
 class LocalExecutor(HostExecutor):

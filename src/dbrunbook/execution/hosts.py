@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dbrunbook.execution.executor import HostExecutor, LocalExecutor, RunSettings
+from dbrunbook.execution.hostkeys import DEFAULT_FILE_NAME
 from dbrunbook.inventory.model import Host, SshConnection
 from dbrunbook.inventory.secrets import SecretResolver
 
@@ -17,8 +18,8 @@ def executor_for(name: str, host: Host, settings: RunSettings, resolver: SecretR
         key = conn.key
         if key and not Path(key).expanduser().is_absolute():
             key = str(resolver.base_dir / key)
-        known_hosts = conn.known_hosts
-        if known_hosts and not Path(known_hosts).expanduser().is_absolute():
+        known_hosts = conn.known_hosts or DEFAULT_FILE_NAME  # unset: known_hosts beside the inventory file
+        if not Path(known_hosts).expanduser().is_absolute():
             known_hosts = str(resolver.base_dir / known_hosts)
         return SshExecutor(
             name,

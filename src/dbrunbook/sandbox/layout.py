@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SANDBOX_USER = "dbrunbook"  # the unprivileged OS user servers run as when we are root
+#: pg-main-2's SSH login user: it reaches the servers' OS user through sudo, as production hosts do
+OPS_USER = "dbrunbook-ops"
 BUCKET = "dbrunbook-backups"
 
 BASE_PORTS = {
@@ -19,6 +21,7 @@ BASE_PORTS = {
     "mariadb-primary": 23306,
     "mariadb-replica": 23307,
     "sshd": 22222,
+    "sshd-ops": 22223,  # a second sshd, run as OPS_USER (a non-root sshd logs in only its own user)
     # SeaweedFS servers side by side, each with its gRPC port 10000 above: no two sandboxes shifted by
     # DBRUNBOOK_SANDBOX_PORT_OFFSET (a multiple of 100) collide.
     "s3": 28333,
@@ -82,6 +85,15 @@ class Layout:
     @property
     def ssh(self) -> Path:
         return self.root / "ssh"
+
+    @property
+    def ssh_ops(self) -> Path:
+        return self.root / "ssh-ops"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Both sshds' host keys, named by the generated inventory: no unknown host key is ever accepted."""
+        return self.root / "client" / "known_hosts"
 
     @property
     def logs(self) -> Path:

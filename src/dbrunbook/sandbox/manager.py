@@ -27,7 +27,8 @@ from dbrunbook.inventory.model import Inventory
 from dbrunbook.redact import Secret
 from dbrunbook.sandbox import inventory_gen, mariadb, postgres, seaweed, sshd
 from dbrunbook.sandbox.files import write_file
-from dbrunbook.sandbox.layout import BUCKET, Layout
+from dbrunbook.sandbox.layout import BUCKET, OPS_USER, Layout
+from dbrunbook.sandbox.opsuser import OpsUser, note_path
 from dbrunbook.sandbox.proc import wait_for
 
 SECRET_NAMES = (
@@ -38,6 +39,10 @@ SECRET_NAMES = (
     "s3-access-key",
     "s3-secret-key",
 )
+PASSWORD_NAMES = SECRET_NAMES[:4]
+#: In the middle of every database password: each character some file format or shell treats specially
+#: (.pgpass fields, option files, comments, quoting, word splitting), so the whole suite proves them.
+AWKWARD = ":\\#'\" "
 
 SIGNING_KEY = "manifest-signing.pem"  # the controller's Ed25519 key: backups are signed with it
 
@@ -67,9 +72,8 @@ class Sandbox:
             self.step("starting SeaweedFS (S3)")
             seaweed.start(self.server, self.layout, keys["s3-access-key"], keys["s3-secret-key"])
             self.step("starting sshd")
-            sshd.prepare(self.server, self.tool, self.layout)
-            sshd.start(self.server, self.layout)
-            inventory = self._write_inventory()
+            sudo_login = self._sshd_up()
+            inventory = self._write_inventory(sudo_login=sudo_login)
             self.step("starting PostgreSQL primary")
             self._postgres_up(inventory, keys)
             self.step("starting MariaDB primary and replica")
@@ -88,9 +92,14 @@ class Sandbox:
                 postgres.stop(self.server, bindir, member, self.layout)
                 mariadb.stop(self.server, self.layout, member)
             seaweed.stop(self.server, self.layout)
-            sshd.stop(self.server, self.layout)
+            sshd.stop(self.server, sshd.main(self.layout))
+            ops_sshd = sshd.ops(self.layout)
+            if sshd.is_running(ops_sshd):
+                sshd.stop(OpsUser(self.layout, self.settings).as_ops, ops_sshd)
             if purge:
                 self.step("removing .sandbox and the generated inventory")
+                if self.layout.ssh_ops.exists():
+                    OpsUser(self.layout, self.settings).remove_folder()
                 self.tool.run(Command(("rm", "-rf", str(self.layout.root)), description="purge sandbox"))
                 if self.inventory_path.exists():
                     self.tool.run(Command(("rm", "-f", str(self.inventory_path)), description="remove inventory"))
@@ -109,8 +118,12 @@ class Sandbox:
             "mariadb-main-1": mariadb.is_running(lay, "primary"),
             "mariadb-main-2": mariadb.is_running(lay, "replica"),
             "s3": seaweed.is_running(lay),
-            "sshd": sshd.is_running(lay),
+            "sshd": sshd.is_running(sshd.main(lay)),
         }
+        note = Path(note_path(lay))
+        sudo_login = not note.exists() and (lay.ssh_ops / "sshd_config").exists()
+        if sudo_login:
+            running["sshd-ops"] = sshd.is_running(sshd.ops(lay))
         pg_user, my_user = postgres.ADMIN_USER, mariadb.ADMIN_USER
         return {
             "clusters": [
@@ -131,7 +144,7 @@ class Sandbox:
                             "name": "pg-main-2",
                             "role": "replica",
                             "port": lay.port("pg-replica"),
-                            "via": "ssh",
+                            "via": "ssh+sudo" if sudo_login else "ssh",
                             "running": running["pg-main-2"],
                         },
                     ],
@@ -162,6 +175,9 @@ class Sandbox:
             "s3_endpoint": lay.s3_endpoint,
             "bucket": BUCKET,
             "ssh": f"{lay.os_user}@127.0.0.1:{lay.port('sshd')}",
+            # pg-main-2's login: another user, who reaches the OS user through sudo (None: direct login)
+            "ssh_sudo": f"{OPS_USER}@127.0.0.1:{lay.port('sshd-ops')} -> sudo -u {lay.os_user}" if sudo_login else None,
+            "notes": [note.read_text().strip()] if note.exists() else [],
             "password_files": {name: str(lay.secret(name)) for name in SECRET_NAMES},
             "running": running,
             "all_running": all(running.values()),
@@ -250,17 +266,45 @@ class Sandbox:
         for name in SECRET_NAMES:
             path = self.layout.secret(name)
             if not path.exists():
-                write_file(self.tool, path, secrets.token_urlsafe(24) + "\n", private=True)
+                value = secrets.token_urlsafe(24)
+                if name in PASSWORD_NAMES:  # S3 keys stay plain: SeaweedFS and S3 signing are not at issue
+                    value = value[:12] + AWKWARD + value[12:]
+                write_file(self.tool, path, value + "\n", private=True)
             keys[name] = Secret(path.read_text().strip(), source=f"file:{path}")
         return keys
 
-    def _write_inventory(self) -> Inventory:
+    def _sshd_up(self) -> bool:
+        """Both sshds and the known_hosts file naming their host keys; whether pg-main-2 logs in through sudo."""
+        lay = self.layout
+        main = sshd.main(lay)
+        sshd.prepare(self.server, self.tool, lay, main)
+        sshd.start(self.server, main)
+        lines = [sshd.known_hosts_line(self.server, main)]
+        ops_user = OpsUser(lay, self.settings)
+        note = Path(note_path(lay))
+        reason = ops_user.unavailable()
+        if reason is None:
+            self.step(f"starting the sshd of {OPS_USER} (pg-main-2's sudo login)")
+            ops_user.ensure()
+            spec = sshd.ops(lay)
+            sshd.prepare(ops_user.as_ops, self.tool, lay, spec)
+            sshd.start(ops_user.as_ops, spec)
+            lines.append(sshd.known_hosts_line(ops_user.as_ops, spec))
+            note.unlink(missing_ok=True)
+        else:
+            write_file(self.tool, note, reason + "\n")
+        write_file(self.tool, lay.known_hosts, "".join(lines))
+        return reason is None
+
+    def _write_inventory(self, *, sudo_login: bool) -> Inventory:
         from dbrunbook.backup.crypto import parse_identities, recipient_of
         from dbrunbook.backup.signing import Signer
 
         identity = parse_identities(self.layout.secret("age-identity.txt").read_text())[0]
         signer = Signer(self.layout.secret(SIGNING_KEY).read_text()).public
-        data = inventory_gen.render(self.layout, self.pg_bindir(), recipient_of(identity), signer)
+        data = inventory_gen.render(
+            self.layout, self.pg_bindir(), recipient_of(identity), signer, sudo_login=sudo_login
+        )
         text = inventory_gen.to_yaml(data)
         inventory = parse_inventory(text, str(self.inventory_path))
         self.inventory_path.parent.mkdir(parents=True, exist_ok=True)

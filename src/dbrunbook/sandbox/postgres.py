@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
@@ -167,7 +168,7 @@ def init_replica(x: HostExecutor, bindir: str, layout: Layout, repl_pw: Secret) 
     primary_port = layout.port("pg-primary")
     # The replica keeps this pgpass to reconnect after restarts; it lives beside the data, 0600.
     passfile = layout.pg / "replica.pgpass"
-    write_file(x, passfile, f"127.0.0.1:{primary_port}:*:{REPLICATION_USER}:{repl_pw.reveal()}\n", private=True)
+    write_file(x, passfile, pgpass_line(primary_port, REPLICATION_USER, repl_pw.reveal()), private=True)
     x.run(
         Command(
             (

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from dbrunbook.engines import Login
-from dbrunbook.errors import CheckFailed
+from dbrunbook.errors import CheckFailed, HostError
+from dbrunbook.execution.hostkeys import NewHostKey
 from dbrunbook.hostcheck import HostReport, check_clusters, worst_error
 from dbrunbook.inventory.model import Cluster
+from dbrunbook.output import confirm
 from dbrunbook.tasks.common import TaskRun, guarded
 
 
@@ -52,10 +55,20 @@ def show(c: Context, env: str | None = None, cluster: str | None = None, json: b
         "env": "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)",
         "cluster": "only this cluster",
         "json": "print JSON",
+        "accept-new-host-keys": "first contact: ask to trust each SSH host key no known_hosts file lists, and "
+        "record it in the inventory's known_hosts (a changed key is never accepted)",
+        "yes": "with --accept-new-host-keys: trust new host keys without asking",
     }
 )
 @guarded
-def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+def check(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    json: bool = False,
+    accept_new_host_keys: bool = False,
+    yes: bool = False,
+) -> None:
     """Connect to every host and server: reachable, version, actual role vs declared, client binaries."""
     run = TaskRun.start("inventory.check", env=env, json_mode=json)
     clusters = run.clusters(cluster)
@@ -66,21 +79,24 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
         return Login(cred.user, password, cred.database)
 
     try:
+        recorded = _first_contact(run, clusters, yes=yes) if accept_new_host_keys else []
         with run.out.steps("checking hosts"):
             reports = check_clusters(clusters, run.executor, login_for)
     finally:
         run.close()
     ok = all(r.ok for r in reports)
     run.out.result(
-        {"env": run.loaded.env, "ok": ok, "hosts": [r.as_dict() for r in reports]},
-        lambda console: _render(console, reports),
+        {"env": run.loaded.env, "ok": ok, "hosts": [r.as_dict() for r in reports], "recorded_host_keys": recorded},
+        lambda console: _render(console, reports, recorded),
     )
     if ok:
         return
     failed = worst_error(reports)
     bad = [r for r in reports if not r.ok]
     if failed is not None:
-        exc = type(failed)(f"{len(bad)} of {len(reports)} hosts failed the check; first: {failed.message}")
+        exc = type(failed)(
+            f"{len(bad)} of {len(reports)} hosts failed the check; first: {failed.message}", hint=failed.hint
+        )
     else:
         first = next(r for r in bad)
         exc = CheckFailed(
@@ -91,8 +107,35 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     raise exc
 
 
-def _render(console: Any, reports: list[HostReport]) -> None:
+def _first_contact(run: TaskRun, clusters: dict[str, Cluster], *, yes: bool) -> list[dict[str, str]]:
+    """Connect to each SSH host once, one after the other, asking about every host key no known_hosts file
+    lists. An accepted key is recorded before the check, which then reuses the open connection."""
+    recorded: list[dict[str, str]] = []
+
+    def ask(key: NewHostKey) -> None:
+        confirm(f"trust the SSH host key of {key.host} ({key.describe()}) and record it in {key.file}", yes=yes)
+        recorded.append(
+            {
+                "host": key.host,
+                "name": key.name,
+                "key_type": key.key_type,
+                "fingerprint": key.fingerprint,
+                "file": str(key.file),
+            }
+        )
+
+    for cl in clusters.values():
+        for host_name in cl.hosts:
+            # Unreachable, refused, a changed key: the check below reports it for that host.
+            with contextlib.suppress(HostError):
+                run.executor(cl, host_name).connect(on_new_host_key=ask)
+    return recorded
+
+
+def _render(console: Any, reports: list[HostReport], recorded: list[dict[str, str]]) -> None:
     """One short block per host: narrow terminals and cron mail both read it."""
+    for key in recorded:
+        console.print(f"recorded host key of {key['host']}: {key['name']} {key['key_type']} {key['fingerprint']}")
     for r in reports:
         if r.error:
             verdict = f"[red]FAILED[/] {r.error['message']}"

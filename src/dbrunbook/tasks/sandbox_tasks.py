@@ -78,9 +78,15 @@ def _render(console: Any, state: dict[str, Any]) -> None:
         console.print(f"[bold]{cl['name']}[/] ({cl['engine']})  primary: {cl['primary_dsn']}")
         for h in cl["hosts"]:
             mark = "[green]running[/]" if h["running"] else "[red]stopped[/]"
-            console.print(f"  {h['name']:<16} {h['role']:<8} port {h['port']:<6} via {h['via']:<6} {mark}")
-    s3 = "[green]running[/]" if state["running"]["s3"] else "[red]stopped[/]"
-    ssh = "[green]running[/]" if state["running"]["sshd"] else "[red]stopped[/]"
+            console.print(f"  {h['name']:<16} {h['role']:<8} port {h['port']:<6} via {h['via']:<8} {mark}")
+    running = state["running"]
+    s3 = "[green]running[/]" if running["s3"] else "[red]stopped[/]"
+    ssh = "[green]running[/]" if running["sshd"] else "[red]stopped[/]"
     console.print(f"S3: {state['s3_endpoint']} bucket {state['bucket']} {s3}")
     console.print(f"sshd: {state['ssh']} {ssh}")
+    if state["ssh_sudo"]:
+        ops = "[green]running[/]" if running.get("sshd-ops") else "[red]stopped[/]"
+        console.print(f"sshd (pg-main-2): {state['ssh_sudo']} {ops}")
+    for note in state["notes"]:
+        console.print(f"[yellow]note[/]: {note}")
     console.print(f"passwords: {state['root']}/secrets/   inventory: {state['inventory']}")
