@@ -36,17 +36,21 @@ def _wait_for_lease(private: Private, purpose: str, proc: subprocess.Popen[str])
     raise AssertionError(f"no {purpose} lease appeared (the run ended with {proc.poll()})")
 
 
-def _own(proc: subprocess.Popen[str], needle: bytes) -> int:
-    """The pid of this run's own process whose command line holds ``needle``."""
+def _own(proc: subprocess.Popen[str], needle: bytes) -> list[int]:
+    """This run's own processes whose command line holds ``needle``: the host command and any wrapper that
+    started it (runuser, sudo), so stopping them all surely stops the one that streams."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        found = []
         for entry in Path("/proc").iterdir():
             try:
                 argv = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
             except OSError:
                 continue
             if needle in argv and descends_from(int(entry.name), proc.pid):
-                return int(entry.name)
+                found.append(int(entry.name))
+        if found:
+            return found
         time.sleep(0.01)
     raise AssertionError(f"{needle.decode()} never ran")
 
@@ -55,15 +59,17 @@ def test_prune_during_a_backup_is_refused_and_the_backup_completes(my: My, priva
     keep = backup("logical", env=private.env)
     running = _start("backup.full", private.env, "--cluster=mariadb-main", "--json")
     # Hold the backup mid-stream (its host side stopped), so the prune surely comes while it runs.
-    streamer = _own(running, b"my-dump-push")
-    os.kill(streamer, signal.SIGSTOP)
+    streamers = _own(running, b"my-dump-push")
+    for pid in streamers:
+        os.kill(pid, signal.SIGSTOP)
     try:
         _wait_for_lease(private, "backup", running)
         before = sorted(i.key for i in private.storage.list("backups/"))
         pruned = run_cli("backup.prune", private.env, "--cluster=mariadb-main", "--yes", timeout=60)
         assert running.poll() is None  # it returned while the backup was still running: it did not wait
     finally:
-        os.kill(streamer, signal.SIGCONT)
+        for pid in streamers:
+            os.kill(pid, signal.SIGCONT)
     assert pruned.returncode == 78, pruned.stderr
     assert pruned.stderr.count("\n") == 1 and "Traceback" not in pruned.stderr
     assert "prune refused: the repository is busy with backup (shared) by " in pruned.stderr

@@ -159,6 +159,7 @@ def test_prune_expires_the_binlogs_of_deleted_backups(my: My, dev: LoadedInvento
 def test_restore_refuses_used_places_and_dry_run_changes_nothing(my: My, my_target: Any, ssh_replica: Any) -> None:
     from dbrunbook.execution import Command
 
+    backup("logical")  # something to restore, also on a sandbox that has no backup yet
     data_dir, port = my_target(6)
     ssh_replica.run(Command(("sh", "-c", 'mkdir -p "$1" && echo keep > "$1/precious"', "sh", data_dir)))
     res = restore(data_dir, port, check=False)
