@@ -128,7 +128,7 @@ def _backup_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
+def read_manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
     """The manifest at ``key``, exactly as the controller verified it (signature and all): any host can write
     to the repository, so one could swap a manifest between the controller's check and this read."""
     from dbrunbook.backup.manifest import Manifest
@@ -152,7 +152,9 @@ def _restore_files(args: argparse.Namespace) -> int:
         from dbrunbook.errors import RestoreError
 
         raise RestoreError("give one --manifest-digest per --manifest-key")
-    chain = [_manifest(storage, k, identities, d) for k, d in zip(args.manifest_key, args.manifest_digest, strict=True)]
+    chain = [
+        read_manifest(storage, k, identities, d) for k, d in zip(args.manifest_key, args.manifest_digest, strict=True)
+    ]
     dest = Path(args.dest)
     tablespaces: dict[str, str] = {}
     for m in chain:  # every tablespace any backup of the chain has, where the newest one had it
@@ -214,7 +216,7 @@ def _logical_restore(args: argparse.Namespace) -> int:
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
-    manifest = _manifest(storage, args.manifest_key, identities, args.manifest_digest)
+    manifest = read_manifest(storage, args.manifest_key, identities, args.manifest_digest)
     entry = logical.find_dump(manifest.objects, args.source_database)
     if entry is None:
         from dbrunbook.errors import RestoreError

@@ -73,9 +73,9 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
-    from dbrunbook.hostcmd import _manifest as read
+    from dbrunbook.hostcmd import read_manifest
 
-    return read(storage, key, identities, digest)
+    return read_manifest(storage, key, identities, digest)
 
 
 def _extract(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """Finding this test's own processes among everything the machine runs (xdist runs two tests at once, and
-inventory.check runs `mariadb-dump --version` any time): a fault test must never kill a neighbour's."""
+inventory.check runs `mariadb-dump --version` any time): a fault test must never touch a neighbour's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+Argv = list[bytes]
+Proc = subprocess.Popen[bytes] | subprocess.Popen[str]
 
 
 def descends_from(pid: int, ancestor: int) -> bool:
@@ -24,22 +28,40 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def kill_own(needle: bytes, proc: subprocess.Popen[bytes], *, program: bool = False) -> list[bytes] | None:
-    """SIGKILL the first descendant of ``proc`` whose command line holds ``needle`` (with ``program``: whose
-    program is it, and which is not just asked for its version). Returns its argv, or None when ``proc``
-    ended first."""
+def wait_for_own(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str], match: Callable[[Argv], bool]
+) -> list[tuple[int, Argv]]:
+    """Every descendant of ``proc`` whose argv ``match`` accepts, as soon as there is one (empty when ``proc``
+    ends first or after a minute)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        found = []
         for entry in Path("/proc").iterdir():
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
             except OSError:
                 continue
-            if not argv:
-                continue
-            hit = argv[0].endswith(needle) and b"--version" not in argv if program else needle in b" ".join(argv)
-            if hit and descends_from(int(entry.name), proc.pid):
-                os.kill(int(entry.name), signal.SIGKILL)
-                return argv
+            if argv and match(argv) and descends_from(int(entry.name), proc.pid):
+                found.append((int(entry.name), argv))
+        if found:
+            return found
         time.sleep(0.005)
-    return None
+    return []
+
+
+def kill_own(needle: bytes, proc: subprocess.Popen[bytes], *, program: bool = False) -> Argv | None:
+    """SIGKILL the first descendant of ``proc`` whose command line holds ``needle`` (with ``program``: whose
+    program is it, and which is not just asked for its version). Returns its argv, or None when ``proc``
+    ended first."""
+
+    def match(argv: Argv) -> bool:
+        if program:
+            return argv[0].endswith(needle) and b"--version" not in argv
+        return needle in b" ".join(argv)
+
+    found = wait_for_own(proc, match)
+    if not found:
+        return None
+    pid, argv = found[0]
+    os.kill(pid, signal.SIGKILL)
+    return argv

@@ -16,7 +16,7 @@ from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import Sql, restore, run_cli
-from .procs import descends_from
+from .procs import wait_for_own
 
 
 def take_backup() -> dict[str, Any]:
@@ -191,23 +191,12 @@ def test_killed_backup_is_never_listed_and_the_next_one_works(pg_ready: dict[str
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    caught = False
-    killed_id = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        for entry in Path("/proc").iterdir():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-            except OSError:
-                continue
-            if b"backup-push" in argv and b"--backup-id" in argv and descends_from(int(entry.name), proc.pid):
-                # Its own backup id: other tests may take backups of pg-main meanwhile.
-                killed_id = argv[argv.index(b"--backup-id") + 1].decode()
-                caught = True
-        if caught:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
+    found = wait_for_own(proc, lambda argv: b"backup-push" in argv and b"--backup-id" in argv)
+    caught = bool(found)
+    # Its own backup id: other tests may take backups of pg-main meanwhile.
+    killed_id = found[0][1][found[0][1].index(b"--backup-id") + 1].decode() if found else ""
+    if caught:
+        proc.send_signal(signal.SIGKILL)
     proc.wait()
     sql(f"DROP TABLE {table}")
     assert caught, "the backup finished before it could be killed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,30 @@ def test_newest_segment_start_ignores_partial_and_backup_files() -> None:
     ]
     assert newest_segment_start(names, 16 << 20) == ("000000010000000100000002", (1 << 32) + 2 * (16 << 20))
     assert newest_segment_start([], 16 << 20) is None
+
+
+def test_the_archive_end_a_restore_must_reach_ignores_names_recovery_cannot_follow(tmp_path: Path) -> None:
+    """A stray segment on a timeline without a history file, or a name no segment of this size can have, is
+    not the end of the archive: it would fail every restore to latest (86)."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from dbrunbook.backup.pg_restore import RecoveryTarget, RestorePlan, newest_archived
+    from dbrunbook.backup.storage import open_storage
+    from dbrunbook.backup.wal import WalName
+    from dbrunbook.inventory.model import Repository
+    from dbrunbook.inventory.secrets import SecretResolver
+
+    storage = open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
+    for name in (
+        "000000010000000000000005",
+        "000000010000000000000006",
+        "000000090000000000000050",  # timeline 9 has no history file: recovery never goes there
+        "0000000100000000000001FF",  # segment 0x1FF does not exist with 16 MiB segments
+        "000000020000000000000007",
+        "00000002.history",
+    ):
+        storage.put_bytes(WalName(name).key("0" * 16), b"x")
+    plan = RestorePlan("c", "b", T0, "h", "/d", 5432, RecoveryTarget(), "000000010000000000000005")
+    ctx = cast(Any, SimpleNamespace(storage=storage))
+    assert newest_archived(ctx, plan) == ("000000020000000000000007", 7 * (16 << 20))

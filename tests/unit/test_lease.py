@@ -88,7 +88,8 @@ def test_prune_is_refused_while_a_backup_holds_its_lease_and_runs_after(storage:
     with pytest.raises(LeaseHeld, match=r"drill refused.*prune \(exclusive\)"):
         _take(storage, "drill")
     prune.release()
-    assert held(storage) == [] and list(storage.list(ROOT)) == []
+    assert held(storage) == []
+    assert {i.key.rsplit("/", 1)[-1] for i in storage.list(ROOT)} == {"released.json"}  # only the end markers
 
 
 def test_a_second_drill_is_refused_naming_the_first(storage: Storage) -> None:
@@ -110,3 +111,32 @@ def test_a_killed_holder_blocks_only_until_its_ttl(storage: Storage, tmp_path: P
     prune = _take(storage, "prune", exclusive=True)
     assert [h["purpose"] for h in held(storage)] == ["prune"]  # and the dead one was swept away
     prune.release()
+
+
+def test_a_holder_stops_before_acting_once_its_lease_may_have_lapsed(storage: Storage) -> None:
+    held_lease = _take(storage, "prune", exclusive=True)
+    held_lease.check()  # fine while renewed and present
+    held_lease._last_ok -= 241  # a pause longer than ttl - margin: others may have seen it dead
+    with pytest.raises(LeaseHeld, match="lost its prune lease"):
+        held_lease.check()
+    held_lease._last_ok += 241  # a later renewal does not bring it back
+    with pytest.raises(LeaseHeld):
+        held_lease.check()
+    held_lease.release()
+
+
+def test_a_holder_whose_lease_was_swept_away_stops(storage: Storage) -> None:
+    held_lease = _take(storage, "backup")
+    storage.delete([i.key for i in storage.list(held_lease.name.prefix)])  # another run took it for dead
+    with pytest.raises(LeaseHeld, match="gone from the repository"):
+        held_lease.check()
+    held_lease.release()
+
+
+def test_a_forged_lease_neither_crashes_a_refusal_nor_blocks_for_days(storage: Storage) -> None:
+    forged = LeaseName("20261201T030000Z-deadbeef", "exclusive", "prune", 999999)
+    storage.put_bytes(forged.prefix + "000000.json", b"[]")
+    with pytest.raises(LeaseHeld, match="by an unknown holder"):
+        _take(storage, "backup")
+    (state,) = [st for st in leases(storage.list(ROOT)) if st.name == forged]
+    assert not state.alive(state.renewed + timedelta(seconds=601))  # counted as 10 minutes at most

@@ -83,10 +83,17 @@ def test_keys_are_parsed_strictly_and_never_echoed() -> None:
         ),
         (_manifest("29990101T000000Z-F", stop=datetime(2999, 1, 1, tzinfo=UTC)), "29990101T000000Z-F", "future"),
         (_manifest("20261201T000000Z-F", stop=NOW + timedelta(minutes=5)), "20261201T000000Z-F", None),
+        (
+            # A database named "sales..2024" is a name, not a path: only a ".." path segment is refused.
+            _manifest("20261201T000000Z-F", objects=[_entry("backups/20261201T000000Z-F/db/sales..2024.dump.zst.age")]),
+            "20261201T000000Z-F",
+            None,
+        ),
+        (_manifest("20261201T000000Z-F").model_copy(update={"cluster": "c2"}), "20261201T000000Z-F", "cluster c2"),
     ],
 )
 def test_authenticity_rules(manifest: Manifest, folder: str, why: str | None) -> None:
-    found = authenticity(manifest, manifest_key(folder), NOW)
+    found = authenticity(manifest, manifest_key(folder), NOW, "c1")
     assert (found is None) if why is None else (why in str(found))
 
 
@@ -107,10 +114,29 @@ def test_the_catalog_keeps_signed_backups_and_refuses_the_rest_by_key(repo: tupl
     store(storage, "manifest", manifest_key(forged.backup_id), [forged.to_json()], [recipient])
     store(storage, "manifest", manifest_key("20261128T000000Z-F"), [b"garbage"], [recipient])
 
+    # Junk named like a manifest deeper inside a real backup's folder is just an object: it blocks nothing.
+    store(storage, "junk", f"backups/{good.backup_id}/x/manifest.json.zst.age", [b"junk"], [recipient])
+    # Signed, but by a key nobody trusts: refused, and never offered to backup.sign as "an older one".
+    foreign = _manifest("20261127T000000Z-F", stop=NOW - timedelta(days=4))
+    fkey = manifest_key(foreign.backup_id)
+    store(storage, "manifest", fkey, [Signer(generate()[0]).sign(fkey, foreign.to_json())], [recipient])
+    # Encrypted to a key the keyring does not hold: refused, not an error that stops every task.
+    _, other_recipient = generate_identity()
+    store(storage, "manifest", manifest_key("20261126T000000Z-F"), [b"{}"], [other_recipient])
+
     catalog = load_catalog(storage, [identity], "c1", trust=TRUST, now=NOW)
     assert [m.backup_id for m in catalog.manifests] == [good.backup_id]
+    assert catalog.find(good.backup_id) == good
     refused = {r.folder: r for r in catalog.refused}
-    assert set(refused) == {legacy.backup_id, forged.backup_id, "20261128T000000Z-F"}
+    assert set(refused) == {
+        legacy.backup_id,
+        forged.backup_id,
+        "20261128T000000Z-F",
+        foreign.backup_id,
+        "20261126T000000Z-F",
+    }
+    assert not refused[foreign.backup_id].unsigned_only and "backup.sign" not in refused[foreign.backup_id].reason
+    assert "no configured age identity" in refused["20261126T000000Z-F"].reason
     assert refused[legacy.backup_id].unsigned_only and "backup.sign" in refused[legacy.backup_id].reason
     assert not refused[forged.backup_id].unsigned_only
     assert refused["20261128T000000Z-F"].line().startswith("manifest backups/20261128T000000Z-F/manifest.json")
@@ -133,7 +159,7 @@ def test_a_signed_manifest_of_another_system_is_refused_when_the_system_is_known
     key = manifest_key(m.backup_id)
     store(storage, "manifest", key, [SIGNER.sign(key, m.to_json())], [recipient])
     assert load_catalog(storage, [identity], "c1", trust=TRUST, now=NOW).manifests == [m]
-    with pytest.raises(BackupError, match="two clusters share one repository prefix"):
+    with pytest.raises(BackupError, match=r"holds another server's backups"):
         load_catalog(storage, [identity], "c1", "222", trust=TRUST, now=NOW)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE as MIB16
 from dbrunbook.backup.lsn import segments_between
 from dbrunbook.backup.verify import wal_report
@@ -52,3 +54,24 @@ def test_wal_report_finds_gaps_and_timeline_switches() -> None:
     assert wal_report(names[:3], "000000010000000000000005", MIB16)["gaps"] == []
     lost_history = wal_report([n for n in names if not n.endswith(".history")], None, MIB16)
     assert lost_history["timelines"][1]["history_file"] is False
+
+
+def test_wal_check_steps_over_a_stray_name_far_ahead_and_lists_impossible_ones() -> None:
+    """Anything can write into the repository: a name billions of segments ahead is one gap (found at once,
+    not position by position), and a name no 16 MiB segment can have is listed, not a crash."""
+    import threading
+
+    from dbrunbook.backup.verify import wal_report
+
+    names = ["000000010000000000000001", "000000010000000000000002", "00000001FFFFFFF000000001"]
+    names.append("0000000100000000000001FF")  # segment 0x1FF cannot exist with 16 MiB segments
+    out: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: out.append(wal_report(names, "000000010000000000000001", 16 << 20)))
+    worker.daemon = True
+    worker.start()
+    worker.join(120)  # a hang guard, not a speed test: the old loop walked all 2^36 missing positions
+    assert out, "wal_report walked the gap position by position"
+    report = out[0]
+    (gap,) = report["gaps"]
+    assert (gap["from"], gap["to"]) == ("000000010000000000000003", "00000001FFFFFFF000000000")
+    assert report["unexpected_names"] == ["0000000100000000000001FF"]

@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import pytest
 
-from dbrunbook.backup.catalog import backup_ids, load_catalog
+from dbrunbook.backup.catalog import load_catalog
 from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
 from dbrunbook.backup.manifest import Manifest, manifest_key
@@ -113,12 +113,14 @@ def test_catalog_lists_only_backups_with_manifest_and_refuses_other_cluster(
     store(repo, "data/0001.tar", "backups/20260101T000000Z-F/data/0001.tar.zst.age", [b"x"], [recipient])
     good = _manifest("pg-main", "20260102T000000Z-F", [])
     _put_manifest(repo, good, recipient)
-    assert backup_ids(repo) == ["20260102T000000Z-F"]
-    assert load_catalog(repo, [identity], "pg-main", trust=TRUST).find("latest").backup_id == good.backup_id
+    catalog = load_catalog(repo, [identity], "pg-main", trust=TRUST)
+    assert [m.backup_id for m in catalog.manifests] == ["20260102T000000Z-F"] and catalog.refused == []
+    # Another cluster's signed manifest under this prefix is refused, not a reason to stop every task.
     stranger = _manifest("other-cluster", "20260103T000000Z-F", [])
     _put_manifest(repo, stranger, recipient)
-    with pytest.raises(BackupError, match="belongs to cluster other-cluster"):
-        load_catalog(repo, [identity], "pg-main", trust=TRUST)
+    catalog = load_catalog(repo, [identity], "pg-main", trust=TRUST)
+    assert catalog.find("latest").backup_id == good.backup_id
+    assert "belongs to cluster other-cluster" in catalog.refused[0].reason
 
 
 def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:

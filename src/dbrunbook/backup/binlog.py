@@ -59,17 +59,22 @@ class BinlogName:
         return BinlogName(int(folder), leaf.split(MARK, 1)[0])
 
 
-def archived(keys: Iterable[str], server_id: int) -> dict[str, str]:
-    """Binlog name -> key, for one server's folder."""
-    found: dict[str, str] = {}
+def archived(keys: Iterable[str], server_id: int, *, strict: bool = False) -> dict[str, str]:
+    """Binlog name -> key, for one server's folder. ``strict`` (what a restore replays): a name archived
+    twice with different content is refused, never one of them picked (see ``wal.only_key``)."""
+    from dbrunbook.backup.wal import only_key
+
+    found: dict[str, list[str]] = {}
     for key in keys:
         try:
             name = BinlogName.of_key(key)
         except (ValueError, BackupError):
             continue  # not ours (a stray object): never a reason to fail a listing
         if name.server_id == server_id:
-            found.setdefault(name.name, key)
-    return found
+            found.setdefault(name.name, []).append(key)
+    if strict:
+        return {name: only_key(name, ks) for name, ks in found.items()}
+    return {name: sorted(ks)[0] for name, ks in found.items()}
 
 
 # -- GTIDs ------------------------------------------------------------------------------------------

@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dbrunbook.backup.manifest import SUFFIX, Manifest, backup_prefix, new_backup_id, object_key
-from dbrunbook.backup.objects import load_bytes, store
+from dbrunbook.backup.manifest import SUFFIX, Manifest, backup_prefix, manifest_key, new_backup_id, object_key
+from dbrunbook.backup.objects import load_key, store
 from dbrunbook.backup.signing import Trust
 from dbrunbook.backup.signing import split as split_signed
 from dbrunbook.backup.storage import ObjectInfo, Storage
-from dbrunbook.errors import BackupError, ObjectCorruptError, ObjectExistsError
-
-MANIFEST_TAIL = f"/manifest.json{SUFFIX}"
-
+from dbrunbook.errors import BackupError, EncryptionError, ObjectCorruptError, ObjectExistsError
 
 MANIFEST_SIG = f"manifest.sig{SUFFIX}"  # backup.sign's signature of a manifest written before signing
 FUTURE_SKEW = timedelta(minutes=10)  # clocks differ; a manifest further ahead than this was not written now
+# Plaintext; the largest real ones (thousands of objects, row counts) are a few MiB.
+MAX_MANIFEST = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,18 @@ class Catalog:
     refused: list[Refused] = field(default_factory=list)
 
     def find(self, backup_id: str | None) -> Manifest:
-        if backup_id not in (None, "latest"):
-            for r in self.refused:
-                if r.folder == backup_id:
-                    raise BackupError(f"backup {backup_id} is not trusted: {r.line()}")
-        if not self.manifests:
+        if not self.manifests and backup_id in (None, "latest"):
             raise BackupError("the repository holds no complete backup of this cluster")
         if backup_id in (None, "latest"):
             return self.manifests[-1]
         for m in self.manifests:
             if m.backup_id == backup_id:
                 return m
+        for r in self.refused:
+            if r.folder == backup_id:
+                raise BackupError(f"backup {backup_id} is not trusted: {r.line()}")
+        if not self.manifests:
+            raise BackupError("the repository holds no complete backup of this cluster")
         known = ", ".join(m.backup_id for m in self.manifests[-5:])
         raise BackupError(f"no backup '{backup_id}' in the repository (newest: {known})")
 
@@ -129,17 +129,6 @@ def claim_backup_id(
     raise BackupError(f"could not claim a new {kind} backup id in {storage.describe()}: every try was taken")
 
 
-def manifest_objects(storage: Storage) -> list[ObjectInfo]:
-    """The manifests in the repository, by backup id. Cheap: needs no identity."""
-    found = [o for o in storage.list("backups/") if o.key.endswith(MANIFEST_TAIL)]
-    return sorted(found, key=lambda o: o.key)
-
-
-def backup_ids(storage: Storage) -> list[str]:
-    """Ids of complete backups: those with a manifest."""
-    return [o.key.split("/")[1] for o in manifest_objects(storage)]
-
-
 class ManifestCache:
     """Decrypted manifests on the controller's disk (0600 files in a 0700 folder), so listing a repository
     of a thousand backups costs one LIST, not a thousand GETs and decryptions.
@@ -185,20 +174,22 @@ class ManifestCache:
             pass  # a cache that cannot be written only costs the next listing some GETs
 
 
-def authenticity(manifest: Manifest, key: str, now: datetime) -> str | None:
+def authenticity(manifest: Manifest, key: str, now: datetime, cluster: str) -> str | None:
     """Why a (signed) manifest still cannot be a backup, or None. Pure: these are what a forger who can write
     to the repository would get wrong on purpose, and what prune must never act on."""
     folder = key.split("/")[1]
     if manifest.backup_id != folder:
         return f"it claims backup id {manifest.backup_id} but is stored under backups/{folder}/"
     prefix = backup_prefix(folder)
-    outside = next((o.key for o in manifest.objects if not o.key.startswith(prefix) or ".." in o.key), None)
+    outside = next((o.key for o in manifest.objects if not o.key.startswith(prefix) or ".." in o.key.split("/")), None)
     if outside is not None:
         return f"it lists object {outside}, outside its folder {prefix}"
     if manifest.stop_time > now + FUTURE_SKEW:
         return f"its stop_time {manifest.stop_time.isoformat()} is in the future (check this host's clock)"
     if manifest.parent == manifest.backup_id:
         return "it names itself as its parent"
+    if manifest.cluster != cluster:
+        return f"it belongs to cluster {manifest.cluster}, not {cluster} (do two clusters share one repository prefix?)"
     return None
 
 
@@ -212,7 +203,13 @@ def _plaintext(
     cached = cache.get(storage, info) if cache else None
     if cached is not None and valid(cached):
         return cached  # a damaged cache file is read again from the repository, never trusted
-    plaintext = load_bytes(storage, info.key, identities)
+    if info.size > MAX_MANIFEST:
+        raise ObjectCorruptError(f"object {info.key} is {info.size} bytes, too big for a manifest")
+    plaintext = b""
+    for chunk in load_key(storage, info.key, identities):
+        plaintext += chunk
+        if len(plaintext) > MAX_MANIFEST:  # a small object that decompresses without end is not a manifest
+            raise ObjectCorruptError(f"object {info.key} decompresses to more than a manifest can hold")
     if cache:
         cache.put(storage, info, plaintext)
     return plaintext
@@ -241,28 +238,34 @@ def load_catalog(
     detached = {o.key: o for o in listing if o.key.endswith("/" + MANIFEST_SIG)}
     manifests: list[Manifest] = []
     refused: list[Refused] = []
-    for info in sorted((o for o in listing if o.key.endswith(MANIFEST_TAIL)), key=lambda o: o.key):
+    # Only backups/<id>/manifest.json...: a file of that name deeper in a folder is just an object.
+    candidates = [o for o in listing if o.key == manifest_key(o.key.split("/")[1])]
+    for info in sorted(candidates, key=lambda o: o.key):
         try:
             body, line = split_signed(_plaintext(storage, info, identities, cache, _parses))
             sig_key = backup_prefix(info.key.split("/")[1]) + MANIFEST_SIG
             if line is None and sig_key in detached:
                 line = _plaintext(storage, detached[sig_key], identities, cache)
             m = Manifest.from_json(body, info.key)
-        except ObjectCorruptError as exc:  # damaged or not a manifest: never a backup, never a reason to stop
+        except (ObjectCorruptError, EncryptionError) as exc:
+            # Damaged, not a manifest, or encrypted to no key of ours: never a backup, never a reason to stop.
             refused.append(Refused(info.key, exc.message))
             continue
         unsigned = trust.check(info.key, body, line)
-        other = authenticity(m, info.key, now)
+        other = authenticity(m, info.key, now, cluster)
         if unsigned or other:
             reason = "; ".join(r for r in (unsigned, other) if r)
-            if unsigned and not other:
+            # Only a manifest with no signature at all can be an older dbrunbook's: a bad or foreign one is not.
+            legacy = line is None and not other
+            if legacy:
                 reason += " (written before signing? check it, then run backup.sign)"
-            refused.append(Refused(info.key, reason, m, unsigned_only=bool(unsigned and not other)))
+            refused.append(Refused(info.key, reason, m, unsigned_only=legacy))
             continue
-        if m.cluster != cluster or (system_id and m.system_identifier and m.system_identifier != system_id):
+        if system_id and m.system_identifier and m.system_identifier != system_id:
             raise BackupError(
-                f"backup {m.backup_id} belongs to cluster {m.cluster} (system {m.system_identifier}), "
-                f"not {cluster}: two clusters share one repository prefix"
+                f"backup {m.backup_id} is of PostgreSQL system {m.system_identifier}, not {system_id}: this "
+                "repository prefix holds another server's backups (a re-initialised cluster?)",
+                hint="give the new server its own repository prefix",
             )
         manifests.append(m)
     manifests.sort(key=lambda m: (m.stop_time, m.backup_id))

@@ -116,10 +116,18 @@ class ClusterContext:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Sign and store a manifest: the last write of a backup, the one that makes it exist."""
+        from datetime import UTC, datetime
+
+        from dbrunbook.backup.catalog import authenticity
         from dbrunbook.backup.manifest import manifest_key
         from dbrunbook.backup.objects import store
+        from dbrunbook.errors import BackupError
 
         key = manifest_key(manifest.backup_id)
+        # Never sign what the catalog would refuse (objects a host reported outside the backup's folder...).
+        wrong = authenticity(manifest, key, datetime.now(UTC), self.name)
+        if wrong:
+            raise BackupError(f"backup {manifest.backup_id} not written: its manifest would be refused: {wrong}")
         self.check_leases()
         store(self.storage, "manifest", key, [self.signer.sign(key, manifest.to_json())], self.recipients)
 

@@ -43,7 +43,9 @@ def key_status(
     needs: dict[str, dict[str, int]] = {r: {"backups": 0, "wal": 0} for r in public}
     unreadable: list[str] = []
     backups = []
-    for m in catalog.manifests:
+    # Refused manifests count too: an older dbrunbook's backup waiting for backup.sign still needs its key.
+    considered = [*catalog.manifests, *(r.manifest for r in catalog.refused if r.manifest is not None)]
+    for m in considered:
         openers = sorted(set(m.recipients) & set(public))
         if not openers:
             unreadable.append(f"backup {m.backup_id}")
@@ -51,7 +53,7 @@ def key_status(
             needs[openers[0]]["backups"] += 1
         backups.append({"backup_id": m.backup_id, "recipients": m.recipients, "opened_by": openers})
 
-    starts = [m.start_wal for m in catalog.manifests if m.start_wal]
+    starts = [m.start_wal for m in considered if m.start_wal]
     oldest = min(starts, key=segment_position, default=None)
     # WAL a restore may still read: what retention would not expire (from the oldest backup's start on,
     # and every timeline history file).
@@ -76,8 +78,10 @@ def key_status(
     # needs one of them. Grow the set of identities that can all go at once.
     opener_sets: list[set[str]] = [set(b["opened_by"]) for b in backups] + [set(w["opened_by"]) for w in ranges]
     removable: set[str] = set()
+    # A manifest that could not even be read says nothing about what it needs: then no key is removable.
+    blind = any(r.manifest is None for r in catalog.refused)
     for r in sorted(needs):
-        if r not in recipients and all(o - (removable | {r}) for o in opener_sets if o):
+        if not blind and r not in recipients and all(o - (removable | {r}) for o in opener_sets if o):
             removable.add(r)
     identities_report = [
         {

@@ -41,7 +41,9 @@ from dbrunbook.errors import DbrunbookError, LeaseHeld
 
 ROOT = "locks/"
 TTL = 300  # seconds without a renewal after which a lease is dead
+MAX_TTL = 600  # a lease claiming longer (not one of ours) counts as this: nothing blocks for days
 RENEW_EVERY = 60.0
+MARGIN = 60.0  # a holder gives up its lease this long before others may see it as dead
 SINGLETON = frozenset({"drill"})
 RELEASED = "released.json"
 _PREFIX = re.compile(r"^locks/(\d{8}T\d{6}Z-[0-9a-f]{8})~(shared|exclusive)~([a-z0-9-]{1,40})~(\d{1,6})/")
@@ -79,7 +81,7 @@ class LeaseState:
     released: bool
 
     def alive(self, now: datetime) -> bool:
-        return not self.released and now - self.renewed < timedelta(seconds=self.name.ttl)
+        return not self.released and now - self.renewed < timedelta(seconds=min(self.name.ttl, MAX_TTL))
 
 
 def leases(listing: Iterable[ObjectInfo]) -> list[LeaseState]:
@@ -113,8 +115,9 @@ def describe(storage: Storage, state: LeaseState, now: datetime) -> str:
     holder = "an unknown holder"
     try:
         doc = json.loads(storage.get_bytes(state.first.key))
-        holder = f"{doc.get('owner', '?')} pid {doc.get('pid', '?')} ({doc.get('command', '?')})"
-    except (DbrunbookError, ValueError):
+        if isinstance(doc, dict):  # anything can write here: never let its content crash a refusal
+            holder = f"{doc.get('owner', '?')} pid {doc.get('pid', '?')} ({doc.get('command', '?')})"[:200]
+    except (DbrunbookError, ValueError, TypeError):
         pass
     age = int((now - state.renewed).total_seconds())
     return (
@@ -124,11 +127,14 @@ def describe(storage: Storage, state: LeaseState, now: datetime) -> str:
 
 
 def held(storage: Storage, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The live leases, for backup.list. ``now`` defaults to the newest Last-Modified in the listing."""
+    """The live leases, for backup.list. It writes nothing, so it has no repository time to go by: ``now``
+    defaults to this machine's clock."""
+    from datetime import UTC
+
     states = leases(storage.list(ROOT))
     if not states:
         return []
-    at = now or max(s.renewed for s in states)
+    at = now or datetime.now(UTC)
     return [
         {
             "purpose": s.name.purpose,
@@ -163,28 +169,46 @@ class Lease:
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._renew_every):
             self._seq += 1
+            sent = time.monotonic()  # others date the renewal by when it landed, at the latest: count from here
             try:
                 self._put(f"{self._seq:06d}.json", {"renewal": self._seq})
-                self._last_ok = time.monotonic()
             except DbrunbookError as exc:
-                if time.monotonic() - self._last_ok > self.name.ttl:
-                    self._lost = exc.one_line()
+                self._note_gap(exc.one_line())
+                continue
+            self._note_gap(None)
+            if self._lost is None:
+                self._last_ok = sent
+
+    def _note_gap(self, why: str | None) -> None:
+        """Once the holder could have looked dead to others, the lease is lost for good: another run may have
+        started meanwhile, and a later renewal must not hide that."""
+        if self._lost is None and time.monotonic() - self._last_ok > self.name.ttl - MARGIN:
+            self._lost = why or f"no renewal for {self.name.ttl - MARGIN:g}s (a pause or a slow repository)"
 
     def check(self) -> None:
-        """Before an irreversible step: refuse to go on once others may have taken over."""
-        if self._lost is not None or time.monotonic() - self._last_ok > self.name.ttl:
+        """Before an irreversible step: refuse to go on once others may have taken over, by this process's
+        own record and by the repository's (the lease must still be there, not released, not swept)."""
+        self._note_gap(None)
+        problem = self._lost
+        if problem is None:
+            try:
+                names = [i.key.rsplit("/", 1)[-1] for i in self.storage.list(self.name.prefix)]
+            except DbrunbookError as exc:
+                names, problem = [], exc.one_line()
+            if problem is None and (not names or RELEASED in names):
+                problem = "its objects are gone from the repository"
+        if problem is not None:
             raise LeaseHeld(
-                f"this run lost its {self.name.purpose} lease (not renewed for {self.name.ttl}s: {self._lost}); "
-                "stopping before anything else is changed"
+                f"this run lost its {self.name.purpose} lease ({problem}); stopping before anything else is changed"
             )
 
     def release(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)  # a renewal still in flight must land before the marker
         try:
             self._put(RELEASED, {"released": True})
-            keys = [i.key for i in self.storage.list(self.name.prefix)]
+            keys = [i.key for i in self.storage.list(self.name.prefix) if not i.key.endswith("/" + RELEASED)]
             self.storage.delete(keys)  # refused under Object Lock until it expires: the marker says it is over
         except DbrunbookError:
             pass  # it expires on its own after its ttl

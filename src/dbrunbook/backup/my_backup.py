@@ -401,7 +401,7 @@ def _network_address(ctx: ClusterContext, host_name: str) -> str:
 
 
 def binlog_keys(ctx: ClusterContext, server_id: int) -> dict[str, str]:
-    return archived((o.key for o in ctx.storage.list(f"{ROOT}{server_id}/")), server_id)
+    return archived((o.key for o in ctx.storage.list(f"{ROOT}{server_id}/")), server_id, strict=True)
 
 
 __all__ = ["BinlogName", "binlog_keys", "binlog_sync", "logical_backup", "physical_backup"]

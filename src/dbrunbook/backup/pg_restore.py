@@ -21,7 +21,7 @@ from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.verify import segment_size
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
-from dbrunbook.errors import DatabaseAuthError, RecoveryStoppedEarly, RestoreError
+from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
 from dbrunbook.hostcmd import restore_command
@@ -326,6 +326,10 @@ def run_restore(
     # The private identities live on the target only while the copy replays WAL: a copy paused at its target
     # still needs them, anything else (promoted, failed, dry run) loses them before this returns.
     keep_keys = False
+    result: dict[str, Any] = {}
+    # Read before anything starts: segments archived while the copy replays need not be in it, those
+    # already there must (and a strange name in the archive fails the restore now, not after the unpack).
+    archive_end = newest_archived(ctx, plan) if plan.target.kind == "latest" and not ctx.settings.dry_run else None
     try:
         config = hostconfig.install(
             ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
@@ -375,9 +379,6 @@ def run_restore(
             )
         )
         log = f"{plan.data_dir}/dbrunbook-restore.log"
-        # Read before the start: segments archived while the copy replays need not be in it, those already
-        # there must.
-        archive_end = newest_archived(ctx, plan) if plan.target.kind == "latest" and not ctx.settings.dry_run else None
         step(f"starting PostgreSQL on port {plan.port}")
         ex.run(
             Command(
@@ -389,19 +390,30 @@ def run_restore(
         step(f"replaying WAL up to {plan.target.describe()}")
         reached = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
         keep_keys = bool(reached["paused"])
-        result = {
-            **plan.as_dict(),
-            **reached,
-            "rto_seconds": round(time.monotonic() - started, 2),
-            "log": log,
-            "keys_on_host": config_dir if keep_keys else None,
-        }
+        result.update(
+            {
+                **plan.as_dict(),
+                **reached,
+                "rto_seconds": round(time.monotonic() - started, 2),
+                "log": log,
+                "keys_on_host": config_dir if keep_keys else None,
+            }
+        )
         if archive_end is not None:
             check_reached_archive_end(plan, result, archive_end)
         return result
     finally:
-        if not keep_keys:
-            ex.run(Command(("rm", "-rf", config_dir), check=False, description="remove the restore's keys"))
+        if not keep_keys and not _remove_keys(ex, config_dir) and not ctx.settings.dry_run:
+            # Said, not raised: an exception under way (86, a failed recovery) is the one to report.
+            result["keys_on_host"] = config_dir
+            result["warning"] = f"could not remove {config_dir} on {plan.host}: it holds private keys, remove it"
+
+
+def _remove_keys(ex: HostExecutor, config_dir: str) -> bool:
+    try:
+        return ex.run(Command(("rm", "-rf", config_dir), check=False, description="remove the restore's keys")).ok
+    except DbrunbookError:
+        return False
 
 
 def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int] | None:
@@ -411,7 +423,7 @@ def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int]
     from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.wal import SEGMENT
 
-    whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None]
+    whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None and _exists(n, seg_size)]
     if not whole:
         return None
     timeline = max(n[:8] for n in whole)
@@ -419,11 +431,26 @@ def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int]
     return newest, segment_start(newest, seg_size)
 
 
+def _exists(name: str, seg_size: int) -> bool:
+    """Can a segment of this size have this name? (Anything can write into the repository.)"""
+    from dbrunbook.backup.lsn import position
+
+    try:
+        position(name, seg_size)
+    except DbrunbookError:
+        return False
+    return True
+
+
 def newest_archived(ctx: ClusterContext, plan: RestorePlan) -> tuple[str, int] | None:
+    """The end of the archive a restore to latest must reach: on the backup's timeline or a later one that
+    has its history file (the timelines recovery can follow; a stray name elsewhere is not a target)."""
     from dbrunbook.backup.wal import WalName
 
-    names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/") if "/history/" not in i.key]
-    return newest_segment_start(names, plan.wal_segment_size)
+    names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/")]
+    own = (plan.wal_from or "00000001")[:8]
+    followed = {own} | {n[:8] for n in names if n.endswith(".history") and n[:8] > own}
+    return newest_segment_start([n for n in names if n[:8] in followed], plan.wal_segment_size)
 
 
 def check_reached_archive_end(plan: RestorePlan, restored: dict[str, Any], newest: tuple[str, int]) -> None:

@@ -49,13 +49,27 @@ def _describe(r: Refused) -> dict[str, Any]:
 
 
 def plan_signing(cluster: str, catalog: Catalog, backup_id: str = "all") -> SignPlan:
-    """Pure: which refused manifests ``backup.sign`` may sign (unsigned only), the others and why not."""
+    """Pure: which refused manifests ``backup.sign`` may sign, the others and why not. Only a manifest with no
+    signature at all, authentic in every other way, and older than the first signed backup: once the
+    controller signs, an unsigned newcomer is not an older dbrunbook's."""
     chosen = [r for r in catalog.refused if backup_id in ("all", r.folder)]
-    return SignPlan(
-        cluster,
-        [r for r in chosen if r.unsigned_only and r.manifest is not None],
-        [r for r in chosen if not (r.unsigned_only and r.manifest is not None)],
-    )
+    since = min((m.start_time for m in catalog.manifests), default=None)
+    candidates, others = [], []
+    for r in chosen:
+        if not (r.unsigned_only and r.manifest is not None):
+            others.append(r)
+        elif since is not None and r.manifest.stop_time >= since:
+            others.append(
+                Refused(
+                    r.key,
+                    f"{r.reason}; but it ended after this repository's first signed backup began "
+                    f"({since.isoformat()}), so no older dbrunbook wrote it",
+                    r.manifest,
+                )
+            )
+        else:
+            candidates.append(r)
+    return SignPlan(cluster, candidates, others)
 
 
 def verify_candidates(ctx: ClusterContext, catalog: Catalog, plan: SignPlan, jobs: int) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segmen
 from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.objects import load, load_key
 from dbrunbook.backup.storage import Storage
-from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName
+from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName, only_key
 from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
 
 
@@ -75,6 +75,7 @@ def _check_wal(storage: Storage, segment: str, identities: Sequence[str]) -> Pro
         return Problem(f"{name.prefix()}*", f"WAL segment {segment} is not in the repository")
     for key in keys:
         try:
+            only_key(segment, keys)
             expected = WalName.digest_of(key)
             _, digest = _drain(load_key(storage, key, identities))
         except (RepositoryError, EncryptionError) as exc:
@@ -169,6 +170,7 @@ def wal_report(
     positions: dict[int, set[str]] = {}
     timelines: dict[str, list[int]] = {}
     history = []
+    unexpected: list[str] = []
     for n in names:
         if HISTORY.match(n):
             history.append(n)
@@ -176,7 +178,11 @@ def wal_report(
         m = SEGMENT.match(n)
         if not m or m.group(4):  # .partial and .backup files do not fill a position
             continue
-        p = at(n)
+        try:
+            p = at(n)
+        except BackupError:  # a name no segment of this cluster can have: not ours, never a reason to stop
+            unexpected.append(n)
+            continue
         positions.setdefault(p, set()).add(m.group(1))
         timelines.setdefault(m.group(1), []).append(p)
 
@@ -187,22 +193,19 @@ def wal_report(
     first = None
     if positions:
         first = at(start) if start else min(positions)
-        last = max(positions)
-        p = first
-        while p <= last:
-            if p in positions:
-                p += 1
+        tli = start[:8] if start else min(timelines)
+        newest = max((at(s) for s, _ in backups), default=None)
+        # From one archived position to the next (never position by position: a stray name far ahead must
+        # cost one step, not billions).
+        present = sorted(x for x in positions if x >= first)
+        for p, q in zip([first - 1, *present], present, strict=False):
+            if q - p <= 1:
                 continue
-            q = p
-            while q <= last and q not in positions:
-                q += 1
-            tli = start[:8] if start else min(timelines)
-            newest = max((at(s) for s, _ in backups), default=None)
-            inside = any(at(s) <= q - 1 and p <= at(e) for s, e in backups)
-            in_window = window_from is not None and q - 1 >= at(window_from)
-            critical = inside or in_window or newest is None or q - 1 >= newest
-            gaps.append({"from": name(tli, p), "to": name(tli, q - 1), "missing": q - p, "critical": critical})
-            p = q
+            lo, hi = p + 1, q - 1
+            inside = any(at(s) <= hi and lo <= at(e) for s, e in backups)
+            in_window = window_from is not None and hi >= at(window_from)
+            critical = inside or in_window or newest is None or hi >= newest
+            gaps.append({"from": name(tli, lo), "to": name(tli, hi), "missing": q - lo, "critical": critical})
     switches = sorted(timelines)
     return {
         "from": name(start[:8], first) if start and first is not None else None,
@@ -220,4 +223,5 @@ def wal_report(
         ],
         "timeline_switches": len(switches) - 1 if switches else 0,
         "history_files": sorted(history),
+        "unexpected_names": sorted(unexpected),
     }

@@ -68,6 +68,18 @@ class WalName:
         return digest
 
 
+def only_key(name: str, keys: Sequence[str]) -> str:
+    """The one object archived under a WAL or binlog name. Pushes never add a second one (a different digest
+    is refused), so two mean something else wrote into the repository: any host can, and could pick a
+    digest that sorts first. Refuse rather than choose."""
+    if len(keys) != 1:
+        raise ObjectCorruptError(
+            f"{name} is archived {len(keys)} times with different content ({', '.join(sorted(keys))}): "
+            "not written by dbrunbook alone; refusing to choose one"
+        )
+    return keys[0]
+
+
 def read_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -113,7 +125,7 @@ def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) ->
     keys = [o.key for o in storage.list(wal.prefix())]
     if not keys:
         return False
-    key = keys[0]
+    key = only_key(name, keys)
     expected = WalName.digest_of(key)  # before any download: a key without a real digest is refused
     tmp = dest.with_name(f".{dest.name}.dbrunbook-tmp")
     h = hashlib.sha256()

@@ -85,14 +85,25 @@ def file_listing(files: Sequence[Path], name: str) -> Path | None:
     return None
 
 
+def is_recorded(path: Path, line: str) -> bool:
+    try:
+        return path.is_file() and line.strip() in (existing.strip() for existing in path.read_text().splitlines())
+    except OSError:
+        return False
+
+
 def record(path: Path, line: str) -> None:
     """Append ``line`` to ``path`` unless it is there already. Host keys are public: the file is 0644."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and line.strip() in (existing.strip() for existing in path.read_text().splitlines()):
+    if is_recorded(path, line):
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    with os.fdopen(fd, "a") as fh:
-        fh.write(line if line.endswith("\n") else line + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(line if line.endswith("\n") else line + "\n")
+    except OSError as exc:
+        # Not "unreachable" (what an OSError while connecting means): the host answered, the file is the problem.
+        raise HostError(f"cannot record the host key in {path}: {exc.strerror or exc}") from None
 
 
 def unknown_error(host: str, where: str, key: NewHostKey, files: Sequence[Path]) -> HostKeyUnknown:

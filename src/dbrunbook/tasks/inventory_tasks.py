@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
@@ -10,7 +11,7 @@ from invoke.tasks import task
 
 from dbrunbook.engines import Login
 from dbrunbook.errors import CheckFailed, HostError
-from dbrunbook.execution.hostkeys import NewHostKey
+from dbrunbook.execution.hostkeys import NewHostKey, is_recorded
 from dbrunbook.hostcheck import HostReport, check_clusters, worst_error
 from dbrunbook.inventory.model import Cluster
 from dbrunbook.output import confirm
@@ -112,8 +113,11 @@ def _first_contact(run: TaskRun, clusters: dict[str, Cluster], *, yes: bool) -> 
     lists. An accepted key is recorded before the check, which then reuses the open connection."""
     recorded: list[dict[str, str]] = []
 
+    lines: dict[str, str] = {}
+
     def ask(key: NewHostKey) -> None:
         confirm(f"trust the SSH host key of {key.host} ({key.describe()}) and record it in {key.file}", yes=yes)
+        lines[key.host] = key.line
         recorded.append(
             {
                 "host": key.host,
@@ -129,7 +133,8 @@ def _first_contact(run: TaskRun, clusters: dict[str, Cluster], *, yes: bool) -> 
             # Unreachable, refused, a changed key: the check below reports it for that host.
             with contextlib.suppress(HostError):
                 run.executor(cl, host_name).connect(on_new_host_key=ask)
-    return recorded
+    # Only what really reached the file: writing it can fail after the operator said yes.
+    return [r for r in recorded if is_recorded(Path(r["file"]), lines[r["host"]])]
 
 
 def _render(console: Any, reports: list[HostReport], recorded: list[dict[str, str]]) -> None:

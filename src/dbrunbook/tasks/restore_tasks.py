@@ -35,6 +35,8 @@ from dbrunbook.tasks.common import TaskRun, guarded
         "yes": "do not ask",
         "jobs": "parallel download streams (default 2)",
         "check_rows": "MariaDB logical backups: count every table after the load and compare with the dump's counts",
+        "ignore_leases": "restore even while another run holds the repository's lease (a holder you know is stale "
+        "or not dbrunbook's); nothing then stops a prune from deleting what this restore reads",
         "dry_run": "print the plan, change nothing",
         "json": "print JSON",
     },
@@ -61,6 +63,7 @@ def run(
     jobs: int = 2,
     tablespace: list[str] | None = None,
     check_rows: bool = False,
+    ignore_leases: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -72,7 +75,7 @@ def run(
     try:
         ctx = task_run.cluster_context(cluster)
         # Shared: backups may go on, but no prune deletes what this restore reads (WAL included, until done).
-        held.enter_context(ctx.lease("restore", dry_run=dry_run))
+        held.enter_context(ctx.lease("restore", dry_run=dry_run or ignore_leases))
         if ctx.cluster.engine.value in ("mariadb", "mysql"):
             if target_lsn or target_xid or target_name:
                 raise RestoreError("MariaDB targets are --target-time, --target-position and --target-gtid")

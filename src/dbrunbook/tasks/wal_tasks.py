@@ -16,17 +16,22 @@ ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 @guarded
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
+    from collections import Counter
+
     from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.verify import recorded_segment_size, wal_report
     from dbrunbook.backup.wal import WalName
-    from dbrunbook.errors import WalCheckFailed
 
     run = TaskRun.start("wal.check", env=env, json_mode=json)
     ctx = run.cluster_context(cluster)
     catalog = ctx.catalog()
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
     start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
-    names = [WalName.of_key(info.key) for info in ctx.storage.list("wal/")]
+    keys = [info.key for info in ctx.storage.list("wal/")]
+    names = [WalName.of_key(k) for k in keys]
+    # Pushes never archive a name twice; two objects under one name were written by something else, and
+    # wal-fetch refuses to choose between them: a restore stops there as it would at a gap.
+    twice = sorted(n for n, count in Counter(names).items() if count > 1)
     spans = [(m.start_wal, m.stop_wal) for m in physical if m.start_wal and m.stop_wal]
     # Positions are counted in segments, so the size must be the cluster's: a backup records it; before
     # the first backup only the server knows (the names alone cannot tell 16 from 64 MiB).
@@ -53,6 +58,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
         **wal_report(names, start, seg_size, spans, window_from),
         "wal_segment_size": seg_size,
         "wal_segment_size_from": size_from,
+        "archived_twice": twice,
     }
 
     def human(console: Any) -> None:
@@ -71,15 +77,32 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
             console.print(f"  {what}: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
         if not report["gaps"]:
             console.print("  no gaps", markup=False)
+        for n in twice:
+            console.print(f"  ARCHIVED TWICE with different content: {n} (a restore refuses it)", markup=False)
 
     run.out.result(report, human)
+    _raise_findings(ctx.name, report)
+
+
+def _raise_findings(cluster: str, report: dict[str, Any]) -> None:
+    from dbrunbook.errors import WalCheckFailed
+
     critical = [g for g in report["gaps"] if g["critical"]]
+    failure = None
     if critical:
         g = critical[0]
         failure = WalCheckFailed(
-            f"{ctx.name}: {len(critical)} gaps in the archived WAL break a backup or recovery to now; "
+            f"{cluster}: {len(critical)} gaps in the archived WAL break a backup or recovery to now; "
             f"first: {g['missing']} segments {g['from']}..{g['to']}; point-in-time recovery cannot cross it",
             hint="take a new full backup and check archive_command errors in the PostgreSQL log",
         )
+    elif report["archived_twice"]:
+        twice = report["archived_twice"]
+        failure = WalCheckFailed(
+            f"{cluster}: {len(twice)} WAL files are archived twice with different content, first {twice[0]}: "
+            "something other than this cluster's archive_command wrote them; a restore stops there",
+            hint="see docs/security.md; find out which credentials wrote the second object",
+        )
+    if failure is not None:
         failure.reported = True
         raise failure
