@@ -91,3 +91,50 @@ def test_a_fetch_that_fails_mid_chain_stops_recovery_instead_of_promoting(
     assert "could not restore file" in log and "exit code 128" in log, log[-2000:]
     assert "IsADirectoryError" in log and "selected new timeline ID" not in log, log[-2000:]
     assert _on_host(ssh_replica, 'test -e "$1/recovery.signal"', data_dir).ok  # never promoted
+
+
+def test_a_wal_name_archived_twice_is_refused_not_chosen(
+    pg_ready: dict[str, Any],
+    dev: LoadedInventory,
+    sql: Any,
+    ssh_replica: Any,
+    restore_target: tuple[str, int],
+    tmp_path: Path,
+) -> None:
+    """Any host can write into the repository and encrypt to the recipients: a second object under an archived
+    segment's name (other content, its own digest) must never be replayed. wal.check names it (82), and a
+    restore stops there instead of choosing (the old wal-fetch took whichever key listed first)."""
+    import hashlib
+
+    from dbrunbook.backup.objects import load_key, store
+
+    chain = make_chain(dev, sql)
+    forged = private_repo(dev, tmp_path)
+    data_dir, port = restore_target
+    try:
+        copy_backup(chain, forged.storage)
+        target = WalName.of_key(chain.after[0])
+        # Another segment's content: real-looking WAL that does not belong under this name.
+        body = b"".join(load_key(chain.source, chain.after[1], _identities(dev)))
+        key = WalName(target).key(hashlib.sha256(body).hexdigest())
+        store(forged.storage, target, key, [body], forged.recipients)
+        env = f"--env={forged.inventory}"
+        checked = run_cli("wal.check", env, "--cluster=pg-main")
+        assert checked.returncode == 82 and f"archived twice with different content, first {target}" in checked.stderr
+        res = run_cli(
+            "restore.run", env, "--cluster=pg-main", "--to=pg-main-2", f"--data-dir={data_dir}", f"--port={port}"
+        )
+        assert res.returncode == 85 and "exit code 128" in res.stderr, res.stderr  # stopped, not promoted
+        log = _on_host(ssh_replica, 'cat "$1/dbrunbook-restore.log"', data_dir).stdout
+        assert f"{target} is archived 2 times with different content" in log
+    finally:
+        forged.wipe()
+
+
+def _identities(dev: LoadedInventory) -> list[str]:
+    from dbrunbook.backup.crypto import parse_identities
+    from dbrunbook.inventory import SecretResolver
+
+    enc = dev.inventory.clusters["pg-main"].encryption
+    assert enc is not None
+    return parse_identities(SecretResolver(dev.base_dir).resolve(enc.identities[0]).reveal())

@@ -24,7 +24,14 @@ from dbrunbook.backup.objects import load_key, store
 from dbrunbook.backup.signing import Trust
 from dbrunbook.backup.signing import split as split_signed
 from dbrunbook.backup.storage import ObjectInfo, Storage
-from dbrunbook.errors import BackupError, EncryptionError, ObjectCorruptError, ObjectExistsError
+from dbrunbook.errors import (
+    BackupError,
+    DbrunbookError,
+    EncryptionError,
+    NoMatchingIdentityError,
+    ObjectCorruptError,
+    ObjectExistsError,
+)
 
 MANIFEST_SIG = f"manifest.sig{SUFFIX}"  # backup.sign's signature of a manifest written before signing
 FUTURE_SKEW = timedelta(minutes=10)  # clocks differ; a manifest further ahead than this was not written now
@@ -40,6 +47,7 @@ class Refused:
     reason: str
     manifest: Manifest | None = None  # parsed, when it could be
     unsigned_only: bool = False  # authentic in every other way: an older dbrunbook's, for backup.sign
+    no_identity: bool = False  # no identity of the keyring opens it: a keyring problem more than a forgery
 
     @property
     def folder(self) -> str:
@@ -51,6 +59,10 @@ class Refused:
     def as_dict(self) -> dict[str, str]:
         return {"key": self.key, "folder": self.folder, "reason": self.reason}
 
+    def error(self, message: str) -> DbrunbookError:
+        """The error a task stops with because of this refusal: a keyring problem (76) or not trusted (80)."""
+        return NoMatchingIdentityError(message) if self.no_identity else BackupError(message)
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -58,17 +70,20 @@ class Catalog:
     refused: list[Refused] = field(default_factory=list)
 
     def find(self, backup_id: str | None) -> Manifest:
-        if not self.manifests and backup_id in (None, "latest"):
-            raise BackupError("the repository holds no complete backup of this cluster")
-        if backup_id in (None, "latest"):
+        if backup_id in (None, "latest") and self.manifests:
             return self.manifests[-1]
         for m in self.manifests:
             if m.backup_id == backup_id:
                 return m
         for r in self.refused:
             if r.folder == backup_id:
-                raise BackupError(f"backup {backup_id} is not trusted: {r.line()}")
+                raise r.error(f"backup {backup_id} is not trusted: {r.line()}")
         if not self.manifests:
+            if self.refused:
+                raise self.refused[0].error(
+                    f"the repository holds no trusted backup of this cluster; {len(self.refused)} manifests "
+                    f"refused, first: {self.refused[0].line()}"
+                )
             raise BackupError("the repository holds no complete backup of this cluster")
         known = ", ".join(m.backup_id for m in self.manifests[-5:])
         raise BackupError(f"no backup '{backup_id}' in the repository (newest: {known})")
@@ -249,7 +264,7 @@ def load_catalog(
             m = Manifest.from_json(body, info.key)
         except (ObjectCorruptError, EncryptionError) as exc:
             # Damaged, not a manifest, or encrypted to no key of ours: never a backup, never a reason to stop.
-            refused.append(Refused(info.key, exc.message))
+            refused.append(Refused(info.key, exc.message, no_identity=isinstance(exc, NoMatchingIdentityError)))
             continue
         unsigned = trust.check(info.key, body, line)
         other = authenticity(m, info.key, now, cluster)

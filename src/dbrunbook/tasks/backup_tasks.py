@@ -193,7 +193,7 @@ def list_(
             continue
         catalog = ctx.catalog()
         rows += [_summary(m) for m in catalog.manifests]
-        refused += [{"cluster": name, **r.as_dict()} for r in catalog.refused]
+        refused += [{"cluster": name, **r.as_dict(), "no_identity": r.no_identity} for r in catalog.refused]
         leases += [{"cluster": name, **held} for held in held_leases(ctx.storage)]
         if metrics_file:
             from dbrunbook.drill.run import newest_point
@@ -222,6 +222,17 @@ def list_(
             )
 
     run.out.result({"backups": rows, "refused": refused, "leases": leases}, human)
+    if refused:
+        from dbrunbook.errors import ManifestRefused, NoMatchingIdentityError
+
+        kind = NoMatchingIdentityError if any(r["no_identity"] for r in refused) else ManifestRefused
+        first = refused[0]
+        failure = kind(
+            f"{len(refused)} manifests refused; first: {first['cluster']} {first['key']}: {first['reason']}",
+            hint="see docs/runbooks/manifest-refused.md",
+        )
+        failure.reported = True
+        raise failure
 
 
 @task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
