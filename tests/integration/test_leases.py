@@ -35,29 +35,27 @@ def _wait_for_lease(private: Private, purpose: str, proc: subprocess.Popen[str])
     raise AssertionError(f"no {purpose} lease appeared (the run ended with {proc.poll()})")
 
 
-def _own(proc: subprocess.Popen[str], needle: bytes) -> list[int]:
-    """This run's own processes whose command line holds ``needle``: the host command and any wrapper that
-    started it (runuser, sudo), so stopping them all surely stops the one that streams."""
-    found = wait_for_own(proc, lambda argv: needle in b" ".join(argv))
-    assert found, f"{needle.decode()} never ran"
-    return [pid for pid, _ in found]
+def _own_dump(proc: subprocess.Popen[str]) -> int:
+    """This backup's own mariadb-dump (not a `--version` probe of another test). The dump, not the host command
+    that reads it: runuser (like su) stops itself when it sees its child stopped, and is never woken again."""
+    found = wait_for_own(proc, lambda argv: argv[0].endswith(b"mariadb-dump") and b"--version" not in argv)
+    assert found, "the backup's mariadb-dump never ran"
+    return found[0][0]
 
 
 def test_prune_during_a_backup_is_refused_and_the_backup_completes(my: My, private: Private) -> None:
     keep = backup("logical", env=private.env)
     running = _start("backup.full", private.env, "--cluster=mariadb-main", "--json")
-    # Hold the backup mid-stream (its host side stopped), so the prune surely comes while it runs.
-    streamers = _own(running, b"my-dump-push")
-    for pid in streamers:
-        os.kill(pid, signal.SIGSTOP)
+    # Hold the backup mid-stream (its dump stopped), so the prune surely comes while it runs.
+    streamer = _own_dump(running)
+    os.kill(streamer, signal.SIGSTOP)
     try:
         _wait_for_lease(private, "backup", running)
         before = sorted(i.key for i in private.storage.list("backups/"))
         pruned = run_cli("backup.prune", private.env, "--cluster=mariadb-main", "--yes", timeout=60)
         assert running.poll() is None  # it returned while the backup was still running: it did not wait
     finally:
-        for pid in streamers:
-            os.kill(pid, signal.SIGCONT)
+        os.kill(streamer, signal.SIGCONT)
     assert pruned.returncode == 78, pruned.stderr
     assert pruned.stderr.count("\n") == 1 and "Traceback" not in pruned.stderr
     assert "prune refused: the repository is busy with backup (shared) by " in pruned.stderr
