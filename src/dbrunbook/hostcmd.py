@@ -43,8 +43,8 @@ def _installed() -> dict[str, str]:
 
 
 def _storage(config: str, *, patient: bool = True) -> tuple[Any, Any]:
-    from dbrunbook.backup import hostconfig
-    from dbrunbook.backup.storage import open_storage
+    from dbrunbook.repository import hostconfig
+    from dbrunbook.repository.storage import open_storage
 
     cfg = hostconfig.load(config)
     return cfg, open_storage(cfg.repository, cfg.resolver, patient=patient)
@@ -131,10 +131,10 @@ def _backup_push(args: argparse.Namespace) -> int:
 def read_manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
     """The manifest at ``key``, exactly as the controller verified it (signature and all): any host can write
     to the repository, so one could swap a manifest between the controller's check and this read."""
-    from dbrunbook.backup.manifest import Manifest
-    from dbrunbook.backup.objects import load_bytes
-    from dbrunbook.backup.signing import split
     from dbrunbook.errors import ObjectCorruptError
+    from dbrunbook.repository.manifest import Manifest
+    from dbrunbook.repository.objects import load_bytes
+    from dbrunbook.repository.signing import split
 
     manifest = Manifest.from_json(split(load_bytes(storage, key, identities))[0], key)
     if manifest.digest() != digest:
@@ -144,7 +144,7 @@ def read_manifest(storage: Any, key: str, identities: list[str], digest: str) ->
 
 def _restore_files(args: argparse.Namespace) -> int:
     from dbrunbook.backup import physical
-    from dbrunbook.backup.objects import load
+    from dbrunbook.repository.objects import load
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()

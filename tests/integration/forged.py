@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 
 from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, segments_between
-from dbrunbook.backup.manifest import Manifest, manifest_key, object_key
-from dbrunbook.backup.objects import load_bytes, store
-from dbrunbook.backup.signing import Signer, split
-from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.backup.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.repository.manifest import Manifest, manifest_key, object_key
+from dbrunbook.repository.objects import load_bytes, store
+from dbrunbook.repository.signing import Signer, split
+from dbrunbook.repository.storage import Storage, open_storage
 
 
 def sandbox_signer(dev: LoadedInventory, cluster: str = "pg-main") -> Signer:

@@ -23,12 +23,12 @@ import boto3
 import pytest
 import yaml
 
-from dbrunbook.backup.storage_s3 import S3Storage
 from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
 from dbrunbook.redact import Secret
+from dbrunbook.repository.storage_s3 import S3Storage
 from dbrunbook.sandbox import postgres, seaweed
 from dbrunbook.sandbox.layout import SANDBOX_USER, Layout
 

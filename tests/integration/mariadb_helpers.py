@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.engines.mariadb import client_defaults
 from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.repository.storage import open_storage
 
 from .conftest import run_cli
 

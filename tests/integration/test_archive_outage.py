@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup import objects
-from dbrunbook.backup.crypto import parse_identities
 from dbrunbook.inventory import LoadedInventory
+from dbrunbook.repository import objects
+from dbrunbook.repository.crypto import parse_identities
 from dbrunbook.sandbox import postgres
 
 from .conftest import run_cli

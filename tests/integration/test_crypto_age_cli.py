@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.crypto import (
+from dbrunbook.errors import NoMatchingIdentityError, ObjectCorruptError
+from dbrunbook.repository.crypto import (
     Decryptor,
     Encryptor,
     decrypt_chunks,
@@ -24,7 +25,6 @@ from dbrunbook.backup.crypto import (
     parse_identities,
     recipient_of,
 )
-from dbrunbook.errors import NoMatchingIdentityError, ObjectCorruptError
 
 AGE = shutil.which("age") or "/usr/bin/age"
 AGE_KEYGEN = shutil.which("age-keygen") or "/usr/bin/age-keygen"

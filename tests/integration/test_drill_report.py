@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-from dbrunbook.backup.context import ClusterContext
+from dbrunbook.context import ClusterContext
 from dbrunbook.drill.run import save_result
 from dbrunbook.inventory import LoadedInventory
 

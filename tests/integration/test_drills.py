@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from dbrunbook.backup.crypto import parse_identities
-from dbrunbook.backup.manifest import manifest_key
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.repository.crypto import parse_identities
+from dbrunbook.repository.manifest import manifest_key
 
 from .conftest import run_cli
 from .forged import read_manifest, sandbox_signer, store_manifest

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.manifest import Manifest, manifest_key, object_key
-from dbrunbook.backup.objects import store
 from dbrunbook.inventory import LoadedInventory
+from dbrunbook.repository.manifest import Manifest, manifest_key, object_key
+from dbrunbook.repository.objects import store
 
 from .conftest import run_cli
 from .forged import ForgedRepo, private_repo, store_manifest

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
+from dbrunbook.repository.storage import open_storage
 
 from .conftest import Sql, run_cli
 

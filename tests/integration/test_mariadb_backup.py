@@ -119,8 +119,8 @@ def test_follow_streams_and_archives_each_binlog_as_the_server_closes_it(my: My,
     import threading
 
     from dbrunbook.backup.binlog import BinlogName
-    from dbrunbook.backup.storage import open_storage
     from dbrunbook.inventory import SecretResolver
+    from dbrunbook.repository.storage import open_storage
 
     from .conftest import run_cli
 

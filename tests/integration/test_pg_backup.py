@@ -101,8 +101,8 @@ def test_any_object_recovers_by_hand_with_age_and_zstd(
     pg_ready: dict[str, Any], dev: LoadedInventory, resolver: SecretResolver, tmp_path: Path
 ) -> None:
     """The emergency path: `age -d -i identity OBJECT | zstd -d` gives back a plain tar of the data dir."""
-    from dbrunbook.backup.objects import read_raw
-    from dbrunbook.backup.storage import open_storage
+    from dbrunbook.repository.objects import read_raw
+    from dbrunbook.repository.storage import open_storage
 
     backup = take_backup()
     cluster = dev.inventory.clusters["pg-main"]

@@ -106,7 +106,7 @@ def test_a_wal_name_archived_twice_is_refused_not_chosen(
     restore stops there instead of choosing (the old wal-fetch took whichever key listed first)."""
     import hashlib
 
-    from dbrunbook.backup.objects import load_key, store
+    from dbrunbook.repository.objects import load_key, store
 
     chain = make_chain(dev, sql)
     forged = private_repo(dev, tmp_path)
@@ -132,8 +132,8 @@ def test_a_wal_name_archived_twice_is_refused_not_chosen(
 
 
 def _identities(dev: LoadedInventory) -> list[str]:
-    from dbrunbook.backup.crypto import parse_identities
     from dbrunbook.inventory import SecretResolver
+    from dbrunbook.repository.crypto import parse_identities
 
     enc = dev.inventory.clusters["pg-main"].encryption
     assert enc is not None

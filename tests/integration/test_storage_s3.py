@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 
-from dbrunbook.backup.storage import open_storage
-from dbrunbook.backup.storage_s3 import S3Storage
 from dbrunbook.errors import (
     ConfigError,
     ObjectExistsError,
@@ -30,6 +28,8 @@ from dbrunbook.errors import (
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.inventory.model import ObjectLock, Repository
 from dbrunbook.redact import REDACTOR
+from dbrunbook.repository.storage import open_storage
+from dbrunbook.repository.storage_s3 import S3Storage
 
 MiB = 1 << 20
 BUCKET = "dbrunbook-backups"
@@ -144,7 +144,7 @@ def test_a_writer_that_fails_midway_leaves_nothing(s3: S3Storage) -> None:
 KILLED_WRITER = """
 import os, time
 from pathlib import Path
-from dbrunbook.backup.storage_s3 import S3Storage
+from dbrunbook.repository.storage_s3 import S3Storage
 from dbrunbook.inventory import SecretResolver
 from dbrunbook.inventory.model import Repository
 store = S3Storage(Repository.model_validate_json(os.environ["REPO"]), SecretResolver(Path(os.environ["BASE_DIR"])))
@@ -306,7 +306,7 @@ def test_wrong_credentials_are_a_repository_error_without_the_secret(
 MEMORY_PROBE = """
 import json, os, threading, time
 from pathlib import Path
-from dbrunbook.backup.storage_s3 import S3Storage
+from dbrunbook.repository.storage_s3 import S3Storage
 from dbrunbook.inventory import SecretResolver
 from dbrunbook.inventory.model import Repository
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.manifest import manifest_key
-from dbrunbook.backup.storage_s3 import S3Storage
 from dbrunbook.inventory import LoadedInventory
+from dbrunbook.repository.manifest import manifest_key
+from dbrunbook.repository.storage_s3 import S3Storage
 
 from .conftest import run_cli
 from .forged import private_repo

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.backup.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
+from dbrunbook.repository.storage import Storage, open_storage
 
 from .conftest import run_cli
 

@@ -24,7 +24,6 @@ from dbrunbook.backup.binlog import (
     mariabackup_coordinates,
     parse_gtid_state,
 )
-from dbrunbook.backup.manifest import Manifest
 from dbrunbook.backup.my_backup import pick_physical_parent
 from dbrunbook.backup.my_host import HeadTail, binlog_args
 from dbrunbook.backup.my_restore import plan_my_restore
@@ -32,6 +31,7 @@ from dbrunbook.backup.retention import BackupFacts, plan_retention
 from dbrunbook.engines.mariadb import MariaDB, MySQL, client_defaults
 from dbrunbook.errors import BackupError, EngineNotSupported, RestoreError
 from dbrunbook.inventory.model import Host, Retention
+from dbrunbook.repository.manifest import Manifest
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
@@ -292,13 +292,13 @@ def test_replay_checks_each_binlog_against_the_digest_in_its_name(tmp_path: Path
     import hashlib
 
     from dbrunbook.backup.binlog import BinlogName
-    from dbrunbook.backup.crypto import generate_identity
     from dbrunbook.backup.my_host import _Peek
-    from dbrunbook.backup.objects import store
-    from dbrunbook.backup.storage import open_storage
     from dbrunbook.errors import ObjectCorruptError
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver
+    from dbrunbook.repository.crypto import generate_identity
+    from dbrunbook.repository.objects import store
+    from dbrunbook.repository.storage import open_storage
 
     identity, recipient = generate_identity()
     storage = open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.manifest import Manifest
 from dbrunbook.backup.pg_restore import newest_segment_start
 from dbrunbook.drill.plan import choose, judge, metrics_text, parse_duration, verdict
 from dbrunbook.errors import DrillError
+from dbrunbook.repository.manifest import Manifest
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
@@ -158,10 +158,10 @@ def test_the_archive_end_a_restore_must_reach_ignores_names_recovery_cannot_foll
     from typing import Any, cast
 
     from dbrunbook.backup.pg_restore import RecoveryTarget, RestorePlan, newest_archived
-    from dbrunbook.backup.storage import open_storage
     from dbrunbook.backup.wal import WalName
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver
+    from dbrunbook.repository.storage import open_storage
 
     storage = open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
     for name in (

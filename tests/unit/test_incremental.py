@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.incremental import PAGE, FileRecord, _runs, changed_blocks, decide, page_lsn
 from dbrunbook.backup.physical import Parent, apply_incremental, load_file_list, push_bundles, unpack_all
-from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.storage import Storage, open_storage
 
 OLD = 1_000_000_000  # 2001: "modified long before the parent's scan"
 
@@ -239,10 +239,10 @@ def test_a_bundle_member_outside_the_destination_is_refused(tmp_path: Path, repo
     import io
     import tarfile
 
-    from dbrunbook.backup.manifest import object_key
-    from dbrunbook.backup.objects import store
     from dbrunbook.backup.physical import unpack
     from dbrunbook.errors import RestoreError
+    from dbrunbook.repository.manifest import object_key
+    from dbrunbook.repository.objects import store
 
     identity, recipient = generate_identity()
     for name in ("../evil", "/etc/evil", "base/../../evil"):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.errors import InventoryError
 from dbrunbook.inventory import load_inventory
 from dbrunbook.inventory.edit import rotate_recipients
+from dbrunbook.repository.crypto import generate_identity
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example-prod.yaml"
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.keys import key_status
-from dbrunbook.backup.manifest import Manifest
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.manifest import Manifest
+from dbrunbook.repository.storage import open_storage
 
 
 def manifest(i: int, recipients: list[str]) -> Manifest:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.lease import ROOT, Lease, LeaseName, acquire, blocking, held, leases
-from dbrunbook.backup.storage import ObjectInfo, Storage, open_storage
 from dbrunbook.errors import LeaseHeld
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.lease import ROOT, Lease, LeaseName, acquire, blocking, held, leases
+from dbrunbook.repository.storage import ObjectInfo, Storage, open_storage
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.catalog import MANIFEST_SIG, authenticity, load_catalog
-from dbrunbook.backup.crypto import generate_identity
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key, object_key
-from dbrunbook.backup.objects import store
 from dbrunbook.backup.retention import expired_wal
-from dbrunbook.backup.signing import Signer, Trust, generate, parse_public, split
-from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.errors import BackupError, ConfigError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import MANIFEST_SIG, authenticity, load_catalog
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.manifest import Manifest, ObjectEntry, manifest_key, object_key
+from dbrunbook.repository.objects import store
+from dbrunbook.repository.signing import Signer, Trust, generate, parse_public, split
+from dbrunbook.repository.storage import Storage, open_storage
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SIGNER = Signer(generate()[0])

@@ -6,9 +6,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from dbrunbook.backup.logical import conninfo_dbname, dump_name, find_dump
-from dbrunbook.backup.manifest import ObjectEntry
 from dbrunbook.backup.pg_restore import RecoveryTarget, recovery_settings
-from dbrunbook.backup.storage import check_key
+from dbrunbook.repository.manifest import ObjectEntry
+from dbrunbook.repository.storage import check_key
 
 NAMES = [
     "shop",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.pg_backup import ServerFacts, pick_parent
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.manifest import Manifest, ObjectEntry
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 FILES = ObjectEntry(name="files.jsonl", key="k", size=1, sha256="0" * 64, plain_size=1, plain_sha256="0" * 64)

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dbrunbook.backup.manifest import manifest_key
 from dbrunbook.backup.prune import PrunePlan, run_prune
 from dbrunbook.backup.retention import BackupFacts, plan_retention
-from dbrunbook.backup.storage_file import FileStorage
 from dbrunbook.inventory.model import Retention
+from dbrunbook.repository.manifest import manifest_key
+from dbrunbook.repository.storage_file import FileStorage
 
 
 class LockedManifest(FileStorage):

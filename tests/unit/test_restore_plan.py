@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbrunbook.backup.manifest import Manifest
 from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, recovery_settings
 from dbrunbook.errors import RestoreError
+from dbrunbook.repository.manifest import Manifest
 
 STOP = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 MANIFEST = Manifest(

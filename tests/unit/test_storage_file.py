@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.storage import ChunkReader, ObjectInfo, Storage, open_storage
-from dbrunbook.backup.storage_file import TEMP_PREFIX, FileStorage
 from dbrunbook.errors import ObjectExistsError, ObjectMissingError, RepositoryError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.storage import ChunkReader, ObjectInfo, Storage, open_storage
+from dbrunbook.repository.storage_file import TEMP_PREFIX, FileStorage
 
 MiB = 1 << 20
 

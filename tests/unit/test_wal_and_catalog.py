@@ -8,18 +8,18 @@ from typing import BinaryIO
 
 import pytest
 
-from dbrunbook.backup.catalog import load_catalog
-from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
-from dbrunbook.backup.manifest import Manifest, manifest_key
-from dbrunbook.backup.objects import store
-from dbrunbook.backup.signing import Signer, Trust, generate
-from dbrunbook.backup.storage import Storage, open_storage
-from dbrunbook.backup.storage_file import FileStorage
 from dbrunbook.backup.wal import WalName, fetch, push
 from dbrunbook.errors import BackupError, NoMatchingIdentityError, ObjectCorruptError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import load_catalog
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.manifest import Manifest, manifest_key
+from dbrunbook.repository.objects import store
+from dbrunbook.repository.signing import Signer, Trust, generate
+from dbrunbook.repository.storage import Storage, open_storage
+from dbrunbook.repository.storage_file import FileStorage
 
 SEG = "000000010000000000000003"
 
@@ -124,7 +124,7 @@ def test_catalog_lists_only_backups_with_manifest_and_refuses_other_cluster(
 
 
 def test_flipped_byte_names_the_object(tmp_path: Path, repo: Storage, keys: tuple[str, str]) -> None:
-    from dbrunbook.backup.objects import load
+    from dbrunbook.repository.objects import load
 
     identity, recipient = keys
     entry = store(repo, "data/0001.tar", "backups/b/data/0001.tar.zst.age", [b"y" * 200_000], [recipient])
@@ -152,7 +152,7 @@ def test_manifest_cache_saves_reads_and_never_hides_a_changed_manifest(
 ) -> None:
     import os
 
-    from dbrunbook.backup.catalog import ManifestCache
+    from dbrunbook.repository.catalog import ManifestCache
 
     identity, recipient = keys
     for day in (1, 2):

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.crypto import generate_identity
-from dbrunbook.backup.manifest import SUFFIX
-from dbrunbook.backup.objects import store
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.backup.verify import verify
 from dbrunbook.backup.wal import WalName, fetch
 from dbrunbook.errors import ObjectCorruptError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.manifest import SUFFIX
+from dbrunbook.repository.objects import store
+from dbrunbook.repository.storage import open_storage
 
 from .test_wal_segment_sizes import physical_manifest
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from dbrunbook import hostcmd
-from dbrunbook.backup.crypto import generate_identity
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.backup.wal import push
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.storage import open_storage
 
 SEG = "000000010000000000000007"
 

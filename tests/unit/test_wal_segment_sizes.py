@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.crypto import generate_identity
 from dbrunbook.backup.lsn import (
     DEFAULT_SEGMENT_SIZE,
     parse_lsn,
@@ -20,14 +18,16 @@ from dbrunbook.backup.lsn import (
     segments_between,
     segments_per_log,
 )
-from dbrunbook.backup.manifest import Manifest
 from dbrunbook.backup.pg_restore import newest_segment_start
-from dbrunbook.backup.storage import open_storage
 from dbrunbook.backup.verify import recorded_segment_size, verify, wal_report
 from dbrunbook.backup.wal import push
 from dbrunbook.errors import BackupError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.crypto import generate_identity
+from dbrunbook.repository.manifest import Manifest
+from dbrunbook.repository.storage import open_storage
 
 MIB1 = 1 << 20
 MIB64 = 64 << 20

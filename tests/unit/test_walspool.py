@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from dbrunbook import hostcmd, walspool
-from dbrunbook.backup.crypto import generate_identity
+from dbrunbook.repository.crypto import generate_identity
 
 SEGS = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003"]
 

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dbrunbook.backup.manifest import SUFFIX
 from dbrunbook.backup.wal import DIGEST_LEN, MARK
 from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.repository.manifest import SUFFIX
 
 ROOT = "binlog/"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(\d{6,})$")

@@ -108,7 +108,7 @@ def read_file_list(lines: Iterable[bytes]) -> FileList:
 
 def _check_record(rec: FileRecord) -> None:
     """A file list is data from the repository: a path must stay inside the data directory."""
-    from dbrunbook.backup.storage import check_key
+    from dbrunbook.repository.storage import check_key
 
     try:
         check_key(rec.path)  # the repository's own rule for relative names: no "/" start, "..", "." or ""

@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of
 from dbrunbook.backup.retention import expired_wal, segment_position
-from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of
+from dbrunbook.repository.storage import Storage
 
 
 def _probe(storage: Storage, key: str, identities: Sequence[str]) -> list[str] | str:

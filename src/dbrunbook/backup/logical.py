@@ -18,11 +18,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from dbrunbook.backup.manifest import ObjectEntry, object_key
-from dbrunbook.backup.objects import load, store
-from dbrunbook.backup.storage import Storage
-from dbrunbook.backup.streams import prefetch
 from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.repository.manifest import ObjectEntry, object_key
+from dbrunbook.repository.objects import load, store
+from dbrunbook.repository.storage import Storage
+from dbrunbook.repository.streams import prefetch
 
 READ = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's buffer

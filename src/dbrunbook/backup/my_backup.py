@@ -15,16 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup import hostconfig
 from dbrunbook.backup.binlog import ROOT, BinlogName, Coordinates, archived, checkpoint_lsns, mariabackup_coordinates
-from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import Manifest, ObjectEntry
 from dbrunbook.backup.pg_backup import DEFAULT_MAX_CHAIN, pick_source
+from dbrunbook.context import ClusterContext
 from dbrunbook.engines.mariadb import MariaDB, client_defaults
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.execution.sql import DbSession
+from dbrunbook.repository import hostconfig
+from dbrunbook.repository.manifest import Manifest, ObjectEntry
 
 Step = Callable[[str], None]
 SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "sys")

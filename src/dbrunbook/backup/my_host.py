@@ -1,6 +1,6 @@
 """Host side of MariaDB/MySQL backups and recovery: dumps, mariabackup streams, binlog push and replay.
 
-Every path streams through the same object pipeline as PostgreSQL (:mod:`dbrunbook.backup.objects`).
+Every path streams through the same object pipeline as PostgreSQL (:mod:`dbrunbook.repository.objects`).
 A tool's exit status is checked once its output has been consumed, so a dump that dies half-way never
 becomes an object a manifest lists.
 """
@@ -30,12 +30,12 @@ from dbrunbook.backup.binlog import (
 )
 from dbrunbook.backup.binlog import number as binlog_number
 from dbrunbook.backup.logical import _stream
-from dbrunbook.backup.manifest import ObjectEntry, object_key
-from dbrunbook.backup.objects import load, load_key, store
 from dbrunbook.backup.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
-from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import BackupError, ObjectCorruptError, RestoreError
+from dbrunbook.repository.manifest import ObjectEntry, object_key
+from dbrunbook.repository.objects import load, load_key, store
+from dbrunbook.repository.storage import Storage
 
 EDGE = 1 << 16  # bytes of a dump's head and tail kept to read its coordinates
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbrunbook.backup import hostconfig
 from dbrunbook.backup.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
-from dbrunbook.backup.context import ClusterContext, agent_for
-from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.rowcount import uncounted
+from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines.mariadb import MariaDB, client_defaults
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.inventory.model import Cluster, Host
+from dbrunbook.repository import hostconfig
+from dbrunbook.repository.manifest import Manifest, manifest_key
 
 Step = Callable[[str], None]
 Confirm = Callable[[str], None]

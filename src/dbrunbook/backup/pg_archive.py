@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dbrunbook.backup import hostconfig
-from dbrunbook.backup.context import ClusterContext
+from dbrunbook.context import ClusterContext
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.repository import hostconfig
 
 Confirm = Callable[[str], None]
 ARCHIVING_SQL = SqlStatement(

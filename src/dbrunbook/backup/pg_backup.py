@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dbrunbook import __version__
-from dbrunbook.backup import hostconfig
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.context import ClusterContext
 from dbrunbook.backup.incremental import FILE_LIST
 from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, object_key
-from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.pg_archive import ARCHIVING_SQL
 from dbrunbook.backup.wal import WalName
+from dbrunbook.context import ClusterContext
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.inventory.model import Role
+from dbrunbook.repository import hostconfig
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.manifest import Manifest, ObjectEntry, object_key
+from dbrunbook.repository.objects import load_bytes, store
 
 Step = Callable[[str], None]
 WAL_WAIT_SECONDS = 120

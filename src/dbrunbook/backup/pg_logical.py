@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup import hostconfig
-from dbrunbook.backup.context import ClusterContext, agent_for
-from dbrunbook.backup.manifest import Manifest, ObjectEntry, manifest_key
 from dbrunbook.backup.pg_backup import pick_source
+from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.inventory.model import Cluster
+from dbrunbook.repository import hostconfig
+from dbrunbook.repository.manifest import Manifest, ObjectEntry, manifest_key
 
 Step = Callable[[str], None]
 DATABASES_SQL = SqlStatement(

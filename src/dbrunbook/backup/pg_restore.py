@@ -15,10 +15,8 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from dbrunbook.backup import hostconfig
-from dbrunbook.backup.context import ClusterContext, agent_for
-from dbrunbook.backup.manifest import Manifest, manifest_key
 from dbrunbook.backup.verify import segment_size
+from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
 from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
@@ -26,6 +24,8 @@ from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
 from dbrunbook.hostcmd import restore_command
 from dbrunbook.inventory.model import Cluster, Host
+from dbrunbook.repository import hostconfig
+from dbrunbook.repository.manifest import Manifest, manifest_key
 
 TargetKind = Literal["latest", "time", "lsn", "xid", "name"]
 Confirm = Callable[[str], None]
@@ -230,8 +230,8 @@ def _check_places(data_dir: str, places: dict[str, str]) -> None:
 
 def backup_tablespaces(ctx: ClusterContext, chain: Sequence[Manifest]) -> dict[str, str]:
     """Every tablespace of the chain (oid -> directory on the source), from its tablespace_map objects."""
-    from dbrunbook.backup.objects import load_bytes
     from dbrunbook.backup.physical import parse_tablespace_map
+    from dbrunbook.repository.objects import load_bytes
 
     found: dict[str, str] = {}
     for m in chain:

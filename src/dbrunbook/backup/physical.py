@@ -35,10 +35,10 @@ from dbrunbook.backup.incremental import (
     split_lines,
     write_member,
 )
-from dbrunbook.backup.manifest import ObjectEntry, object_key
-from dbrunbook.backup.objects import load, store
-from dbrunbook.backup.storage import ChunkReader, Storage, check_key
 from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.repository.manifest import ObjectEntry, object_key
+from dbrunbook.repository.objects import load, store
+from dbrunbook.repository.storage import ChunkReader, Storage, check_key
 
 # Contents are recreated by the server or replayed from the archive; the directories themselves are kept.
 SKIP_CONTENTS = {

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbrunbook.backup.catalog import Catalog, Refused
-from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import backup_prefix, manifest_key
 from dbrunbook.backup.retention import (
     BackupFacts,
     RetentionPlan,
@@ -27,9 +24,12 @@ from dbrunbook.backup.retention import (
     segment_position,
     stale_incomplete,
 )
-from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import WalName
+from dbrunbook.context import ClusterContext
 from dbrunbook.execution.audit import AuditLog
+from dbrunbook.repository.catalog import Catalog, Refused
+from dbrunbook.repository.manifest import backup_prefix, manifest_key
+from dbrunbook.repository.storage import Storage
 
 Confirm = Callable[[str], None]
 

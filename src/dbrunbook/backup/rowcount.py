@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dbrunbook.backup.manifest import Manifest
+    from dbrunbook.repository.manifest import Manifest
 
 SECTION = b"\n-- Dumping data for table "
 USE = b"\nUSE `"

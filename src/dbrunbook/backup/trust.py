@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.backup.catalog import MANIFEST_SIG, Catalog, Refused
-from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import Manifest, backup_prefix
-from dbrunbook.backup.objects import load_bytes, store
-from dbrunbook.backup.signing import split
+from dbrunbook.context import ClusterContext
 from dbrunbook.errors import ObjectCorruptError
+from dbrunbook.repository.catalog import MANIFEST_SIG, Catalog, Refused
+from dbrunbook.repository.manifest import Manifest, backup_prefix
+from dbrunbook.repository.objects import load_bytes, store
+from dbrunbook.repository.signing import split
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.backup.catalog import Catalog
 from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segments_between
-from dbrunbook.backup.manifest import Manifest, ObjectEntry
-from dbrunbook.backup.objects import load, load_key
-from dbrunbook.backup.storage import Storage
 from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName, only_key
 from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.manifest import Manifest, ObjectEntry
+from dbrunbook.repository.objects import load, load_key
+from dbrunbook.repository.storage import Storage
 
 
 @dataclass(frozen=True)

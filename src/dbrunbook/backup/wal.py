@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dbrunbook.backup.manifest import SUFFIX
-from dbrunbook.backup.objects import load_key, store
-from dbrunbook.backup.storage import Storage
 from dbrunbook.errors import BackupError, ObjectCorruptError
+from dbrunbook.repository.manifest import SUFFIX
+from dbrunbook.repository.objects import load_key, store
+from dbrunbook.repository.storage import Storage
 from dbrunbook.walspool import file_digest
 
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")

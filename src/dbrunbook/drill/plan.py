@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dbrunbook.backup.manifest import Manifest
 from dbrunbook.errors import DrillError
+from dbrunbook.repository.manifest import Manifest
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 KINDS = ("any", "logical", "physical")

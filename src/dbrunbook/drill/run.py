@@ -15,10 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup.context import ClusterContext
-from dbrunbook.backup.manifest import SUFFIX, Manifest
-from dbrunbook.backup.objects import load_bytes, store
 from dbrunbook.backup.rowcount import mismatch_line, uncounted
+from dbrunbook.context import ClusterContext
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
 from dbrunbook.errors import (
@@ -31,6 +29,8 @@ from dbrunbook.errors import (
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.inventory.model import Cluster, Host
+from dbrunbook.repository.manifest import SUFFIX, Manifest
+from dbrunbook.repository.objects import load_bytes, store
 
 Step = Callable[[str], None]
 FindHost = Callable[[str], tuple[str, Cluster]]

@@ -253,14 +253,14 @@ class Sandbox:
         keys: dict[str, Secret] = {}
         identity = self.layout.secret("age-identity.txt")
         if not identity.exists():
-            from dbrunbook.backup.crypto import generate_identity
+            from dbrunbook.repository.crypto import generate_identity
 
             private, public = generate_identity()
             text = f"# dbrunbook sandbox backup identity\n# public key: {public}\n{private}\n"
             write_file(self.tool, identity, text, private=True)
         signing = self.layout.secret(SIGNING_KEY)
         if not signing.exists():
-            from dbrunbook.backup.signing import generate
+            from dbrunbook.repository.signing import generate
 
             write_file(self.tool, signing, generate()[0], private=True)
         for name in SECRET_NAMES:
@@ -297,8 +297,8 @@ class Sandbox:
         return reason is None
 
     def _write_inventory(self, *, sudo_login: bool) -> Inventory:
-        from dbrunbook.backup.crypto import parse_identities, recipient_of
-        from dbrunbook.backup.signing import Signer
+        from dbrunbook.repository.crypto import parse_identities, recipient_of
+        from dbrunbook.repository.signing import Signer
 
         identity = parse_identities(self.layout.secret("age-identity.txt").read_text())[0]
         signer = Signer(self.layout.secret(SIGNING_KEY).read_text()).public

@@ -180,7 +180,7 @@ def list_(
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
     import time
 
-    from dbrunbook.backup.lease import held as held_leases
+    from dbrunbook.repository.lease import held as held_leases
 
     run = TaskRun.start("backup.list", env=env, json_mode=json)
     rows: list[dict[str, Any]] = []

@@ -25,7 +25,7 @@ from dbrunbook.output import Output
 from dbrunbook.redact import REDACTOR
 
 if TYPE_CHECKING:
-    from dbrunbook.backup.context import ClusterContext
+    from dbrunbook.context import ClusterContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,7 +85,7 @@ class TaskRun:
 
     def cluster_context(self, name: str | None) -> ClusterContext:
         """The one cluster a task works on: --cluster, or the only cluster of the inventory."""
-        from dbrunbook.backup.context import ClusterContext
+        from dbrunbook.context import ClusterContext
 
         clusters = self.clusters(name)
         if len(clusters) != 1:

@@ -84,12 +84,12 @@ def rotate(
     json: bool = False,
 ) -> None:
     """Encrypt new backups and WAL to a new recipient; old identities stay in the keyring to restore old backups."""
-    from dbrunbook.backup import hostconfig
-    from dbrunbook.backup.crypto import recipient_of
     from dbrunbook.backup.keys import new_identity_file
     from dbrunbook.execution.command import Command
     from dbrunbook.inventory.edit import rotate_recipients
     from dbrunbook.output import confirm
+    from dbrunbook.repository import hostconfig
+    from dbrunbook.repository.crypto import recipient_of
 
     run = TaskRun.start("keys.rotate", env=env, json_mode=json, dry_run=dry_run)
     ctx = run.cluster_context(cluster)

@@ -91,8 +91,8 @@ def sign(
 @guarded
 def signing_init(c: Context, out: str, json: bool = False) -> None:
     """Make the controller's manifest signing key; prints the public key for encryption.signers."""
-    from dbrunbook.backup.signing import generate
     from dbrunbook.output import Output
+    from dbrunbook.repository.signing import generate
 
     path = Path(out).expanduser()
     pem, public = generate()

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ParamSpec, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from dbrunbook.backup.storage import (
+from dbrunbook.errors import ObjectExistsError, ObjectMissingError, RepositoryError
+from dbrunbook.repository.storage import (
     ObjectInfo,
     ProgressCallback,
     Storage,
@@ -32,7 +33,6 @@ from dbrunbook.backup.storage import (
     check_prefix,
     iter_chunks,
 )
-from dbrunbook.errors import ObjectExistsError, ObjectMissingError, RepositoryError
 
 if TYPE_CHECKING:
     from dbrunbook.inventory.model import Repository

@@ -33,7 +33,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from dbrunbook.backup.storage import ChunkReader, MiB, ObjectInfo, ProgressCallback, Storage, check_key, check_prefix
 from dbrunbook.errors import (
     ConfigError,
     ObjectCorruptError,
@@ -43,6 +42,15 @@ from dbrunbook.errors import (
     RepositoryUnreachableError,
 )
 from dbrunbook.redact import REDACTOR
+from dbrunbook.repository.storage import (
+    ChunkReader,
+    MiB,
+    ObjectInfo,
+    ProgressCallback,
+    Storage,
+    check_key,
+    check_prefix,
+)
 
 if TYPE_CHECKING:
     from dbrunbook.inventory.model import ObjectLock, Repository

@@ -11,12 +11,12 @@ from typing import Any
 
 import zstandard
 
-from dbrunbook.backup.compress import DEFAULT_LEVEL, compress_chunks, decompress_chunks
-from dbrunbook.backup.crypto import decrypt_chunks, encrypt_chunks
-from dbrunbook.backup.manifest import ObjectEntry
-from dbrunbook.backup.storage import Storage
-from dbrunbook.backup.streams import prefetch
 from dbrunbook.errors import NoMatchingIdentityError, ObjectCorruptError
+from dbrunbook.repository.compress import DEFAULT_LEVEL, compress_chunks, decompress_chunks
+from dbrunbook.repository.crypto import decrypt_chunks, encrypt_chunks
+from dbrunbook.repository.manifest import ObjectEntry
+from dbrunbook.repository.storage import Storage
+from dbrunbook.repository.streams import prefetch
 
 READ_CHUNK = 1 << 20
 

@@ -9,19 +9,19 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from dbrunbook import __version__, build_digest
-from dbrunbook.backup.catalog import Catalog
-from dbrunbook.backup.manifest import Manifest
-from dbrunbook.backup.storage import Storage, open_storage
 from dbrunbook.engines import EngineDriver, Login, get_engine
 from dbrunbook.errors import ConfigError, HostError
 from dbrunbook.execution.executor import HostExecutor, RunSettings
 from dbrunbook.hostsetup import installed, venv_path
 from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.inventory.secrets import SecretResolver
+from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.manifest import Manifest
+from dbrunbook.repository.storage import Storage, open_storage
 
 if TYPE_CHECKING:
-    from dbrunbook.backup.lease import Lease
-    from dbrunbook.backup.signing import Signer, Trust
+    from dbrunbook.repository.lease import Lease
+    from dbrunbook.repository.signing import Signer, Trust
 
 ExecutorFactory = Callable[[Cluster, str], HostExecutor]
 
@@ -53,7 +53,7 @@ class ClusterContext:
         return list(self.cluster.encryption.recipients)
 
     def identities(self) -> list[str]:
-        from dbrunbook.backup.crypto import parse_identities
+        from dbrunbook.repository.crypto import parse_identities
 
         enc = self.cluster.encryption
         if enc is None or not enc.identities:
@@ -73,7 +73,7 @@ class ClusterContext:
         """The complete backups, oldest first, listed from the repository (manifests cached locally unless
         ``cached=False``, which reads and decrypts every manifest again: what verify must do). Manifests
         without a trusted signature are left out and listed in ``Catalog.refused``."""
-        from dbrunbook.backup.catalog import ManifestCache, load_catalog
+        from dbrunbook.repository.catalog import ManifestCache, load_catalog
 
         cache = ManifestCache.default() if cached else None
         return load_catalog(self.storage, self.identities(), self.name, system_id, cache=cache, trust=self.trust())
@@ -81,7 +81,7 @@ class ClusterContext:
     @cached_property
     def signer(self) -> Signer:
         """The controller's manifest signing key (``encryption.signing_key``)."""
-        from dbrunbook.backup.signing import Signer
+        from dbrunbook.repository.signing import Signer
 
         enc = self.cluster.encryption
         if enc is None or enc.signing_key is None:
@@ -101,7 +101,7 @@ class ClusterContext:
     def trust(self) -> Trust:
         """The keys whose signatures make a manifest a backup: ``encryption.signers``, or the signing key's
         own public key when the list is empty."""
-        from dbrunbook.backup.signing import Trust, parse_public
+        from dbrunbook.repository.signing import Trust, parse_public
 
         enc = self.cluster.encryption
         if enc is not None and enc.signers:
@@ -118,10 +118,10 @@ class ClusterContext:
         """Sign and store a manifest: the last write of a backup, the one that makes it exist."""
         from datetime import UTC, datetime
 
-        from dbrunbook.backup.catalog import authenticity
-        from dbrunbook.backup.manifest import manifest_key
-        from dbrunbook.backup.objects import store
         from dbrunbook.errors import BackupError
+        from dbrunbook.repository.catalog import authenticity
+        from dbrunbook.repository.manifest import manifest_key
+        from dbrunbook.repository.objects import store
 
         key = manifest_key(manifest.backup_id)
         # Never sign what the catalog would refuse (objects a host reported outside the backup's folder...).
@@ -133,12 +133,12 @@ class ClusterContext:
 
     @contextmanager
     def lease(self, purpose: str, *, exclusive: bool = False, dry_run: bool = False) -> Iterator[None]:
-        """Hold the cluster's repository lease for ``purpose`` (see :mod:`dbrunbook.backup.lease`); a dry run
+        """Hold the cluster's repository lease for ``purpose`` (see :mod:`dbrunbook.repository.lease`); a dry run
         changes nothing and takes none."""
         if dry_run:
             yield
             return
-        from dbrunbook.backup.lease import acquire
+        from dbrunbook.repository.lease import acquire
 
         repo = self.cluster.repository
         held = acquire(
@@ -163,7 +163,7 @@ class ClusterContext:
 
     def new_backup_id(self, kind: str) -> str:
         """Claim a fresh backup id in the repository (see :func:`catalog.claim_backup_id`)."""
-        from dbrunbook.backup.catalog import claim_backup_id
+        from dbrunbook.repository.catalog import claim_backup_id
 
         return claim_backup_id(self.storage, kind, self.recipients)
 

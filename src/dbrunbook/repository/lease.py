@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dbrunbook.backup.storage import ObjectInfo, Storage
 from dbrunbook.errors import DbrunbookError, LeaseHeld
+from dbrunbook.repository.storage import ObjectInfo, Storage
 
 ROOT = "locks/"
 TTL = 300  # seconds without a renewal after which a lease is dead

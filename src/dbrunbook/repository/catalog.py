@@ -19,11 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dbrunbook.backup.manifest import SUFFIX, Manifest, backup_prefix, manifest_key, new_backup_id, object_key
-from dbrunbook.backup.objects import load_key, store
-from dbrunbook.backup.signing import Trust
-from dbrunbook.backup.signing import split as split_signed
-from dbrunbook.backup.storage import ObjectInfo, Storage
 from dbrunbook.errors import (
     BackupError,
     DbrunbookError,
@@ -32,6 +27,11 @@ from dbrunbook.errors import (
     ObjectCorruptError,
     ObjectExistsError,
 )
+from dbrunbook.repository.manifest import SUFFIX, Manifest, backup_prefix, manifest_key, new_backup_id, object_key
+from dbrunbook.repository.objects import load_key, store
+from dbrunbook.repository.signing import Trust
+from dbrunbook.repository.signing import split as split_signed
+from dbrunbook.repository.storage import ObjectInfo, Storage
 
 MANIFEST_SIG = f"manifest.sig{SUFFIX}"  # backup.sign's signature of a manifest written before signing
 FUTURE_SKEW = timedelta(minutes=10)  # clocks differ; a manifest further ahead than this was not written now

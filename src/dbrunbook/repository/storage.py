@@ -191,8 +191,8 @@ class ChunkReader(io.RawIOBase):
 
 
 _BACKENDS = {
-    "file": ("dbrunbook.backup.storage_file", "FileStorage"),
-    "s3": ("dbrunbook.backup.storage_s3", "S3Storage"),
+    "file": ("dbrunbook.repository.storage_file", "FileStorage"),
+    "s3": ("dbrunbook.repository.storage_s3", "S3Storage"),
 }
 
 

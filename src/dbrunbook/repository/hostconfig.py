@@ -87,7 +87,7 @@ class LoadedHostConfig:
     resolver: SecretResolver
 
     def identities(self) -> list[str]:
-        from dbrunbook.backup.crypto import parse_identities
+        from dbrunbook.repository.crypto import parse_identities
 
         keys: list[str] = []
         for ref in self.identity_refs:
