@@ -12,7 +12,7 @@ from dbrunbook import __version__, build_digest
 from dbrunbook.engines import EngineDriver, Login, get_engine
 from dbrunbook.errors import ConfigError, HostError
 from dbrunbook.execution.executor import HostExecutor, RunSettings
-from dbrunbook.hostsetup import installed, venv_path
+from dbrunbook.hosts.setup import installed, venv_path
 from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.inventory.secrets import SecretResolver
 from dbrunbook.repository.catalog import Catalog

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from dbrunbook.backup.pg_restore import newest_segment_start
-from dbrunbook.drill.plan import choose, judge, metrics_text, parse_duration, verdict
+from dbrunbook.drill.plan import choose, judge, parse_duration, verdict
 from dbrunbook.errors import DrillError
+from dbrunbook.metrics import metrics_text
 from dbrunbook.repository.manifest import Manifest
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)

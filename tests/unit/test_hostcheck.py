@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dbrunbook.engines import BinaryInfo, ServerProbe
-from dbrunbook.hostcheck import assess
+from dbrunbook.hosts.check import assess
 from dbrunbook.inventory import Role, parse_inventory
 
 INV = parse_inventory(

@@ -162,7 +162,7 @@ def test_alert_rules_use_emitted_metrics_and_link_existing_runbooks() -> None:
     import re
     from datetime import UTC, datetime
 
-    from dbrunbook.drill.plan import backup_metrics_text, metrics_text
+    from dbrunbook.metrics import backup_metrics_text, metrics_text
 
     root = Path(__file__).resolve().parents[2]
     rules = yaml.safe_load((root / "templates/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
@@ -201,7 +201,7 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
     import zipfile
 
     from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
-    from dbrunbook.hostsetup import build_wheel
+    from dbrunbook.hosts.setup import build_wheel
     from dbrunbook.tasks.schedule_tasks import TEMPLATES
 
     root = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook import hostcmd
+from dbrunbook.agent import cli as agent
 from dbrunbook.backup.wal import push
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
@@ -47,7 +47,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def fetch(config: Path, name: str, dest: Path) -> int:
-    return hostcmd.main(["wal-fetch", "--config", str(config), name, str(dest)])
+    return agent.main(["wal-fetch", "--config", str(config), name, str(dest)])
 
 
 def test_fetched_segment_exits_0_and_missing_one_exits_not_in_archive(config: Path, tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ def test_fetched_segment_exits_0_and_missing_one_exits_not_in_archive(config: Pa
     dest.parent.mkdir()
     assert fetch(config, SEG, dest) == 0
     assert dest.read_bytes() == b"segment bytes" * 1000
-    assert fetch(config, "000000010000000000000008", dest) == hostcmd.NOT_IN_ARCHIVE
-    assert 0 < hostcmd.NOT_IN_ARCHIVE <= 125 and hostcmd.FETCH_FAILED > 125
+    assert fetch(config, "000000010000000000000008", dest) == agent.NOT_IN_ARCHIVE
+    assert 0 < agent.NOT_IN_ARCHIVE <= 125 and agent.FETCH_FAILED > 125
 
 
 def _edit(config: Path, **changes: object) -> None:
@@ -81,29 +81,29 @@ def _edit(config: Path, **changes: object) -> None:
 def test_a_broken_config_stops_recovery(config: Path, tmp_path: Path, what: str, change: dict[str, object]) -> None:
     _edit(config, **change)
     dest = tmp_path / "RECOVERYXLOG"
-    assert fetch(config, SEG, dest) == hostcmd.FETCH_FAILED, what
+    assert fetch(config, SEG, dest) == agent.FETCH_FAILED, what
     assert not dest.exists()
 
 
 def test_a_missing_destination_directory_is_an_oserror_that_stops_recovery(config: Path, tmp_path: Path) -> None:
-    assert fetch(config, SEG, tmp_path / "no-such-dir" / "RECOVERYXLOG") == hostcmd.FETCH_FAILED
+    assert fetch(config, SEG, tmp_path / "no-such-dir" / "RECOVERYXLOG") == agent.FETCH_FAILED
 
 
 def test_an_unwritable_temporary_file_stops_recovery(config: Path, tmp_path: Path) -> None:
     dest = tmp_path / "pg_wal" / "RECOVERYXLOG"
     (tmp_path / "pg_wal" / ".RECOVERYXLOG.dbrunbook-tmp").mkdir(parents=True)  # open() gets IsADirectoryError
-    assert fetch(config, SEG, dest) == hostcmd.FETCH_FAILED
+    assert fetch(config, SEG, dest) == agent.FETCH_FAILED
     assert not dest.exists()
 
 
 def test_a_config_that_is_not_utf8_stops_recovery(config: Path, tmp_path: Path) -> None:
     config.write_bytes(b'{"cluster": "\xff\xfe"}')
-    assert fetch(config, SEG, tmp_path / "RECOVERYXLOG") == hostcmd.FETCH_FAILED
+    assert fetch(config, SEG, tmp_path / "RECOVERYXLOG") == agent.FETCH_FAILED
 
 
 @pytest.mark.parametrize("argv", [[], ["--config"], [SEG], ["--bogus", "x", SEG, "/tmp/x"]])
 def test_bad_arguments_stop_recovery(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert hostcmd.main(["wal-fetch", *argv]) == hostcmd.FETCH_FAILED
+    assert agent.main(["wal-fetch", *argv]) == agent.FETCH_FAILED
     capsys.readouterr()
 
 
@@ -116,30 +116,30 @@ def test_a_crash_is_one_line_and_stops_recovery(
         raise RuntimeError("something nobody expected")
 
     monkeypatch.setattr(wal, "fetch", boom)
-    assert fetch(config, SEG, tmp_path / "RECOVERYXLOG") == hostcmd.FETCH_FAILED
+    assert fetch(config, SEG, tmp_path / "RECOVERYXLOG") == agent.FETCH_FAILED
     err = capsys.readouterr().err
     assert "RuntimeError: something nobody expected" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
     ("agent_exit", "expected"),
-    [(0, 0), (hostcmd.NOT_IN_ARCHIVE, hostcmd.NOT_IN_ARCHIVE), (1, 128), (2, 128), (70, 128), (126, 128), (127, 128)],
+    [(0, 0), (agent.NOT_IN_ARCHIVE, agent.NOT_IN_ARCHIVE), (1, 128), (2, 128), (70, 128), (126, 128), (127, 128)],
 )
 def test_the_restore_command_maps_every_other_status_above_125(tmp_path: Path, agent_exit: int, expected: int) -> None:
     """The shell has the last word: a Python that crashes before main() (exit 1) still stops recovery."""
-    agent = tmp_path / "bin dir" / "dbrunbook-host"
-    agent.parent.mkdir()
-    agent.write_text(f'#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\nexit {agent_exit}\n')
-    agent.chmod(0o755)
-    command = hostcmd.restore_command(str(agent), "/etc/some config/repository.json")
+    fake = tmp_path / "bin dir" / "dbrunbook-host"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\nexit {agent_exit}\n')
+    fake.chmod(0o755)
+    command = agent.restore_command(str(fake), "/etc/some config/repository.json")
     # As PostgreSQL runs it: %f and %p replaced, then handed to /bin/sh -c.
     line = command.replace("%f", SEG).replace("%p", "pg_wal/RECOVERYXLOG")
     res = subprocess.run(["/bin/sh", "-c", line], check=False)
     assert res.returncode == expected
-    args = (agent.parent / "args").read_text().split()
+    args = (fake.parent / "args").read_text().split()
     assert args[0] == "wal-fetch" and args[-2:] == [SEG, "pg_wal/RECOVERYXLOG"]
 
 
 def test_the_restore_command_stops_recovery_when_the_agent_is_missing(tmp_path: Path) -> None:
-    line = hostcmd.restore_command(str(tmp_path / "gone"), "/c.json").replace("%f", SEG).replace("%p", "x")
+    line = agent.restore_command(str(tmp_path / "gone"), "/c.json").replace("%f", SEG).replace("%p", "x")
     assert subprocess.run(["/bin/sh", "-c", line], check=False, capture_output=True).returncode == 128

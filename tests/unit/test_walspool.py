@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dbrunbook import hostcmd, walspool
+from dbrunbook import walspool
+from dbrunbook.agent import cli as agent
 from dbrunbook.repository.crypto import generate_identity
 
 SEGS = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003"]
@@ -33,18 +34,18 @@ def break_repository(config: Path) -> None:
 
 def test_push_ahead_then_marker_fast_path(tmp_path: Path) -> None:
     pg_wal, config = setup(tmp_path)
-    assert hostcmd.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[0])]) == 0
+    assert agent.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[0])]) == 0
     stored = sorted(p.name.split(".")[0] for p in (tmp_path / "repo" / "wal" / "00000001").iterdir())
     assert stored == SEGS  # the asked one, and the two marked ready, in one run
     assert sorted(p.name for p in walspool.spool_dir(config).iterdir()) == [f"{s}.ok" for s in SEGS[1:]]
 
     break_repository(config)  # from here, any run that reaches the repository fails
-    assert hostcmd.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[1])]) == 0
+    assert agent.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[1])]) == 0
     assert not (walspool.spool_dir(config) / f"{SEGS[1]}.ok").exists()  # used up
     assert (
-        hostcmd.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[1])]) == 70
+        agent.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[1])]) == 70
     )  # reached the (broken) repository
 
     # The file changed since its marker was written: the marker is not trusted.
     (pg_wal / SEGS[2]).write_bytes(b"\x09" * 100_000)
-    assert hostcmd.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[2])]) == 70
+    assert agent.main(["wal-push", "--config", str(config), str(pg_wal / SEGS[2])]) == 70

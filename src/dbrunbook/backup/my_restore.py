@@ -20,6 +20,7 @@ from dbrunbook.engines.mariadb import MariaDB, client_defaults
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.poll import REAL, Clock, wait_until
 from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.manifest import Manifest, manifest_key
@@ -214,7 +215,7 @@ def stop_server(ex: HostExecutor, data_dir: str, grace: int = 60) -> None:
     )
 
 
-def _start(ex: HostExecutor, host: Host, plan: MyRestorePlan, timeout: float = 120) -> None:
+def _start(ex: HostExecutor, host: Host, plan: MyRestorePlan, timeout: float = 120, *, clock: Clock = REAL) -> None:
     log = f"{plan.data_dir}/{LOG}"
     argv = server_argv(host, plan.data_dir, plan.port)
     ex.run(
@@ -232,18 +233,19 @@ def _start(ex: HostExecutor, host: Host, plan: MyRestorePlan, timeout: float = 1
         check=False,
         description="is the server up",
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def state() -> str | None:
         if ex.run(ping).ok:
-            return
+            return "up"
         # Wait as long as the server may take (InnoDB writes its redo log first, slowly on a busy host); give
         # up early only when its log says it stopped.
         stopped = ex.run(
             Command(("grep", "-q", "-e", "] Aborting", log), mutating=False, check=False, description="did it stop")
         ).ok
-        if stopped:
-            break
-        time.sleep(1)
+        return "stopped" if stopped else None
+
+    if wait_until(state, timeout=timeout, interval=1.0, clock=clock) == "up":
+        return
     tail = ex.run(Command(("tail", "-n", "5", log), mutating=False, check=False)).stdout
     raise RestoreError(
         f"the restored MariaDB on {plan.host} did not start: {' | '.join(tail.strip().splitlines()[-3:])}"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from typing import Any
 
 from dbrunbook.context import ClusterContext
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.poll import REAL, Clock, wait_until
 from dbrunbook.repository import hostconfig
 
 Confirm = Callable[[str], None]
@@ -76,7 +76,7 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
     return result
 
 
-def verify_archiving(ctx: ClusterContext, *, timeout: float = 60) -> str:
+def verify_archiving(ctx: ClusterContext, *, timeout: float = 60, clock: Clock = REAL) -> str:
     """Switch WAL and wait for the archiver to report that segment archived (or failing)."""
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
@@ -86,8 +86,9 @@ def verify_archiving(ctx: ClusterContext, *, timeout: float = 60) -> str:
         segment = db.execute(SqlStatement("SELECT pg_walfile_name(pg_switch_wal())", description="switch WAL segment"))[
             0
         ][0]
-        deadline = time.monotonic() + timeout
-        while True:
+        started = clock.monotonic()
+
+        def archived() -> str | None:
             last, failed, last_failed = db.execute(
                 SqlStatement(
                     "SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver",
@@ -97,11 +98,15 @@ def verify_archiving(ctx: ClusterContext, *, timeout: float = 60) -> str:
             )[0]
             if last is not None and last >= segment:
                 return str(segment)
-            if failed > failed_before and time.monotonic() > deadline - timeout / 2:
+            # Failures in the first half may be a retry of an older segment; after that, they are this one.
+            if failed > failed_before and clock.monotonic() - started > timeout / 2:
                 raise BackupError(
                     f"archive_command fails on {primary_name} (last failed: {last_failed})",
                     hint="see the PostgreSQL log for the dbrunbook-host error",
                 )
-            if time.monotonic() > deadline:
-                raise BackupError(f"{segment} was not archived within {timeout:g}s on {primary_name}")
-            time.sleep(0.3)
+            return None
+
+        done = wait_until(archived, timeout=timeout, interval=0.3, clock=clock)
+        if done is None:
+            raise BackupError(f"{segment} was not archived within {timeout:g}s on {primary_name}")
+        return done

@@ -9,7 +9,6 @@ repository: a listed backup always restores.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from dbrunbook.backup.wal import WalName
 from dbrunbook.context import ClusterContext
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.poll import REAL, Clock, wait_until
 from dbrunbook.inventory.model import Role
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.catalog import Catalog
@@ -252,13 +252,10 @@ def switch_and_wait(ctx: ClusterContext, stop_wal: str) -> None:
     wait_for_wal(ctx, stop_wal)
 
 
-def wait_for_wal(ctx: ClusterContext, segment: str, timeout: float = WAL_WAIT_SECONDS) -> None:
+def wait_for_wal(ctx: ClusterContext, segment: str, timeout: float = WAL_WAIT_SECONDS, *, clock: Clock = REAL) -> None:
     prefix = WalName(segment).prefix()
-    deadline = time.monotonic() + timeout
-    while not any(True for _ in ctx.storage.list(prefix)):
-        if time.monotonic() > deadline:
-            raise BackupError(
-                f"WAL segment {segment} did not reach the repository within {timeout:g}s; the backup is not usable",
-                hint="check archive_command errors in the PostgreSQL log and pg_stat_archiver",
-            )
-        time.sleep(0.5)
+    if not wait_until(lambda: any(True for _ in ctx.storage.list(prefix)), timeout=timeout, interval=0.5, clock=clock):
+        raise BackupError(
+            f"WAL segment {segment} did not reach the repository within {timeout:g}s; the backup is not usable",
+            hint="check archive_command errors in the PostgreSQL log and pg_stat_archiver",
+        )

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from dbrunbook.agent.cli import restore_command
 from dbrunbook.backup.verify import segment_size
 from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
@@ -22,7 +23,7 @@ from dbrunbook.engines.postgresql import pgpass_line
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
-from dbrunbook.hostcmd import restore_command
+from dbrunbook.execution.poll import REAL, Clock, wait_until
 from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.manifest import Manifest, manifest_key
@@ -492,14 +493,21 @@ LOGIN_REFUSED = re.compile(r"authentication failed|no password supplied|no pg_hb
 
 
 def wait_for_target(
-    ctx: ClusterContext, ex: HostExecutor, host: Host, plan: RestorePlan, log: str, *, timeout: float
+    ctx: ClusterContext,
+    ex: HostExecutor,
+    host: Host,
+    plan: RestorePlan,
+    log: str,
+    *,
+    timeout: float,
+    clock: Clock = REAL,
 ) -> dict[str, Any]:
     """Poll the restored server from the host itself: one short command per second, no tunnel."""
     login: Login = ctx.login("postgres")
     pgpass = pgpass_line(plan.port, login.user, login.password.reveal() if login.password else "")
-    deadline = time.monotonic() + timeout
     with ex.secret_file(pgpass, "pgpass") as passfile:
-        while time.monotonic() < deadline:
+
+        def progress() -> dict[str, Any] | None:
             out = (
                 ex.run(
                     Command(
@@ -545,5 +553,9 @@ def wait_for_target(
                         "promoted": not in_recovery,
                         "paused": in_recovery,
                     }
-            time.sleep(1)
+            return None
+
+        reached = wait_until(progress, timeout=timeout, interval=1.0, clock=clock)
+    if reached is not None:
+        return reached
     raise RestoreError(f"recovery on {plan.host}:{plan.port} did not reach {plan.target.describe()} in {timeout:g}s")

@@ -12,6 +12,7 @@ from pathlib import Path
 from dbrunbook.errors import PortBusyError, SandboxError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.poll import Clock, wait_until
 
 Sleep = Callable[[float], None]
 
@@ -42,15 +43,13 @@ def wait_for(
     sleep: Sleep = time.sleep,
     log: Path | None = None,
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            tail = ""
-            if log is not None and log.exists():
-                lines = log.read_text(errors="replace").strip().splitlines()[-2:]
-                tail = ": " + " | ".join(lines)
-            raise SandboxError(f"{what} did not come up within {timeout:g}s{tail}")
-        sleep(0.2)
+    if wait_until(check, timeout=timeout, interval=0.2, clock=Clock(sleep=sleep)):
+        return
+    tail = ""
+    if log is not None and log.exists():
+        lines = log.read_text(errors="replace").strip().splitlines()[-2:]
+        tail = ": " + " | ".join(lines)
+    raise SandboxError(f"{what} did not come up within {timeout:g}s{tail}")
 
 
 def start_detached(x: HostExecutor, argv: tuple[str, ...], log: Path, description: str) -> None:

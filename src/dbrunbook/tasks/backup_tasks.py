@@ -8,6 +8,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
+from dbrunbook.backup.summary import summary
 from dbrunbook.errors import BackupError
 from dbrunbook.tasks.common import TaskRun, guarded
 
@@ -107,7 +108,7 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
                 ctx.signer  # noqa: B018 - no signing key is a config error now, not after hours of streaming
                 with ctx.lease("backup"):  # shared: no prune or key rotation under a running backup
                     m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
-                done.append(_summary(m))
+                done.append(summary(m))
     finally:
         run.close()
 
@@ -140,30 +141,6 @@ def _prefixed(step: Callable[[str], None], name: str) -> Callable[[str], None]:
     return lambda message: step(f"{name}: {message}")
 
 
-def _summary(m: Any) -> dict[str, Any]:
-    return {
-        "cluster": m.cluster,
-        "backup_id": m.backup_id,
-        "kind": m.kind,
-        "parent": m.parent,
-        "why": m.extra.get("why"),
-        "source_host": m.source_host,
-        "start_time": m.start_time.isoformat(),
-        "stop_time": m.stop_time.isoformat(),
-        "seconds": round((m.stop_time - m.start_time).total_seconds(), 1),
-        "start_lsn": m.start_lsn,
-        "stop_lsn": m.stop_lsn,
-        "start_wal": m.start_wal,
-        "stop_wal": m.stop_wal,
-        "timeline": m.timeline,
-        "objects": len(m.objects),
-        "binlog": m.extra.get("binlog"),
-        "stored_mib": round(m.total_size / 2**20, 1),
-        "stored_bytes": m.total_size,
-        "plain_mib": round(m.plain_size / 2**20, 1),
-    }
-
-
 @task(
     name="list",
     help={
@@ -192,7 +169,7 @@ def list_(
         if ctx.cluster.repository is None:
             continue
         catalog = ctx.catalog()
-        rows += [_summary(m) for m in catalog.manifests]
+        rows += [summary(m) for m in catalog.manifests]
         refused += [{"cluster": name, **r.as_dict(), "no_identity": r.no_identity} for r in catalog.refused]
         leases += [{"cluster": name, **held} for held in held_leases(ctx.storage)]
         if metrics_file:
@@ -201,8 +178,7 @@ def list_(
             when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
             newest_log[name] = when.timestamp() if when else None
     if metrics_file:
-        from dbrunbook.drill.plan import backup_metrics_text
-        from dbrunbook.tasks.drill_tasks import write_metrics
+        from dbrunbook.metrics import backup_metrics_text, write_metrics
 
         write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time(), refused))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,6 @@ from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
 from dbrunbook.tasks.common import TaskRun, guarded
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
-
-
-def write_metrics(path: str, text: str) -> None:
-    """Atomically, as the node exporter's textfile collector wants: never a half-written file."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
 
 
 def heartbeat(url: str) -> str | None:
@@ -66,8 +57,8 @@ def run(
     RTO and RPO against the targets, tear it down, and store the result in the repository."""
     import signal
 
-    from dbrunbook.drill.plan import metrics_text
     from dbrunbook.drill.run import run_drill
+    from dbrunbook.metrics import metrics_text, write_metrics
 
     def interrupted(_sig: int, _frame: object) -> None:
         # systemd and Kubernetes stop a job with SIGTERM: unwind like Ctrl-C, so the drill's server is
@@ -228,8 +219,8 @@ def report(
     import jinja2
 
     from dbrunbook import __version__
+    from dbrunbook.backup.summary import summary as _summary
     from dbrunbook.drill.run import history as load_history
-    from dbrunbook.tasks.backup_tasks import _summary
     from dbrunbook.tasks.schedule_tasks import TEMPLATES
 
     task_run = TaskRun.start("drill.report", env=env, json_mode=False)

@@ -12,7 +12,7 @@ from invoke.tasks import task
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.errors import DrillError, InventoryError
 from dbrunbook.execution.executor import LocalExecutor
-from dbrunbook.hostsetup import build_wheel, setup_host, temp_dir, venv_path
+from dbrunbook.hosts.setup import build_wheel, setup_host, temp_dir, venv_path
 from dbrunbook.inventory.model import Cluster
 from dbrunbook.tasks.common import TaskRun, guarded
 

@@ -12,7 +12,7 @@ from invoke.tasks import task
 from dbrunbook.engines import Login
 from dbrunbook.errors import CheckFailed, HostError
 from dbrunbook.execution.hostkeys import NewHostKey, is_recorded
-from dbrunbook.hostcheck import HostReport, check_clusters, worst_error
+from dbrunbook.hosts.check import HostReport, check_clusters, worst_error
 from dbrunbook.inventory.model import Cluster
 from dbrunbook.output import confirm
 from dbrunbook.tasks.common import TaskRun, guarded

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
+from dbrunbook.agent.common import open_repository, read_manifest, report, report_crash
 from dbrunbook.errors import DbrunbookError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,14 +42,6 @@ def _installed() -> dict[str, str]:
     }
 
 
-def _storage(config: str, *, patient: bool = True) -> tuple[Any, Any]:
-    from dbrunbook.repository import hostconfig
-    from dbrunbook.repository.storage import open_storage
-
-    cfg = hostconfig.load(config)
-    return cfg, open_storage(cfg.repository, cfg.resolver, patient=patient)
-
-
 def _wal_push(args: argparse.Namespace) -> int:
     from dbrunbook import walspool
 
@@ -62,7 +54,7 @@ def _wal_push(args: argparse.Namespace) -> int:
 
     from dbrunbook.backup import wal
 
-    cfg, storage = _storage(args.config, patient=False)
+    cfg, storage = open_repository(args.config, patient=False)
     outcome = wal.push(storage, path, cfg.recipients)
     if args.verbose:
         sys.stderr.write(f"dbrunbook-host: {path.name} {outcome}\n")
@@ -88,7 +80,7 @@ def _wal_fetch(args: argparse.Namespace) -> int:
 
     # Quiet for a missing file: PostgreSQL asks for files past the end of the archive on purpose. Every other
     # outcome is turned into FETCH_FAILED by main().
-    cfg, storage = _storage(args.config)
+    cfg, storage = open_repository(args.config)
     return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else NOT_IN_ARCHIVE
 
 
@@ -114,7 +106,7 @@ def _backup_push(args: argparse.Namespace) -> int:
 
         files = read_file_list(split_lines(iter(lambda: sys.stdin.buffer.read(1 << 20), b"")))
         parent = physical.Parent(parse_lsn(args.parent_lsn), files)
-    cfg, storage = _storage(args.config)
+    cfg, storage = open_repository(args.config)
     entries = physical.push_bundles(
         storage,
         Path(args.data_dir),
@@ -128,25 +120,11 @@ def _backup_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
-    """The manifest at ``key``, exactly as the controller verified it (signature and all): any host can write
-    to the repository, so one could swap a manifest between the controller's check and this read."""
-    from dbrunbook.errors import ObjectCorruptError
-    from dbrunbook.repository.manifest import Manifest
-    from dbrunbook.repository.objects import load_bytes
-    from dbrunbook.repository.signing import split
-
-    manifest = Manifest.from_json(split(load_bytes(storage, key, identities))[0], key)
-    if manifest.digest() != digest:
-        raise ObjectCorruptError(f"manifest {key} is not the one the controller checked: it changed in the repository")
-    return manifest
-
-
 def _restore_files(args: argparse.Namespace) -> int:
     from dbrunbook.backup import physical
     from dbrunbook.repository.objects import load
 
-    cfg, storage = _storage(args.config)
+    cfg, storage = open_repository(args.config)
     identities = cfg.identities()
     if len(args.manifest_digest) != len(args.manifest_key):
         from dbrunbook.errors import RestoreError
@@ -195,7 +173,7 @@ def _restore_files(args: argparse.Namespace) -> int:
 def _logical_push(args: argparse.Namespace) -> int:
     from dbrunbook.backup import logical
 
-    cfg, storage = _storage(args.config)
+    cfg, storage = open_repository(args.config)
     entries = logical.push_logical(
         storage,
         args.backup_id,
@@ -214,7 +192,7 @@ def _logical_push(args: argparse.Namespace) -> int:
 def _logical_restore(args: argparse.Namespace) -> int:
     from dbrunbook.backup import logical
 
-    cfg, storage = _storage(args.config)
+    cfg, storage = open_repository(args.config)
     identities = cfg.identities()
     manifest = read_manifest(storage, args.manifest_key, identities, args.manifest_digest)
     entry = logical.find_dump(manifest.objects, args.source_database)
@@ -246,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else FETCH_FAILED
     except BaseException as exc:
-        _report_crash(exc)
+        report_crash(exc)
         return FETCH_FAILED
     return code if code in (0, NOT_IN_ARCHIVE) else FETCH_FAILED
 
@@ -303,17 +281,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
             p.add_argument("--manifest-digest", required=True)
             p.add_argument("--source-database", required=True)
             p.add_argument("--database", required=True)
-    from dbrunbook import hostcmd_my
+    from dbrunbook.agent import mariadb
 
-    return parser, hostcmd_my.register(sub)
+    return parser, mariadb.register(sub)
 
 
 def _main(argv: list[str]) -> int:
-    from dbrunbook import hostcmd_my
+    from dbrunbook.agent import mariadb
 
     parser, my_handlers = _parser()
     args = parser.parse_args(argv)
-    hostcmd_my.strip_dashes(args)
+    mariadb.strip_dashes(args)
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
         return 0
@@ -329,26 +307,8 @@ def _main(argv: list[str]) -> int:
     try:
         return handlers[args.command](args)
     except DbrunbookError as exc:
-        _report(exc)
+        report(exc)
         return exc.exit_code
-
-
-def _report(exc: DbrunbookError) -> None:
-    from dbrunbook.redact import REDACTOR
-
-    sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: {exc.domain} error: {exc.one_line()}") + "\n")
-
-
-def _report_crash(exc: BaseException) -> None:
-    """One line for the server log: the type and the message, redacted (a secret file's content can sit in an
-    exception's text)."""
-    from dbrunbook.redact import REDACTOR
-
-    if isinstance(exc, DbrunbookError):
-        _report(exc)
-        return
-    text = " ".join(str(exc).split()) or "no message"
-    sys.stderr.write(REDACTOR.redact(f"dbrunbook-host: failed: {type(exc).__name__}: {text}") + "\n")
 
 
 if __name__ == "__main__":

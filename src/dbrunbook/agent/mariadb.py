@@ -14,9 +14,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _storage(config: str) -> tuple[Any, Any]:
-    from dbrunbook.hostcmd import _storage as open_storage
+    from dbrunbook.agent.common import open_repository
 
-    return open_storage(config)
+    return open_repository(config)
 
 
 def _print(doc: Any) -> int:
@@ -73,7 +73,7 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any:
-    from dbrunbook.hostcmd import read_manifest
+    from dbrunbook.agent.common import read_manifest
 
     return read_manifest(storage, key, identities, digest)
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbrunbook import __version__
+from dbrunbook.agent.cli import MARKER
 from dbrunbook.errors import CommandFailed, HostError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, LocalExecutor
-from dbrunbook.hostcmd import MARKER
 
 
 @dataclass(frozen=True)
