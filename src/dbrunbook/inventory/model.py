@@ -198,6 +198,9 @@ class Cluster(_Strict):
     retention: Retention | None = None
     drill: Drill | None = None
     schedule: Schedule | None = None
+    labels: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")], str] = Field(
+        default_factory=dict, description="free key/value tags that --limit selects clusters by (tier: prod)"
+    )
 
     @model_validator(mode="after")
     def _topology(self) -> Cluster:

@@ -14,12 +14,17 @@ from dbrunbook.tasks.common import TaskRun, guarded
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 CLUSTER = "the cluster (optional when the inventory has one)"
+CLUSTERS = "clusters: names or globs, comma-separated, !name excludes (default: every cluster of the inventory)"
+LIMIT = "only clusters whose inventory labels match every key=value given (tier=prod,region=eu)"
+FORKS = "work on N clusters at a time (default 1)"
 
 
 @task(
     help={
         "env": ENV,
-        "cluster": "back up only this cluster (default: every cluster of the inventory)",
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
+        "forks": FORKS,
         "kind": "PostgreSQL: physical (default: base backup + WAL) or logical (pg_dump of every database + globals); "
         "MariaDB: logical (default: mariadb-dump) or physical (mariabackup)",
         "source": "primary (default) or replica",
@@ -36,17 +41,21 @@ def full(
     source: str = "primary",
     jobs: int = 2,
     json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
 ) -> None:
     """Take a full backup into the cluster's repository; it is listed only once complete."""
     if kind not in ("", "physical", "logical"):
         raise BackupError(f"--kind must be physical or logical, not {kind!r}")
-    _take("backup.full", kind, env, cluster, source, jobs, json)
+    _take("backup.full", kind, env, cluster, source, jobs, json, limit, forks)
 
 
 @task(
     help={
         "env": ENV,
-        "cluster": "back up only this cluster (default: every cluster of the inventory)",
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
+        "forks": FORKS,
         "kind": "physical (the only kind with incrementals; MariaDB's continuous incremental is binlog.sync)",
         "source": "primary (default) or replica",
         "jobs": "parallel upload streams (default 2)",
@@ -62,15 +71,27 @@ def incremental(
     source: str = "primary",
     jobs: int = 2,
     json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
 ) -> None:
     """Store only the pages changed since the newest physical backup (PostgreSQL page deltas, mariabackup
     --incremental-lsn); a full one when the chain cannot grow."""
     if kind != "physical":
         raise BackupError(f"--kind {kind!r}: incremental backups are physical; logical dumps are always full")
-    _take("backup.incremental", "incremental", env, cluster, source, jobs, json)
+    _take("backup.incremental", "incremental", env, cluster, source, jobs, json, limit, forks)
 
 
-def _take(task_name: str, kind: str, env: str | None, cluster: str | None, source: str, jobs: int, json: bool) -> None:
+def _take(
+    task_name: str,
+    kind: str,
+    env: str | None,
+    cluster: str | None,
+    source: str,
+    jobs: int,
+    json: bool,
+    limit: str | None = None,
+    forks: int = 1,
+) -> None:
     from functools import partial
 
     from dbrunbook.backup import my_backup
@@ -91,26 +112,34 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
     }
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
+    from dbrunbook.fleet import recap_lines, run_fleet
+
     run = TaskRun.start(task_name, env=env, json_mode=json)
-    done = []
     skipped: list[str] = []
     try:
+        names = run.select(cluster, limit)
         with run.out.steps(task_name) as step:
-            for name in run.clusters(cluster):
+
+            def take(name: str) -> dict[str, Any] | None:
                 ctx = run.cluster_context(name)
                 engine = ctx.cluster.engine.value
                 if engine not in takers:
                     if cluster:
                         raise BackupError(f"cluster {name}: {engine} backups are not available yet")
                     skipped.append(name)
-                    continue
+                    return None
                 chosen = kind if kind else ("physical" if engine == "postgresql" else "logical")
                 ctx.signer  # noqa: B018 - no signing key is a config error now, not after hours of streaming
                 with ctx.lease("backup"):  # shared: no prune or key rotation under a running backup
                     m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
-                done.append(summary(m))
+                return summary(m)
+
+            # One cluster's failure never stops the others; the run exits with the worst code at the end.
+            fleet = run_fleet(names, take, forks=forks)
     finally:
         run.close()
+    done: list[dict[str, Any]] = [r for r in fleet.results if r is not None]
+    taken = {b["cluster"] for b in done}
 
     def human(console: Any) -> None:
         for b in done:
@@ -126,8 +155,21 @@ def _take(task_name: str, kind: str, env: str | None, cluster: str | None, sourc
 
         for name in skipped:
             console.print(f"{name}: skipped, backups of its engine are not available yet", markup=False)
+        if len(names) > 1 or fleet.failures:
+            console.print(f"{task_name}: {len(taken)} of {len(names)} clusters backed up", markup=False)
+            for line in recap_lines(fleet):
+                console.print(line, markup=False)
 
-    run.out.result({"backups": done, "skipped": skipped}, human)
+    run.out.result({"backups": done, "skipped": skipped, "clusters": fleet.recap()}, human)
+    failure = fleet.worst()
+    if failure is not None:
+        if len(names) > 1:  # one line for the whole run; each cluster's own is in the recap
+            failure = type(failure)(
+                f"{len(fleet.failures)} of {len(names)} clusters failed; first: "
+                f"{fleet.failures[0].cluster}: {fleet.failures[0].error.one_line() if fleet.failures[0].error else ''}"
+            )
+        failure.reported = json
+        raise failure
 
 
 def _what(b: dict[str, Any]) -> str:

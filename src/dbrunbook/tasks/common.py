@@ -76,6 +76,14 @@ class TaskRun:
             raise InventoryError(f"{self.loaded.path}: no cluster '{only}' (known: {', '.join(sorted(clusters))})")
         return {only: clusters[only]}
 
+    def select(self, spec: str | None, limit: str | None = None) -> list[str]:
+        """The clusters a fleet task acts on: ``--cluster`` names, globs and ``!exclusions``, ``--limit`` labels
+        (see :mod:`dbrunbook.fleet`)."""
+        from dbrunbook.fleet import select
+
+        clusters = self.loaded.inventory.clusters
+        return select({n: c.labels for n, c in clusters.items()}, spec, limit)
+
     def executor(self, cluster: Cluster, host_name: str) -> HostExecutor:
         key = f"{id(cluster)}:{host_name}"
         if key not in self._executors:
