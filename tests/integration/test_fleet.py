@@ -70,6 +70,12 @@ def test_a_fleet_backup_goes_on_past_an_unreachable_cluster(
         # A typo is an error, not a run over nothing.
         res = run_cli("backup.full", env, "--cluster=pg-mian")
         assert res.returncode == 11 and "matches no cluster" in res.stderr
+        # Deleting needs a selection when there are several clusters; a dry run plans them all.
+        res = run_cli("backup.prune", env, "--yes")
+        assert res.returncode == 11 and "name the clusters with --cluster" in res.stderr
+        dry = run_cli("backup.prune", env, "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        assert [r["cluster"] for r in json.loads(dry.stdout)["recap"]] == ["pg-main", "mariadb-main", "down"]
     finally:
         pg = dev.inventory.clusters["pg-main"].repository
         assert pg is not None

@@ -10,6 +10,7 @@ from invoke.tasks import task
 
 from dbrunbook.backup.summary import summary
 from dbrunbook.errors import BackupError
+from dbrunbook.fleet import FleetResult
 from dbrunbook.tasks.common import TaskRun, guarded
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
@@ -294,7 +295,9 @@ def restore_point(
 @task(
     help={
         "env": ENV,
-        "cluster": "prune only this cluster (default: every cluster with a repository)",
+        "cluster": "clusters: names or globs, comma-separated, !name excludes; required to delete when the "
+        "inventory has several clusters ('*' for all)",
+        "limit": LIMIT,
         "dry_run": "print the plan (keep or delete, and why, for every backup) and change nothing",
         "yes": "do not ask for confirmation",
         "now": "plan as if it were this ISO 8601 time (what-if; default: now)",
@@ -310,6 +313,7 @@ def prune(
     yes: bool = False,
     now: str | None = None,
     json: bool = False,
+    limit: str | None = None,
 ) -> None:
     """Apply the retention policy: delete backups and WAL it does not keep; never a needed or locked one."""
     from datetime import UTC, datetime
@@ -323,20 +327,27 @@ def prune(
         raise BackupError(f"--now {now!r} is not an ISO 8601 time") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    from dbrunbook.fleet import run_fleet
+
     run = TaskRun.start("backup.prune", env=env, json_mode=json, dry_run=dry_run)
-    results: list[dict[str, Any]] = []
     try:
-        for name in run.clusters(cluster):
+        if cluster is None and not dry_run and len(run.loaded.inventory.clusters) > 1:
+            from dbrunbook.errors import InventoryError
+
+            raise InventoryError(
+                "backup.prune deletes: name the clusters with --cluster (names, globs; '*' for all of them)",
+                hint="--dry-run shows every cluster's plan without a selection",
+            )
+        names = [n for n in run.select(cluster, limit) if run.loaded.inventory.clusters[n].repository is not None]
+
+        def prune_one(name: str) -> dict[str, Any]:
             ctx = run.cluster_context(name)
-            if ctx.cluster.repository is None:
-                continue
             # Exclusive, and planned under it: no backup can be half-way while its siblings are weighed.
             with ctx.lease("prune", exclusive=True, dry_run=dry_run):
                 plan = plan_prune(ctx, when)
                 doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys) + len(plan.binlog_keys)
                 if dry_run or not doomed:
-                    results.append({**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()})
-                    continue
+                    return {**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()}
                 confirm(
                     f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
                     f"{len(plan.wal_keys)} WAL files and {len(plan.binlog_keys)} binlogs of {name}",
@@ -344,28 +355,47 @@ def prune(
                 )
                 ctx.check_leases()
                 pruned = run_prune(ctx.storage, plan, run.settings.audit)
-            results.append({**pruned, "explain": plan.explain()})
+            return {**pruned, "explain": plan.explain()}
+
+        fleet = run_fleet(names, prune_one)  # one at a time: each may ask on the terminal
     finally:
         run.close()
-    refused = [(r["cluster"], f) for r in results for f in r["refused"]]
+    run.out.result(
+        {"clusters": fleet.results, "recap": fleet.recap()}, lambda console: _prune_human(console, fleet, names)
+    )
+    _raise_prune_findings(fleet, json)
 
-    def human(console: Any) -> None:
-        for r in results:
-            for line in r["explain"]:
-                console.print(line, markup=False)
-            if r.get("dry_run"):
-                console.print(f"{r['cluster']}: dry run, nothing deleted", markup=False)
-            elif "deleted" in r:
-                console.print(
-                    f"{r['cluster']}: deleted {len(r['deleted'])} backups and {r['wal_deleted']} WAL files; "
-                    f"{len(r['locked'])} backups and {r['wal_locked']} WAL files are under Object Lock, kept",
-                    markup=False,
-                )
 
-    run.out.result({"clusters": results}, human)
+def _prune_human(console: Any, fleet: FleetResult[dict[str, Any]], names: list[str]) -> None:
+    from dbrunbook.fleet import recap_lines
+
+    for r in fleet.results:
+        for line in r["explain"]:
+            console.print(line, markup=False)
+        if r.get("dry_run"):
+            console.print(f"{r['cluster']}: dry run, nothing deleted", markup=False)
+        elif "deleted" in r:
+            console.print(
+                f"{r['cluster']}: deleted {len(r['deleted'])} backups and {r['wal_deleted']} WAL files; "
+                f"{len(r['locked'])} backups and {r['wal_locked']} WAL files are under Object Lock, kept",
+                markup=False,
+            )
+    if len(names) > 1 or fleet.failures:
+        console.print(f"backup.prune: {len(fleet.results)} of {len(names)} clusters done", markup=False)
+        for line in recap_lines(fleet):
+            console.print(line, markup=False)
+
+
+def _raise_prune_findings(fleet: FleetResult[dict[str, Any]], json: bool) -> None:
+    """The worst cluster failure; else refused manifests (77), after the work on the trusted backups."""
+    from dbrunbook.errors import ManifestRefused
+
+    failure = fleet.worst()
+    if failure is not None:
+        failure.reported = json
+        raise failure
+    refused = [(r["cluster"], f) for r in fleet.results for f in r["refused"]]
     if refused:
-        from dbrunbook.errors import ManifestRefused
-
         cname, first = refused[0]
         failure = ManifestRefused(
             f"{len(refused)} manifests refused, nothing done because of them; first: {cname} "

@@ -28,7 +28,9 @@ def heartbeat(url: str) -> str | None:
 @task(
     help={
         "env": ENV,
-        "cluster": "drill only this cluster (default: every cluster with a repository)",
+        "cluster": "clusters: names or globs, comma-separated, !name excludes (default: every cluster with a "
+        "repository)",
+        "limit": "only clusters whose inventory labels match every key=value given (tier=prod)",
         "backup": "latest (default), random (any restorable backup), or a backup id",
         "target": "latest (default: the newest restorable point) or random (a time inside the backup's window)",
         "kind": "only backups of this kind: logical, physical (incrementals included) or any (default)",
@@ -52,6 +54,7 @@ def run(
     metrics_file: str | None = None,
     heartbeat_url: str | None = None,
     json: bool = False,
+    limit: str | None = None,
 ) -> None:
     """Restore a backup into a disposable server, check every table, run the validation queries, measure
     RTO and RPO against the targets, tear it down, and store the result in the repository."""
@@ -71,7 +74,8 @@ def run(
     failures: list[DbrunbookError] = []
     busy: list[dict[str, str]] = []
     try:
-        names = [n for n, cl in task_run.clusters(cluster).items() if cl.repository is not None]
+        clusters = task_run.loaded.inventory.clusters
+        names = [n for n in task_run.select(cluster, limit) if clusters[n].repository is not None]
         if not names:
             raise DrillError("no cluster with a repository to drill")
         for name in names:
@@ -130,9 +134,9 @@ def run(
 
     task_run.out.result({"ok": not failures, "drills": results, "busy": busy}, human)
     if failures:
-        first = failures[0]
-        first.reported = True
-        raise first
+        worst = max(failures, key=lambda e: e.exit_code)  # the first of the most severe
+        worst.reported = True
+        raise worst
 
 
 @task(
