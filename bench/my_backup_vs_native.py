@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from _common import INVOKE, REPO, PeakRss, du, ids, sh, timed
 
-from dbrunbook.engines.mariadb import MariaDB
+from dbrunbook.engines.mariadb.driver import MariaDB
 from dbrunbook.inventory.model import Host
 
 WORK = Path("/var/tmp/dbrunbook-bench-my")

@@ -128,7 +128,7 @@ def main() -> None:
     agent, config = command[0], command[command.index("--config") + 1]
     startup = statistics.mean(timed(lambda: sh(agent, "version", user=p.user)) for _ in range(5))
     py = str(Path(agent).parent / "python")
-    imports = "import dbrunbook.agent.cli, dbrunbook.backup.wal, dbrunbook.repository.storage_s3, boto3"
+    imports = "import dbrunbook.agent.cli, dbrunbook.repository.logs, dbrunbook.repository.storage_s3, boto3"
     import_s = statistics.mean(timed(lambda: sh(py, "-c", imports, user=p.user)) for _ in range(3))
 
     sampler = Sampler(conn, seg_size)

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 from _common import INVOKE, REPO, PeakRss, Primary, du, ensure_bench_db, ids, sandbox, sh, timed, wait_for_archiver
 
-from dbrunbook.backup.pg_logical import DATABASES_SQL
+from dbrunbook.engines.postgresql.dump import DATABASES_SQL
 
 WORK = Path("/var/tmp/dbrunbook-bench-logical")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _common import REPO
 
-from dbrunbook.backup.rowcount import DumpRowCounter
+from dbrunbook.engines.mariadb.rowcount import DumpRowCounter
 
 CHUNK = 1 << 20
 

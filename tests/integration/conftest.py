@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.execution import AuditLog, Command, RunSettings
 from dbrunbook.execution.hosts import executor_for
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory

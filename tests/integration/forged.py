@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, segments_between
-from dbrunbook.backup.wal import WalName
+from dbrunbook.engines.postgresql.lsn import DEFAULT_SEGMENT_SIZE, segments_between
+from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.repository.manifest import Manifest, manifest_key, object_key
 from dbrunbook.repository.objects import load_bytes, store

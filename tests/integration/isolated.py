@@ -23,7 +23,7 @@ import boto3
 import pytest
 import yaml
 
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution import AuditLog, LocalExecutor, RunSettings
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory

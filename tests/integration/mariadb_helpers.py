@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from dbrunbook.engines.mariadb import client_defaults
+from dbrunbook.engines.mariadb.driver import client_defaults
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.repository.storage import open_storage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dbrunbook import errors
-from dbrunbook.engines.mariadb import client_defaults
+from dbrunbook.engines.mariadb.driver import client_defaults
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
 from .conftest import dev_data, run_cli, write_inventory

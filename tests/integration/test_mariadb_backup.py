@@ -118,7 +118,7 @@ def test_tricky_schema_restores_identical_from_logical_and_physical_chain(my: My
 def test_follow_streams_and_archives_each_binlog_as_the_server_closes_it(my: My, dev: Any) -> None:
     import threading
 
-    from dbrunbook.backup.binlog import BinlogName
+    from dbrunbook.engines.mariadb.binlog import BinlogName
     from dbrunbook.inventory import SecretResolver
     from dbrunbook.repository.storage import open_storage
 

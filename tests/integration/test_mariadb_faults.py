@@ -127,7 +127,7 @@ def test_killed_dump_and_killed_controller_leave_no_backup(my: My, private: Priv
 
 
 def test_prune_expires_the_binlogs_of_deleted_backups(my: My, dev: LoadedInventory, tmp_path: Path) -> None:
-    from dbrunbook.backup.binlog import BinlogName
+    from dbrunbook.engines.mariadb.binlog import BinlogName
 
     repo = Private(dev, tmp_path, retention={"keep_last": 1})
     try:

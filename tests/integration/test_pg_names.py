@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.logical import conninfo_dbname
-from dbrunbook.backup.pg_restore import RecoveryTarget, recovery_settings
+from dbrunbook.engines.postgresql.dump_host import conninfo_dbname
+from dbrunbook.engines.postgresql.restore import RecoveryTarget, recovery_settings
 from dbrunbook.inventory import LoadedInventory
 from dbrunbook.sandbox.layout import SANDBOX_USER
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.wal import WalName
+from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory
 

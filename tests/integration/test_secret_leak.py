@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 

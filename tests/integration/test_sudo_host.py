@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.execution import Command
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 

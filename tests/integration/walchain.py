@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.backup.wal import WalName
+from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.repository.storage import Storage, open_storage
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.binlog import (
+from dbrunbook.backup.retention import BackupFacts, plan_retention
+from dbrunbook.engines.mariadb.backup import pick_physical_parent
+from dbrunbook.engines.mariadb.binlog import (
     BinlogName,
     Coordinates,
     Gtid,
@@ -24,11 +26,9 @@ from dbrunbook.backup.binlog import (
     mariabackup_coordinates,
     parse_gtid_state,
 )
-from dbrunbook.backup.my_backup import pick_physical_parent
-from dbrunbook.backup.my_host import HeadTail, binlog_args
-from dbrunbook.backup.my_restore import plan_my_restore
-from dbrunbook.backup.retention import BackupFacts, plan_retention
-from dbrunbook.engines.mariadb import MariaDB, MySQL, client_defaults
+from dbrunbook.engines.mariadb.driver import MariaDB, MySQL, client_defaults
+from dbrunbook.engines.mariadb.host import HeadTail, binlog_args
+from dbrunbook.engines.mariadb.restore import plan_my_restore
 from dbrunbook.errors import BackupError, EngineNotSupported, RestoreError
 from dbrunbook.inventory.model import Host, Retention
 from dbrunbook.repository.manifest import Manifest
@@ -147,7 +147,7 @@ def test_files_to_replay_from_the_backup_to_the_target() -> None:
 
 
 def test_binlog_args_stop_where_one_reader_over_all_files_would() -> None:
-    from dbrunbook.backup.binlog import BinlogStart
+    from dbrunbook.engines.mariadb.binlog import BinlogStart
 
     nxt = BinlogStart(T0 + timedelta(minutes=5), {0: Gtid(0, 1, 50)})
     start = Coordinates("mariadb-bin.000004", 389)
@@ -291,8 +291,8 @@ def test_replay_checks_each_binlog_against_the_digest_in_its_name(tmp_path: Path
     the next file is replayed), and a key without a proper digest is refused before anything is read."""
     import hashlib
 
-    from dbrunbook.backup.binlog import BinlogName
-    from dbrunbook.backup.my_host import _Peek
+    from dbrunbook.engines.mariadb.binlog import BinlogName
+    from dbrunbook.engines.mariadb.host import _Peek
     from dbrunbook.errors import ObjectCorruptError
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.pg_restore import newest_segment_start
 from dbrunbook.drill.plan import choose, judge, parse_duration, verdict
+from dbrunbook.engines.postgresql.restore import newest_segment_start
 from dbrunbook.errors import DrillError
 from dbrunbook.metrics import metrics_text
 from dbrunbook.repository.manifest import Manifest
@@ -158,8 +158,8 @@ def test_the_archive_end_a_restore_must_reach_ignores_names_recovery_cannot_foll
     from types import SimpleNamespace
     from typing import Any, cast
 
-    from dbrunbook.backup.pg_restore import RecoveryTarget, RestorePlan, newest_archived
-    from dbrunbook.backup.wal import WalName
+    from dbrunbook.engines.postgresql.restore import RecoveryTarget, RestorePlan, newest_archived
+    from dbrunbook.engines.postgresql.wal import WalName
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver
     from dbrunbook.repository.storage import open_storage

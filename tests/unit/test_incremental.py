@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.incremental import PAGE, FileRecord, _runs, changed_blocks, decide, page_lsn
-from dbrunbook.backup.physical import Parent, apply_incremental, load_file_list, push_bundles, unpack_all
+from dbrunbook.engines.postgresql.incremental import PAGE, FileRecord, _runs, changed_blocks, decide, page_lsn
+from dbrunbook.engines.postgresql.physical import Parent, apply_incremental, load_file_list, push_bundles, unpack_all
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
 from dbrunbook.repository.crypto import generate_identity
@@ -163,14 +163,14 @@ def test_a_page_run_for_a_missing_file_is_a_broken_chain(tmp_path: Path, repo: S
 
 
 def test_tablespace_map_lines() -> None:
-    from dbrunbook.backup.physical import parse_tablespace_map
+    from dbrunbook.engines.postgresql.physical import parse_tablespace_map
 
     text = "16390 /srv/pg space/fast\n16391 /srv/slow\\\\dir\n\n"  # PostgreSQL escapes a backslash
     assert parse_tablespace_map(text) == {"16390": "/srv/pg space/fast", "16391": "/srv/slow\\dir"}
 
 
 def test_a_symlinked_pg_wal_comes_back_as_an_empty_directory(tmp_path: Path) -> None:
-    from dbrunbook.backup.physical import scan
+    from dbrunbook.engines.postgresql.physical import scan
 
     data, elsewhere = tmp_path / "data", tmp_path / "wal"
     elsewhere.mkdir()
@@ -190,7 +190,7 @@ def test_a_symlinked_pg_wal_comes_back_as_an_empty_directory(tmp_path: Path) -> 
 def test_a_file_list_cannot_point_outside_the_data_directory() -> None:
     import json
 
-    from dbrunbook.backup.incremental import read_file_list
+    from dbrunbook.engines.postgresql.incremental import read_file_list
     from dbrunbook.errors import BackupError
 
     head = json.dumps({"format": 1, "scanned_ns": 0}).encode()
@@ -207,7 +207,7 @@ def test_changed_pages_past_the_listed_size_are_refused(tmp_path: Path) -> None:
     import struct as st
     import tarfile
 
-    from dbrunbook.backup.incremental import DELTA_KEY, DELTA_MAGIC, write_member
+    from dbrunbook.engines.postgresql.incremental import DELTA_KEY, DELTA_MAGIC, write_member
     from dbrunbook.errors import RestoreError
 
     target = tmp_path / "rel"
@@ -222,7 +222,7 @@ def test_changed_pages_past_the_listed_size_are_refused(tmp_path: Path) -> None:
 
 
 def test_reshape_keeps_this_restores_tablespace_links(tmp_path: Path) -> None:
-    from dbrunbook.backup.incremental import FileList, reshape
+    from dbrunbook.engines.postgresql.incremental import FileList, reshape
 
     dest, space = tmp_path / "data", tmp_path / "space"
     (space / "PG_15_x").mkdir(parents=True)
@@ -239,7 +239,7 @@ def test_a_bundle_member_outside_the_destination_is_refused(tmp_path: Path, repo
     import io
     import tarfile
 
-    from dbrunbook.backup.physical import unpack
+    from dbrunbook.engines.postgresql.physical import unpack
     from dbrunbook.errors import RestoreError
     from dbrunbook.repository.manifest import object_key
     from dbrunbook.repository.objects import store

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbrunbook.engines.mariadb import client_defaults, option_value
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.mariadb.driver import client_defaults, option_value
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import SecretError
 
 AWKWARD = "ab:c\\d#e f'g\"h\\"

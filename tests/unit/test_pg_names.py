@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from dbrunbook.backup.logical import conninfo_dbname, dump_name, find_dump
-from dbrunbook.backup.pg_restore import RecoveryTarget, recovery_settings
+from dbrunbook.engines.postgresql.dump_host import conninfo_dbname, dump_name, find_dump
+from dbrunbook.engines.postgresql.restore import RecoveryTarget, recovery_settings
 from dbrunbook.repository.manifest import ObjectEntry
 from dbrunbook.repository.storage import check_key
 

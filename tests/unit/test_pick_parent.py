@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dbrunbook.backup.pg_backup import ServerFacts, pick_parent
+from dbrunbook.engines.postgresql.backup import ServerFacts, pick_parent
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.manifest import Manifest, ObjectEntry
 

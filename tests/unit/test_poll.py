@@ -39,7 +39,7 @@ def test_a_check_that_raises_stops_the_wait_at_once() -> None:
 
 def test_a_backup_waiting_for_its_stop_segment_fails_after_its_timeout(tmp_path: Path) -> None:
     """pg_backup's wait, on a real (empty) file repository and a fake clock: two minutes, no sleeping."""
-    from dbrunbook.backup.pg_backup import wait_for_wal
+    from dbrunbook.engines.postgresql.backup import wait_for_wal
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver
     from dbrunbook.repository.storage import open_storage

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbrunbook.backup.pg_restore import RecoveryTarget, plan_restore, recovery_settings
+from dbrunbook.engines.postgresql.restore import RecoveryTarget, plan_restore, recovery_settings
 from dbrunbook.errors import RestoreError
 from dbrunbook.repository.manifest import Manifest
 

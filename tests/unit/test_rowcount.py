@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbrunbook.backup.rowcount import (
+from dbrunbook.engines.mariadb.rowcount import (
     KEEP,
     DumpRowCounter,
     checked_tables,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE as MIB16
-from dbrunbook.backup.lsn import segments_between
 from dbrunbook.backup.verify import wal_report
+from dbrunbook.engines.postgresql.lsn import DEFAULT_SEGMENT_SIZE as MIB16
+from dbrunbook.engines.postgresql.lsn import segments_between
 
 
 def test_segments_between_rolls_over_log_files() -> None:

@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 import pytest
 
-from dbrunbook.backup.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
-from dbrunbook.backup.wal import WalName, fetch, push
+from dbrunbook.engines.postgresql.lsn import format_lsn, parse_backup_label, parse_lsn, segment_name, segment_of_stop
+from dbrunbook.engines.postgresql.wal import WalName, fetch, push
 from dbrunbook.errors import BackupError, NoMatchingIdentityError, ObjectCorruptError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver

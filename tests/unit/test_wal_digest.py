@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dbrunbook.backup.verify import verify
-from dbrunbook.backup.wal import WalName, fetch
+from dbrunbook.engines.postgresql.wal import WalName, fetch
 from dbrunbook.errors import ObjectCorruptError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver

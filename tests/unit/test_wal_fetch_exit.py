@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dbrunbook.agent import cli as agent
-from dbrunbook.backup.wal import push
+from dbrunbook.engines.postgresql.wal import push
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
 from dbrunbook.repository.crypto import generate_identity
@@ -110,7 +110,7 @@ def test_bad_arguments_stop_recovery(argv: list[str], capsys: pytest.CaptureFixt
 def test_a_crash_is_one_line_and_stops_recovery(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbrunbook.backup import wal
+    from dbrunbook.engines.postgresql import wal
 
     def boom(*_args: object, **_kw: object) -> bool:
         raise RuntimeError("something nobody expected")

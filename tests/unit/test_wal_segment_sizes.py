@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dbrunbook.backup.lsn import (
+from dbrunbook.backup.verify import recorded_segment_size, verify, wal_report
+from dbrunbook.engines.postgresql.lsn import (
     DEFAULT_SEGMENT_SIZE,
     parse_lsn,
     position,
@@ -18,9 +19,8 @@ from dbrunbook.backup.lsn import (
     segments_between,
     segments_per_log,
 )
-from dbrunbook.backup.pg_restore import newest_segment_start
-from dbrunbook.backup.verify import recorded_segment_size, verify, wal_report
-from dbrunbook.backup.wal import push
+from dbrunbook.engines.postgresql.restore import newest_segment_start
+from dbrunbook.engines.postgresql.wal import push
 from dbrunbook.errors import BackupError
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dbrunbook import walspool
 from dbrunbook.agent import cli as agent
+from dbrunbook.agent import walspool
 from dbrunbook.repository.crypto import generate_identity
 
 SEGS = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003"]

@@ -43,7 +43,7 @@ def _installed() -> dict[str, str]:
 
 
 def _wal_push(args: argparse.Namespace) -> int:
-    from dbrunbook import walspool
+    from dbrunbook.agent import walspool
 
     path = Path(args.path)
     if walspool.already_pushed(args.config, path):
@@ -52,7 +52,7 @@ def _wal_push(args: argparse.Namespace) -> int:
         return 0
     from concurrent.futures import ThreadPoolExecutor
 
-    from dbrunbook.backup import wal
+    from dbrunbook.engines.postgresql import wal
 
     cfg, storage = open_repository(args.config, patient=False)
     outcome = wal.push(storage, path, cfg.recipients)
@@ -76,7 +76,7 @@ def _wal_push(args: argparse.Namespace) -> int:
 
 
 def _wal_fetch(args: argparse.Namespace) -> int:
-    from dbrunbook.backup import wal
+    from dbrunbook.engines.postgresql import wal
 
     # Quiet for a missing file: PostgreSQL asks for files past the end of the archive on purpose. Every other
     # outcome is turned into FETCH_FAILED by main().
@@ -97,12 +97,12 @@ def restore_command(agent: str, config: str) -> str:
 
 
 def _backup_push(args: argparse.Namespace) -> int:
-    from dbrunbook.backup import physical
+    from dbrunbook.engines.postgresql import physical
 
     parent = None
     if args.parent_lsn:
-        from dbrunbook.backup.incremental import read_file_list, split_lines
-        from dbrunbook.backup.lsn import parse_lsn
+        from dbrunbook.engines.postgresql.incremental import read_file_list, split_lines
+        from dbrunbook.engines.postgresql.lsn import parse_lsn
 
         files = read_file_list(split_lines(iter(lambda: sys.stdin.buffer.read(1 << 20), b"")))
         parent = physical.Parent(parse_lsn(args.parent_lsn), files)
@@ -121,7 +121,7 @@ def _backup_push(args: argparse.Namespace) -> int:
 
 
 def _restore_files(args: argparse.Namespace) -> int:
-    from dbrunbook.backup import physical
+    from dbrunbook.engines.postgresql import physical
     from dbrunbook.repository.objects import load
 
     cfg, storage = open_repository(args.config)
@@ -171,7 +171,7 @@ def _restore_files(args: argparse.Namespace) -> int:
 
 
 def _logical_push(args: argparse.Namespace) -> int:
-    from dbrunbook.backup import logical
+    from dbrunbook.engines.postgresql import dump_host as logical
 
     cfg, storage = open_repository(args.config)
     entries = logical.push_logical(
@@ -190,7 +190,7 @@ def _logical_push(args: argparse.Namespace) -> int:
 
 
 def _logical_restore(args: argparse.Namespace) -> int:
-    from dbrunbook.backup import logical
+    from dbrunbook.engines.postgresql import dump_host as logical
 
     cfg, storage = open_repository(args.config)
     identities = cfg.identities()

@@ -25,7 +25,7 @@ def _print(doc: Any) -> int:
 
 
 def _dump_push(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.my_host import push_dump
+    from dbrunbook.engines.mariadb.host import push_dump
 
     cfg, storage = _storage(args.config)
     dump = push_dump(storage, args.backup_id, cfg.recipients, args.argv)
@@ -40,7 +40,7 @@ def _dump_push(args: argparse.Namespace) -> int:
 
 
 def _physical_push(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.my_host import push_physical
+    from dbrunbook.engines.mariadb.host import push_physical
 
     cfg, storage = _storage(args.config)
     copy = push_physical(storage, args.backup_id, cfg.recipients, args.argv, Path(args.lsndir))
@@ -48,7 +48,7 @@ def _physical_push(args: argparse.Namespace) -> int:
 
 
 def _binlog_push(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.my_host import push_binlogs
+    from dbrunbook.engines.mariadb.host import push_binlogs
 
     cfg, storage = _storage(args.config)
     directory = Path(args.dir)
@@ -56,7 +56,7 @@ def _binlog_push(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.my_host import follow
+    from dbrunbook.engines.mariadb.host import follow
 
     cfg, storage = _storage(args.config)
     return _print(
@@ -79,7 +79,7 @@ def _manifest(storage: Any, key: str, identities: list[str], digest: str) -> Any
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.my_host import extract
+    from dbrunbook.engines.mariadb.host import extract
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()
@@ -89,9 +89,9 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from dbrunbook.backup.binlog import Coordinates, ReplayTarget
-    from dbrunbook.backup.my_host import replay
-    from dbrunbook.backup.rowcount import checked_tables, uncounted
+    from dbrunbook.engines.mariadb.binlog import Coordinates, ReplayTarget
+    from dbrunbook.engines.mariadb.host import replay
+    from dbrunbook.engines.mariadb.rowcount import checked_tables, uncounted
 
     cfg, storage = _storage(args.config)
     identities = cfg.identities()

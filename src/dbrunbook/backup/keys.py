@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dbrunbook.backup.retention import expired_wal, segment_position
-from dbrunbook.backup.wal import WalName
 from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of
+from dbrunbook.repository.logs import name_of
 from dbrunbook.repository.storage import Storage
 
 
@@ -58,12 +58,12 @@ def key_status(
     # WAL a restore may still read: what retention would not expire (from the oldest backup's start on,
     # and every timeline history file).
     all_wal = [info.key for info in storage.list("wal/")]
-    expired = set(expired_wal([WalName.of_key(k) for k in all_wal], oldest))
-    wal_keys = [k for k in all_wal if WalName.of_key(k) not in expired]
+    expired = set(expired_wal([name_of(k) for k in all_wal], oldest))
+    wal_keys = [k for k in all_wal if name_of(k) not in expired]
     ranges: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for key, found in zip(wal_keys, pool.map(lambda k: _probe(storage, k, identities), wal_keys), strict=True):
-            name = WalName.of_key(key)
+            name = name_of(key)
             if isinstance(found, str) or not found:
                 unreadable.append(f"WAL {name}" + (f" ({found})" if isinstance(found, str) else ""))
                 continue

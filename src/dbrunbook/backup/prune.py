@@ -24,10 +24,10 @@ from dbrunbook.backup.retention import (
     segment_position,
     stale_incomplete,
 )
-from dbrunbook.backup.wal import WalName
 from dbrunbook.context import ClusterContext
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.repository.catalog import Catalog, Refused
+from dbrunbook.repository.logs import name_of
 from dbrunbook.repository.manifest import backup_prefix, manifest_key
 from dbrunbook.repository.storage import Storage
 
@@ -92,7 +92,7 @@ def facts(catalog: Catalog) -> list[BackupFacts]:
 
 def binlog_expiry(storage: Storage, catalog: Catalog, keep: set[str]) -> tuple[list[str], dict[int, str]]:
     """Archived binlogs no kept backup needs, per server: those before the oldest kept backup's start file."""
-    from dbrunbook.backup.binlog import ROOT, BinlogName, archived, expired_binlogs, number
+    from dbrunbook.engines.mariadb.binlog import ROOT, BinlogName, archived, expired_binlogs, number
 
     keys = [info.key for info in storage.list(ROOT)]
     servers = set()
@@ -123,7 +123,7 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
     retention = plan_retention(facts(catalog), ctx.cluster.retention, now)
     wal: dict[str, list[str]] = {}
     for info in storage.list("wal/"):
-        wal.setdefault(WalName.of_key(info.key), []).append(info.key)
+        wal.setdefault(name_of(info.key), []).append(info.key)
     expired = expired_wal(sorted(wal), retention.wal_keep_from)
     newest: dict[str, datetime] = {}
     for info in storage.list("backups/"):
@@ -182,7 +182,7 @@ def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) 
     if kept_starts:
         # A backup the lock kept is still restorable: its WAL stays, whatever the plan said.
         limit = segment_position(min(kept_starts, key=segment_position))
-        wal_keys = [k for k in wal_keys if segment_position(WalName.of_key(k)) < limit]
+        wal_keys = [k for k in wal_keys if segment_position(name_of(k)) < limit]
     if any(locked[b] and b not in deleted for b in list(locked)):
         # A locked backup stays restorable, so the binlogs after it stay too: keep them all this round.
         binlog_keys: list[str] = []

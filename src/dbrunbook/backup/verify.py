@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.backup.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segments_between
-from dbrunbook.backup.wal import HISTORY, SEGMENT, WalName, only_key
+from dbrunbook.engines.postgresql.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segments_between
+from dbrunbook.engines.postgresql.wal import HISTORY, SEGMENT, WalName
 from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
 from dbrunbook.repository.catalog import Catalog
+from dbrunbook.repository.logs import only_key
 from dbrunbook.repository.manifest import Manifest, ObjectEntry
 from dbrunbook.repository.objects import load, load_key
 from dbrunbook.repository.storage import Storage

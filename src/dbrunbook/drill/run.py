@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup.rowcount import mismatch_line, uncounted
 from dbrunbook.context import ClusterContext
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
+from dbrunbook.engines.mariadb.rowcount import mismatch_line, uncounted
 from dbrunbook.errors import (
     DbrunbookError,
     DrillError,
@@ -80,7 +80,7 @@ def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) 
         stop = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
         ex.run(Command(stop, check=False, description="stop the drill's server"))
     else:
-        from dbrunbook.backup.my_restore import stop_server
+        from dbrunbook.engines.mariadb.restore import stop_server
 
         stop_server(ex, data_dir, grace=0)  # disposable: no clean shutdown to wait for
     ex.run(
@@ -102,7 +102,7 @@ def _restore(
     name, cluster, data_dir, port = place
     when = choice.target_time.isoformat() if choice.target_time else None
     if ctx.cluster.engine.value == "postgresql":
-        from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
+        from dbrunbook.engines.postgresql.restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
 
         spaces = backup_tablespaces(ctx, chain)
         plan = plan_restore(
@@ -118,9 +118,9 @@ def _restore(
         )
         # A restore to the end of the archive checks that it got there (RecoveryStoppedEarly otherwise).
         return run_restore(ctx, plan, cluster, force=False, confirm=lambda _q: None, step=step)
-    from dbrunbook.backup.binlog import ReplayTarget
-    from dbrunbook.backup.my_backup import binlog_keys
-    from dbrunbook.backup.my_restore import plan_my_restore, run_my_restore
+    from dbrunbook.engines.mariadb.backup import binlog_keys
+    from dbrunbook.engines.mariadb.binlog import ReplayTarget
+    from dbrunbook.engines.mariadb.restore import plan_my_restore, run_my_restore
 
     archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
     target = ReplayTarget.from_flags(when, None, None)
@@ -134,7 +134,7 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
     login = ctx.login()
     password = login.password.reveal() if login.password else ""
     if ctx.cluster.engine.value == "postgresql":
-        from dbrunbook.engines.postgresql import pgpass_line
+        from dbrunbook.engines.postgresql.driver import pgpass_line
 
         with ex.secret_file(pgpass_line(port, login.user, password), "pgpass") as passfile:
             res = ex.run(
@@ -159,7 +159,7 @@ def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, dat
             )
         detail = res.tail(2) if not res.ok else "every heap and B-tree index checked"
         return {"name": "pg_amcheck", "ok": res.ok, "detail": detail}
-    from dbrunbook.engines.mariadb import client_defaults
+    from dbrunbook.engines.mariadb.driver import client_defaults
 
     with ex.secret_file(client_defaults(login.user, password), "client.cnf") as defaults:
         res = ex.run(

@@ -8,9 +8,9 @@ from dbrunbook.engines.base import BinaryInfo, EngineDriver, Login, ServerProbe
 from dbrunbook.errors import EngineNotSupported
 
 _REGISTRY = {
-    "postgresql": ("dbrunbook.engines.postgresql", "PostgreSQL"),
-    "mariadb": ("dbrunbook.engines.mariadb", "MariaDB"),
-    "mysql": ("dbrunbook.engines.mariadb", "MySQL"),
+    "postgresql": ("dbrunbook.engines.postgresql.driver", "PostgreSQL"),
+    "mariadb": ("dbrunbook.engines.mariadb.driver", "MariaDB"),
+    "mysql": ("dbrunbook.engines.mariadb.driver", "MySQL"),
 }
 
 

@@ -368,7 +368,7 @@ class Sandbox:
         """Bootstrap talks over the private socket: before it, root has no password and no TCP grant."""
         import pymysql
 
-        from dbrunbook.engines.mariadb import map_error
+        from dbrunbook.engines.mariadb.driver import map_error
 
         try:
             conn = pymysql.connect(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor

@@ -32,7 +32,7 @@ def setup(
     json: bool = False,
 ) -> None:
     """Point archive_command at the repository on the primary, then prove a WAL segment gets archived."""
-    from dbrunbook.backup.pg_archive import setup_archiving
+    from dbrunbook.engines.postgresql.archive import setup_archiving
 
     run = TaskRun.start("archive.setup", env=env, json_mode=json, dry_run=dry_run)
     try:

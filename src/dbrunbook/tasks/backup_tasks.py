@@ -95,9 +95,9 @@ def _take(
 ) -> None:
     from functools import partial
 
-    from dbrunbook.backup import my_backup
-    from dbrunbook.backup.pg_backup import physical_backup
-    from dbrunbook.backup.pg_logical import logical_backup
+    from dbrunbook.engines.mariadb import backup as my_backup
+    from dbrunbook.engines.postgresql.backup import physical_backup
+    from dbrunbook.engines.postgresql.dump import logical_backup
 
     takers: dict[str, dict[str, Callable[..., Any]]] = {
         "postgresql": {

@@ -47,7 +47,7 @@ def sync(
     json: bool = False,
 ) -> None:
     """Copy every closed binlog the repository lacks (idempotent, cron-friendly)."""
-    from dbrunbook.backup.my_backup import binlog_follow, binlog_sync
+    from dbrunbook.engines.mariadb.backup import binlog_follow, binlog_sync
 
     run = TaskRun.start("binlog.sync", env=env, json_mode=json)
     try:
@@ -82,9 +82,9 @@ def sync(
 @guarded
 def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
     """Find binlogs a recovery would miss: gaps since the oldest backup, and closed ones not archived yet."""
-    from dbrunbook.backup.binlog import binlog_report
-    from dbrunbook.backup.binlog import number as binlog_number
-    from dbrunbook.backup.my_backup import binlog_keys, facts, server_binlogs
+    from dbrunbook.engines.mariadb.backup import binlog_keys, facts, server_binlogs
+    from dbrunbook.engines.mariadb.binlog import binlog_report
+    from dbrunbook.engines.mariadb.binlog import number as binlog_number
     from dbrunbook.execution.command import SqlStatement
 
     run = TaskRun.start("binlog.check", env=env, json_mode=json)

@@ -68,7 +68,7 @@ def run(
     json: bool = False,
 ) -> None:
     """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
-    from dbrunbook.backup.pg_restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
+    from dbrunbook.engines.postgresql.restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
 
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
     held = ExitStack()
@@ -104,8 +104,8 @@ def run(
         catalog = ctx.catalog()
         manifest = catalog.find(backup)
         if manifest.kind == "logical" or database:
-            from dbrunbook.backup.logical import dump_name
-            from dbrunbook.backup.pg_logical import restore_logical
+            from dbrunbook.engines.postgresql.dump import restore_logical
+            from dbrunbook.engines.postgresql.dump_host import dump_name
 
             if manifest.kind != "logical" or not database:
                 raise RestoreError("--database goes with a logical backup, and a logical backup needs --database")
@@ -192,10 +192,10 @@ def _restore_mariadb(
     dry_run: bool,
     check_rows: bool,
 ) -> None:
-    from dbrunbook.backup.binlog import ReplayTarget
-    from dbrunbook.backup.my_backup import binlog_keys
-    from dbrunbook.backup.my_restore import plan_my_restore, run_my_restore
-    from dbrunbook.backup.rowcount import mismatch_line
+    from dbrunbook.engines.mariadb.backup import binlog_keys
+    from dbrunbook.engines.mariadb.binlog import ReplayTarget
+    from dbrunbook.engines.mariadb.restore import plan_my_restore, run_my_restore
+    from dbrunbook.engines.mariadb.rowcount import mismatch_line
 
     replay_target = ReplayTarget.from_flags(*target)
     _, target_cluster = task_run.find_host(to)

@@ -20,7 +20,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
 
     from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.verify import recorded_segment_size, wal_report
-    from dbrunbook.backup.wal import WalName
+    from dbrunbook.repository.logs import name_of
 
     run = TaskRun.start("wal.check", env=env, json_mode=json)
     ctx = run.cluster_context(cluster)
@@ -28,7 +28,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
     start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
     keys = [info.key for info in ctx.storage.list("wal/")]
-    names = [WalName.of_key(k) for k in keys]
+    names = [name_of(k) for k in keys]
     # Pushes never archive a name twice; two objects under one name were written by something else, and
     # wal-fetch refuses to choose between them: a restore stops there as it would at a gap.
     twice = sorted(n for n, count in Counter(names).items() if count > 1)
@@ -39,7 +39,7 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     if recorded:
         seg_size, size_from = recorded[0], f"backup {recorded[1]}"
     else:
-        from dbrunbook.backup.pg_backup import server_segment_size
+        from dbrunbook.engines.postgresql.backup import server_segment_size
 
         seg_size, primary = server_segment_size(ctx)
         size_from = f"server {primary}"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dbrunbook import __version__
-from dbrunbook.backup.incremental import FILE_LIST
-from dbrunbook.backup.lsn import parse_backup_label, parse_lsn, segment_of_stop
-from dbrunbook.backup.pg_archive import ARCHIVING_SQL
-from dbrunbook.backup.wal import WalName
 from dbrunbook.context import ClusterContext
+from dbrunbook.engines.postgresql.archive import ARCHIVING_SQL
+from dbrunbook.engines.postgresql.incremental import FILE_LIST
+from dbrunbook.engines.postgresql.lsn import parse_backup_label, parse_lsn, segment_of_stop
+from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.poll import REAL, Clock, wait_until

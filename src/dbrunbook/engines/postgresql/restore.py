@@ -19,7 +19,7 @@ from dbrunbook.agent.cli import restore_command
 from dbrunbook.backup.verify import segment_size
 from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
@@ -231,7 +231,7 @@ def _check_places(data_dir: str, places: dict[str, str]) -> None:
 
 def backup_tablespaces(ctx: ClusterContext, chain: Sequence[Manifest]) -> dict[str, str]:
     """Every tablespace of the chain (oid -> directory on the source), from its tablespace_map objects."""
-    from dbrunbook.backup.physical import parse_tablespace_map
+    from dbrunbook.engines.postgresql.physical import parse_tablespace_map
     from dbrunbook.repository.objects import load_bytes
 
     found: dict[str, str] = {}
@@ -420,9 +420,9 @@ def _remove_keys(ex: HostExecutor, config_dir: str) -> bool:
 def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int] | None:
     """The newest whole archived WAL segment of the newest timeline (the one ``recovery_target_timeline =
     'latest'`` follows) and the LSN it starts at."""
-    from dbrunbook.backup.lsn import segment_start
     from dbrunbook.backup.retention import segment_position
-    from dbrunbook.backup.wal import SEGMENT
+    from dbrunbook.engines.postgresql.lsn import segment_start
+    from dbrunbook.engines.postgresql.wal import SEGMENT
 
     whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None and _exists(n, seg_size)]
     if not whole:
@@ -434,7 +434,7 @@ def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int]
 
 def _exists(name: str, seg_size: int) -> bool:
     """Can a segment of this size have this name? (Anything can write into the repository.)"""
-    from dbrunbook.backup.lsn import position
+    from dbrunbook.engines.postgresql.lsn import position
 
     try:
         position(name, seg_size)
@@ -446,9 +446,9 @@ def _exists(name: str, seg_size: int) -> bool:
 def newest_archived(ctx: ClusterContext, plan: RestorePlan) -> tuple[str, int] | None:
     """The end of the archive a restore to latest must reach: on the backup's timeline or a later one that
     has its history file (the timelines recovery can follow; a stray name elsewhere is not a target)."""
-    from dbrunbook.backup.wal import WalName
+    from dbrunbook.repository.logs import name_of
 
-    names = [WalName.of_key(i.key) for i in ctx.storage.list("wal/")]
+    names = [name_of(i.key) for i in ctx.storage.list("wal/")]
     own = (plan.wal_from or "00000001")[:8]
     followed = {own} | {n[:8] for n in names if n.endswith(".history") and n[:8] > own}
     return newest_segment_start([n for n in names if n[:8] in followed], plan.wal_segment_size)
@@ -459,7 +459,7 @@ def check_reached_archive_end(plan: RestorePlan, restored: dict[str, Any], newes
     must show that replay got into the newest segment archived before it started, or a hole in the archive
     (or a fetch that failed as "not there") silently drops every later transaction. The copy is left running
     for a look."""
-    from dbrunbook.backup.lsn import parse_lsn, segment_name
+    from dbrunbook.engines.postgresql.lsn import parse_lsn, segment_name
 
     reached = restored.get("reached_lsn")
     if not reached:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from dbrunbook.backup import wal
-from dbrunbook.backup.binlog import (
+from dbrunbook.engines.mariadb.binlog import (
     DUMP_COMPLETE,
     BinlogName,
     BinlogStart,
@@ -28,11 +27,12 @@ from dbrunbook.backup.binlog import (
     covers,
     dump_coordinates,
 )
-from dbrunbook.backup.binlog import number as binlog_number
-from dbrunbook.backup.logical import _stream
-from dbrunbook.backup.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
-from dbrunbook.backup.wal import WalName
+from dbrunbook.engines.mariadb.binlog import number as binlog_number
+from dbrunbook.engines.mariadb.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
+from dbrunbook.engines.postgresql.dump_host import _stream
 from dbrunbook.errors import BackupError, ObjectCorruptError, RestoreError
+from dbrunbook.repository import logs as wal
+from dbrunbook.repository.logs import digest_of
 from dbrunbook.repository.manifest import ObjectEntry, object_key
 from dbrunbook.repository.objects import load, load_key, store
 from dbrunbook.repository.storage import Storage
@@ -207,7 +207,7 @@ class _Peek:
     def __init__(self, storage: Storage, key: str, identities: Sequence[str]) -> None:
         self.key = key
         self.name = BinlogName.of_key(key).name
-        self._digest = WalName.digest_of(key)  # refuses a key without a proper digest
+        self._digest = digest_of(key)  # refuses a key without a proper digest
         self._chunks = load_key(storage, key, identities, expect_plain=None)
         self._first: list[bytes] = []
         head = b""

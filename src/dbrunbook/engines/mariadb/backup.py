@@ -15,10 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup.binlog import ROOT, BinlogName, Coordinates, archived, checkpoint_lsns, mariabackup_coordinates
-from dbrunbook.backup.pg_backup import DEFAULT_MAX_CHAIN, pick_source
 from dbrunbook.context import ClusterContext
-from dbrunbook.engines.mariadb import MariaDB, client_defaults
+from dbrunbook.engines.mariadb.binlog import (
+    ROOT,
+    BinlogName,
+    Coordinates,
+    archived,
+    checkpoint_lsns,
+    mariabackup_coordinates,
+)
+from dbrunbook.engines.mariadb.driver import MariaDB, client_defaults
+from dbrunbook.engines.postgresql.backup import DEFAULT_MAX_CHAIN, pick_source
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor

@@ -1,4 +1,5 @@
-"""WAL archiving: push and fetch one file, as PostgreSQL's archive_command and restore_command call them.
+"""Archived log files (WAL segments, binlogs) in the repository: push and fetch one file, as PostgreSQL's
+archive_command and restore_command call them and as binlog sync does.
 
 Keys carry the first 16 hex digits of the plaintext SHA-256
 (``wal/00000001/0000000100000000000000A3.sha256-<digest>.zst.age``). A re-push can then tell "same
@@ -12,7 +13,6 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,52 +20,28 @@ from dbrunbook.errors import BackupError, ObjectCorruptError
 from dbrunbook.repository.manifest import SUFFIX
 from dbrunbook.repository.objects import load_key, store
 from dbrunbook.repository.storage import Storage
-from dbrunbook.walspool import file_digest
 
-SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")
-HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 DIGEST_LEN = 16
 DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LEN}}}")
 MARK = ".sha256-"
 
 
-@dataclass(frozen=True)
-class WalName:
-    name: str
+def name_of(key: str) -> str:
+    """The log file name (WAL segment, binlog) a repository key stores."""
+    return key.rsplit("/", 1)[-1].split(MARK, 1)[0]
 
-    @property
-    def folder(self) -> str:
-        m = SEGMENT.match(self.name)
-        if m:
-            return f"wal/{m.group(1)}/"
-        if HISTORY.match(self.name):
-            return "wal/history/"
-        raise BackupError(f"'{self.name}' is not a WAL segment, history or backup history file name")
 
-    def prefix(self) -> str:
-        # The marker keeps 00..06 from matching its backup history file 00..06.00000028.backup.
-        return f"{self.folder}{self.name}{MARK}"
-
-    def key(self, digest: str) -> str:
-        return f"{self.prefix()}{digest[:DIGEST_LEN]}{SUFFIX}"
-
-    @staticmethod
-    def of_key(key: str) -> str:
-        """The WAL file name a repository key stores."""
-        return key.rsplit("/", 1)[-1].split(MARK, 1)[0]
-
-    @staticmethod
-    def digest_of(key: str) -> str:
-        """The plaintext digest a key carries. Anything but exactly 16 lowercase hex digits is refused: a
-        shorter one (even an empty one) is a prefix of every digest, and the content check would pass."""
-        stem = key.removesuffix(SUFFIX)
-        digest = stem.rsplit(MARK, 1)[-1] if MARK in stem else ""
-        if not DIGEST.fullmatch(digest):
-            raise ObjectCorruptError(
-                f"object {key}: the digest in its name is not {DIGEST_LEN} lowercase hex digits; "
-                "it was not written by dbrunbook"
-            )
-        return digest
+def digest_of(key: str) -> str:
+    """The plaintext digest a key carries. Anything but exactly 16 lowercase hex digits is refused: a
+    shorter one (even an empty one) is a prefix of every digest, and the content check would pass."""
+    stem = key.removesuffix(SUFFIX)
+    digest = stem.rsplit(MARK, 1)[-1] if MARK in stem else ""
+    if not DIGEST.fullmatch(digest):
+        raise ObjectCorruptError(
+            f"object {key}: the digest in its name is not {DIGEST_LEN} lowercase hex digits; "
+            "it was not written by dbrunbook"
+        )
+    return digest
 
 
 def only_key(name: str, keys: Sequence[str]) -> str:
@@ -78,6 +54,12 @@ def only_key(name: str, keys: Sequence[str]) -> str:
             "not written by dbrunbook alone; refusing to choose one"
         )
     return keys[0]
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_chunks(path: Path) -> Iterator[bytes]:
@@ -97,16 +79,16 @@ def push(
     storage: Storage,
     path: Path,
     recipients: Sequence[str],
+    naming: Naming,
     digest: str | None = None,
-    naming: Naming | None = None,
 ) -> str:
     """Archive one file; returns 'archived' or 'already archived'. Raises when the name is taken by
     different content. ``digest``: the file's SHA-256 when the caller already has it; ``naming``: the
-    key scheme (WAL by default)."""
-    wal = naming or WalName(path.name)
+    key scheme (:class:`dbrunbook.engines.postgresql.wal.WalName`, ``BinlogName``)."""
+    wal = naming
     digest = digest or file_digest(path)
     existing = [o.key for o in storage.list(wal.prefix())]
-    if any(WalName.digest_of(k) == digest[:DIGEST_LEN] for k in existing):
+    if any(digest_of(k) == digest[:DIGEST_LEN] for k in existing):
         return "already archived"
     if existing:
         raise BackupError(
@@ -118,15 +100,15 @@ def push(
     return "archived"
 
 
-def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) -> bool:
-    """Restore one WAL file to ``dest``; False when the repository does not have it (normal at the end
+def fetch(storage: Storage, naming: Naming, name: str, dest: Path, identities: Sequence[str]) -> bool:
+    """Restore one archived log file to ``dest``; False when the repository does not have it (normal at the end
     of recovery)."""
-    wal = WalName(name)
+    wal = naming
     keys = [o.key for o in storage.list(wal.prefix())]
     if not keys:
         return False
     key = only_key(name, keys)
-    expected = WalName.digest_of(key)  # before any download: a key without a real digest is refused
+    expected = digest_of(key)  # before any download: a key without a real digest is refused
     tmp = dest.with_name(f".{dest.name}.dbrunbook-tmp")
     h = hashlib.sha256()
     try:

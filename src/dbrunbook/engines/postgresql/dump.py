@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.backup.pg_backup import pick_source
 from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
-from dbrunbook.engines.postgresql import pgpass_line
+from dbrunbook.engines.postgresql.backup import pick_source
+from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.inventory.model import Cluster

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dbrunbook.backup.incremental import (
+from dbrunbook.engines.postgresql.incremental import (
     FILE_LIST,
     OFFSET_KEY,
     FileList,

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dbrunbook.backup.wal import DIGEST_LEN, MARK
 from dbrunbook.errors import BackupError, RestoreError
+from dbrunbook.repository.logs import DIGEST_LEN, MARK
 from dbrunbook.repository.manifest import SUFFIX
 
 ROOT = "binlog/"
@@ -62,7 +62,7 @@ class BinlogName:
 def archived(keys: Iterable[str], server_id: int, *, strict: bool = False) -> dict[str, str]:
     """Binlog name -> key, for one server's folder. ``strict`` (what a restore replays): a name archived
     twice with different content is refused, never one of them picked (see ``wal.only_key``)."""
-    from dbrunbook.backup.wal import only_key
+    from dbrunbook.repository.logs import only_key
 
     found: dict[str, list[str]] = {}
     for key in keys:

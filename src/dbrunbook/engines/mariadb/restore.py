@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbrunbook.backup.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
-from dbrunbook.backup.rowcount import uncounted
 from dbrunbook.context import ClusterContext, agent_for
-from dbrunbook.engines.mariadb import MariaDB, client_defaults
+from dbrunbook.engines.mariadb.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
+from dbrunbook.engines.mariadb.driver import MariaDB, client_defaults
+from dbrunbook.engines.mariadb.rowcount import uncounted
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
