@@ -183,6 +183,9 @@ class ClusterContext:
             self._agents[host_name] = agent_for(self.executor(host_name), self.host(host_name))
         return self._agents[host_name]
 
+    def agent_on(self, ex: HostExecutor, host: Host) -> str:
+        return agent_for(ex, host)
+
 
 def agent_for(ex: HostExecutor, host: Host) -> str:
     """Path of this very dbrunbook build's host command on the host; refuses a missing or other build."""

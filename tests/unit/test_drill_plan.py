@@ -158,8 +158,9 @@ def test_the_archive_end_a_restore_must_reach_ignores_names_recovery_cannot_foll
     from types import SimpleNamespace
     from typing import Any, cast
 
-    from dbrunbook.engines.postgresql.restore import RecoveryTarget, RestorePlan, newest_archived
+    from dbrunbook.engines.postgresql.restore import RestorePlan, newest_archived
     from dbrunbook.engines.postgresql.wal import WalName
+    from dbrunbook.engines.target import RecoveryTarget
     from dbrunbook.inventory.model import Repository
     from dbrunbook.inventory.secrets import SecretResolver
     from dbrunbook.repository.storage import open_storage

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dbrunbook.agent import cli as agent
+from dbrunbook.engines.postgresql.archive import restore_command
 from dbrunbook.engines.postgresql.wal import push
 from dbrunbook.inventory.model import Repository
 from dbrunbook.inventory.secrets import SecretResolver
@@ -131,7 +132,7 @@ def test_the_restore_command_maps_every_other_status_above_125(tmp_path: Path, a
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\nexit {agent_exit}\n')
     fake.chmod(0o755)
-    command = agent.restore_command(str(fake), "/etc/some config/repository.json")
+    command = restore_command(str(fake), "/etc/some config/repository.json")
     # As PostgreSQL runs it: %f and %p replaced, then handed to /bin/sh -c.
     line = command.replace("%f", SEG).replace("%p", "pg_wal/RECOVERYXLOG")
     res = subprocess.run(["/bin/sh", "-c", line], check=False)
@@ -141,5 +142,13 @@ def test_the_restore_command_maps_every_other_status_above_125(tmp_path: Path, a
 
 
 def test_the_restore_command_stops_recovery_when_the_agent_is_missing(tmp_path: Path) -> None:
-    line = agent.restore_command(str(tmp_path / "gone"), "/c.json").replace("%f", SEG).replace("%p", "x")
+    line = restore_command(str(tmp_path / "gone"), "/c.json").replace("%f", SEG).replace("%p", "x")
     assert subprocess.run(["/bin/sh", "-c", line], check=False, capture_output=True).returncode == 128
+
+
+def test_the_controller_maps_the_agents_own_exit_codes() -> None:
+    """restore_command is built on the controller, which never imports the agent: its copy of the codes must
+    stay the agent's."""
+    from dbrunbook.engines.postgresql import archive
+
+    assert (archive.NOT_IN_ARCHIVE, archive.FETCH_FAILED) == (agent.NOT_IN_ARCHIVE, agent.FETCH_FAILED)

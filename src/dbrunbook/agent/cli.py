@@ -84,18 +84,6 @@ def _wal_fetch(args: argparse.Namespace) -> int:
     return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else NOT_IN_ARCHIVE
 
 
-def restore_command(agent: str, config: str) -> str:
-    """PostgreSQL's ``restore_command`` for a restore from the repository (``%f``/``%p`` are PostgreSQL's).
-
-    The ``case`` makes the shell, not Python, the last word on the exit status: an interpreter that cannot
-    start, a module that fails to import, a killed process all become FETCH_FAILED, never "not in the archive".
-    """
-    import shlex
-
-    fetch = f"{shlex.quote(agent)} wal-fetch --config {shlex.quote(config)} %f %p"
-    return f"{fetch}; case $? in 0) exit 0;; {NOT_IN_ARCHIVE}) exit {NOT_IN_ARCHIVE};; *) exit {FETCH_FAILED};; esac"
-
-
 def _backup_push(args: argparse.Namespace) -> int:
     from dbrunbook.engines.postgresql import physical
 

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dbrunbook.backup.retention import expired_wal, segment_position
+from dbrunbook.backup.retention import expired_wal
+from dbrunbook.engines.postgresql.lsn import segment_position
 from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of

@@ -21,10 +21,10 @@ from dbrunbook.backup.retention import (
     RetentionPlan,
     expired_wal,
     plan_retention,
-    segment_position,
     stale_incomplete,
 )
 from dbrunbook.context import ClusterContext
+from dbrunbook.engines.postgresql.lsn import segment_position
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.repository.catalog import Catalog, Refused
 from dbrunbook.repository.logs import name_of

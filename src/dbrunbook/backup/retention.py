@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dbrunbook.engines.postgresql.lsn import segment_position
 from dbrunbook.errors import ConfigError
 from dbrunbook.inventory.model import Retention
 
@@ -211,12 +212,6 @@ def _pitr_reasons(
         if b.stop_time > start:
             reasons[b.backup_id].append("inside the PITR window")
     return notes
-
-
-def segment_position(name: str) -> tuple[int, int]:
-    """Where a WAL segment lies in the WAL stream, timeline left out: later timelines continue the count.
-    A (log, segment) pair rather than one number, so any wal_segment_size sorts right."""
-    return int(name[8:16], 16), int(name[16:24], 16)
 
 
 def expired_wal(names: Sequence[str], keep_from: str | None) -> list[str]:

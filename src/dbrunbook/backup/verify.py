@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dbrunbook.engines.postgresql.lsn import DEFAULT_SEGMENT_SIZE, name_at, position, segments_between
-from dbrunbook.engines.postgresql.wal import HISTORY, SEGMENT, WalName
+from dbrunbook.engines.postgresql.lsn import name_at, position, segments_between
+from dbrunbook.engines.postgresql.wal import HISTORY, SEGMENT, WalName, segment_size
 from dbrunbook.errors import BackupError, EncryptionError, RepositoryError
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.logs import only_key
@@ -35,12 +35,6 @@ class Problem:
 
     def as_dict(self) -> dict[str, str]:
         return {"key": self.key, "problem": self.what}
-
-
-def segment_size(manifest: Manifest | None) -> int:
-    """The WAL segment size a manifest records (16 MiB for one written without it)."""
-    size = manifest.extra.get("wal_segment_size") if manifest else None
-    return int(size) if size else DEFAULT_SEGMENT_SIZE
 
 
 def recorded_segment_size(manifests: Sequence[Manifest]) -> tuple[int, str] | None:

@@ -102,7 +102,8 @@ def _restore(
     name, cluster, data_dir, port = place
     when = choice.target_time.isoformat() if choice.target_time else None
     if ctx.cluster.engine.value == "postgresql":
-        from dbrunbook.engines.postgresql.restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
+        from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
+        from dbrunbook.engines.target import RecoveryTarget
 
         spaces = backup_tablespaces(ctx, chain)
         plan = plan_restore(

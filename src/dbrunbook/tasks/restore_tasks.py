@@ -68,7 +68,8 @@ def run(
     json: bool = False,
 ) -> None:
     """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
-    from dbrunbook.engines.postgresql.restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
+    from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
+    from dbrunbook.engines.target import RecoveryTarget
 
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
     held = ExitStack()

@@ -18,8 +18,8 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
     from collections import Counter
 
-    from dbrunbook.backup.retention import segment_position
     from dbrunbook.backup.verify import recorded_segment_size, wal_report
+    from dbrunbook.engines.postgresql.lsn import segment_position
     from dbrunbook.repository.logs import name_of
 
     run = TaskRun.start("wal.check", env=env, json_mode=json)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.context import ClusterContext
+from dbrunbook.engines.access import DEFAULT_MAX_CHAIN, ClusterAccess, pick_source
 from dbrunbook.engines.mariadb.binlog import (
     ROOT,
     BinlogName,
@@ -25,7 +25,6 @@ from dbrunbook.engines.mariadb.binlog import (
     mariabackup_coordinates,
 )
 from dbrunbook.engines.mariadb.driver import MariaDB, client_defaults
-from dbrunbook.engines.postgresql.backup import DEFAULT_MAX_CHAIN, pick_source
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
@@ -69,21 +68,21 @@ def _require_binlog(f: MyFacts, host: str) -> None:
 
 
 @contextmanager
-def _defaults(ctx: ClusterContext, ex: HostExecutor) -> Iterator[str]:
+def _defaults(ctx: ClusterAccess, ex: HostExecutor) -> Iterator[str]:
     login = ctx.login()
     text = client_defaults(login.user, login.password.reveal() if login.password else "")
     with ex.secret_file(text, "client.cnf") as path:
         yield path
 
 
-def _driver(ctx: ClusterContext) -> MariaDB:
+def _driver(ctx: ClusterAccess) -> MariaDB:
     engine = ctx.engine
     assert isinstance(engine, MariaDB)
     return engine
 
 
 def _manifest(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     *,
     backup_id: str,
     kind: str,
@@ -131,7 +130,7 @@ def _manifest(
 
 
 def logical_backup(
-    ctx: ClusterContext, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
+    ctx: ClusterAccess, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
 ) -> Manifest:
     """One consistent dump of the server, with the binlog position and GTID it was taken at."""
     host_name = pick_source(ctx, source)
@@ -196,7 +195,7 @@ def pick_physical_parent(
 
 
 def physical_backup(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     *,
     source: str = "primary",
     jobs: int = 2,
@@ -294,7 +293,7 @@ def current_has_transactions(db: DbSession, current: str, gtid: str) -> bool:
 
 
 def binlog_sync(
-    ctx: ClusterContext, *, host_name: str | None = None, rotate: bool = True, step: Step = lambda _m: None
+    ctx: ClusterAccess, *, host_name: str | None = None, rotate: bool = True, step: Step = lambda _m: None
 ) -> dict[str, Any]:
     """Archive every closed binlog the repository lacks; with ``rotate``, first close the open one when it
     holds a transaction, so a cron run bounds the RPO to its interval."""
@@ -347,7 +346,7 @@ def binlog_sync(
 
 
 def binlog_follow(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     *,
     host_name: str | None = None,
     duration: float | None = None,
@@ -399,7 +398,7 @@ def binlog_follow(
     return {**caught_up, "follower": where, "streamed": streamed["archived"], "streaming": streamed["streaming"]}
 
 
-def _network_address(ctx: ClusterContext, host_name: str) -> str:
+def _network_address(ctx: ClusterAccess, host_name: str) -> str:
     from dbrunbook.inventory.model import SshConnection
 
     host = ctx.host(host_name)
@@ -407,7 +406,7 @@ def _network_address(ctx: ClusterContext, host_name: str) -> str:
     return conn.host if isinstance(conn, SshConnection) else host.address
 
 
-def binlog_keys(ctx: ClusterContext, server_id: int) -> dict[str, str]:
+def binlog_keys(ctx: ClusterAccess, server_id: int) -> dict[str, str]:
     return archived((o.key for o in ctx.storage.list(f"{ROOT}{server_id}/")), server_id, strict=True)
 
 

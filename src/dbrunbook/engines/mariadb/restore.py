@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbrunbook.context import ClusterContext, agent_for
+from dbrunbook.engines.access import ClusterAccess
 from dbrunbook.engines.mariadb.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
 from dbrunbook.engines.mariadb.driver import MariaDB, client_defaults
 from dbrunbook.engines.mariadb.rowcount import uncounted
@@ -253,7 +253,7 @@ def _start(ex: HostExecutor, host: Host, plan: MyRestorePlan, timeout: float = 1
 
 
 def run_my_restore(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     plan: MyRestorePlan,
     target_cluster: Cluster,
     *,
@@ -264,7 +264,7 @@ def run_my_restore(
 ) -> dict[str, Any]:
     host = target_cluster.hosts[plan.host]
     ex = ctx.executor_for(target_cluster, plan.host)
-    agent = agent_for(ex, host)
+    agent = ctx.agent_on(ex, host)
     engine = ctx.engine
     assert isinstance(engine, MariaDB)
     started = time.monotonic()
@@ -354,7 +354,7 @@ def _unpack_chain(
 
 
 def _replay(
-    ctx: ClusterContext, ex: HostExecutor, agent: str, config: str, host: Host, plan: MyRestorePlan, engine: MariaDB
+    ctx: ClusterAccess, ex: HostExecutor, agent: str, config: str, host: Host, plan: MyRestorePlan, engine: MariaDB
 ) -> dict[str, Any]:
     import json
 
@@ -408,7 +408,7 @@ def _replay(
     return dict(json.loads(lines[-1])) if lines else {}
 
 
-def _reached(ctx: ClusterContext, target_cluster: Cluster, plan: MyRestorePlan) -> dict[str, Any]:
+def _reached(ctx: ClusterAccess, target_cluster: Cluster, plan: MyRestorePlan) -> dict[str, Any]:
     """Where the restored server stands: the backup's GTID state moved on by what the replay logged."""
     host = target_cluster.hosts[plan.host].model_copy(update={"port": plan.port})
     ex = ctx.executor_for(target_cluster, plan.host)

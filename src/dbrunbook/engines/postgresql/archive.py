@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from dbrunbook.context import ClusterContext
+from dbrunbook.engines.access import ClusterAccess
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.poll import REAL, Clock, wait_until
@@ -39,7 +39,7 @@ def plan_statements(mode: str, current: str, wanted: str) -> tuple[list[SqlState
     return stmts, restart
 
 
-def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 60) -> dict[str, Any]:
+def setup_archiving(ctx: ClusterAccess, *, confirm: Confirm, timeout: float = 60) -> dict[str, Any]:
     primary_name, primary = ctx.cluster.primary()
     ex = ctx.executor(primary_name)
     agent = ctx.agent(primary_name)
@@ -76,7 +76,7 @@ def setup_archiving(ctx: ClusterContext, *, confirm: Confirm, timeout: float = 6
     return result
 
 
-def verify_archiving(ctx: ClusterContext, *, timeout: float = 60, clock: Clock = REAL) -> str:
+def verify_archiving(ctx: ClusterAccess, *, timeout: float = 60, clock: Clock = REAL) -> str:
     """Switch WAL and wait for the archiver to report that segment archived (or failing)."""
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
@@ -110,3 +110,18 @@ def verify_archiving(ctx: ClusterContext, *, timeout: float = 60, clock: Clock =
         if done is None:
             raise BackupError(f"{segment} was not archived within {timeout:g}s on {primary_name}")
         return done
+
+
+#: ``wal-fetch`` exit codes (dbrunbook.agent.cli; a unit test keeps them equal): engines never import the agent
+NOT_IN_ARCHIVE = 3
+FETCH_FAILED = 128
+
+
+def restore_command(agent: str, config: str) -> str:
+    """PostgreSQL's ``restore_command`` for a restore from the repository (``%f``/``%p`` are PostgreSQL's).
+
+    The ``case`` makes the shell, not Python, the last word on the exit status: an interpreter that cannot
+    start, a module that fails to import, a killed process all become FETCH_FAILED, never "not in the archive".
+    """
+    fetch = f"{shlex.quote(agent)} wal-fetch --config {shlex.quote(config)} %f %p"
+    return f"{fetch}; case $? in 0) exit 0;; {NOT_IN_ARCHIVE}) exit {NOT_IN_ARCHIVE};; *) exit {FETCH_FAILED};; esac"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dbrunbook import __version__
-from dbrunbook.context import ClusterContext
+from dbrunbook.engines.access import DEFAULT_MAX_CHAIN, ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.archive import ARCHIVING_SQL
 from dbrunbook.engines.postgresql.incremental import FILE_LIST
 from dbrunbook.engines.postgresql.lsn import parse_backup_label, parse_lsn, segment_of_stop
@@ -22,7 +22,6 @@ from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.poll import REAL, Clock, wait_until
-from dbrunbook.inventory.model import Role
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.manifest import Manifest, ObjectEntry, object_key
@@ -30,18 +29,6 @@ from dbrunbook.repository.objects import load_bytes, store
 
 Step = Callable[[str], None]
 WAL_WAIT_SECONDS = 120
-
-
-def pick_source(ctx: ClusterContext, source: str) -> str:
-    if source == "primary":
-        return ctx.cluster.primary()[0]
-    replicas = [n for n, h in ctx.cluster.hosts.items() if h.role is Role.REPLICA]
-    if not replicas:
-        raise BackupError(f"cluster '{ctx.name}' has no replica to back up from")
-    return replicas[0]
-
-
-DEFAULT_MAX_CHAIN = 7
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ def _cannot_build_on(catalog: Catalog, parent: Manifest | None, server: ServerFa
 
 
 def physical_backup(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     *,
     source: str = "primary",
     jobs: int = 2,
@@ -219,7 +206,7 @@ def physical_backup(
     return manifest
 
 
-def require_archiving(ctx: ClusterContext) -> None:
+def require_archiving(ctx: ClusterAccess) -> None:
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
         mode, command = pdb.execute(ARCHIVING_SQL)[0]
@@ -237,14 +224,14 @@ SEGMENT_SIZE_SQL = SqlStatement(
 )
 
 
-def server_segment_size(ctx: ClusterContext) -> tuple[int, str]:
+def server_segment_size(ctx: ClusterAccess) -> tuple[int, str]:
     """The primary's WAL segment size in bytes, and the primary's name."""
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
         return int(pdb.execute(SEGMENT_SIZE_SQL)[0][0]), primary_name
 
 
-def switch_and_wait(ctx: ClusterContext, stop_wal: str) -> None:
+def switch_and_wait(ctx: ClusterAccess, stop_wal: str) -> None:
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as pdb:
         # A replica's stop segment is only archived once the primary leaves it.
@@ -252,7 +239,7 @@ def switch_and_wait(ctx: ClusterContext, stop_wal: str) -> None:
     wait_for_wal(ctx, stop_wal)
 
 
-def wait_for_wal(ctx: ClusterContext, segment: str, timeout: float = WAL_WAIT_SECONDS, *, clock: Clock = REAL) -> None:
+def wait_for_wal(ctx: ClusterAccess, segment: str, timeout: float = WAL_WAIT_SECONDS, *, clock: Clock = REAL) -> None:
     prefix = WalName(segment).prefix()
     if not wait_until(lambda: any(True for _ in ctx.storage.list(prefix)), timeout=timeout, interval=0.5, clock=clock):
         raise BackupError(

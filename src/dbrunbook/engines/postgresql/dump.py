@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbrunbook import __version__
-from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
-from dbrunbook.engines.postgresql.backup import pick_source
+from dbrunbook.engines.access import ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
@@ -27,7 +26,7 @@ DATABASES_SQL = SqlStatement(
 
 
 def logical_backup(
-    ctx: ClusterContext, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
+    ctx: ClusterAccess, *, source: str = "primary", jobs: int = 2, step: Step = lambda _m: None
 ) -> Manifest:
     host_name = pick_source(ctx, source)
     host = ctx.host(host_name)
@@ -99,7 +98,7 @@ def logical_backup(
 
 
 def restore_logical(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     manifest: Manifest,
     target_cluster: Cluster,
     to: str,
@@ -115,7 +114,7 @@ def restore_logical(
         )
     host = target_cluster.hosts[to]
     ex = ctx.executor_for(target_cluster, to)
-    agent = agent_for(ex, host)
+    agent = ctx.agent_on(ex, host)
     # The target server's own credentials: the database may go to another cluster's server.
     cred = target_cluster.credentials
     secret = ctx.resolver.resolve(cred.password) if cred.password else None

@@ -91,3 +91,9 @@ def parse_backup_label(text: str) -> dict[str, str]:
     if m:
         out["start_lsn"], out["start_wal"] = m.group(1), m.group(2)
     return out
+
+
+def segment_position(name: str) -> tuple[int, int]:
+    """Where a WAL segment lies in the WAL stream, timeline left out: later timelines continue the count.
+    A (log, segment) pair rather than one number, so any wal_segment_size sorts right."""
+    return int(name[8:16], 16), int(name[16:24], 16)

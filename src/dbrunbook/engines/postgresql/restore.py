@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
-from dbrunbook.agent.cli import restore_command
-from dbrunbook.backup.verify import segment_size
-from dbrunbook.context import ClusterContext, agent_for
 from dbrunbook.engines import Login
+from dbrunbook.engines.access import ClusterAccess
+from dbrunbook.engines.postgresql.archive import restore_command
 from dbrunbook.engines.postgresql.driver import pgpass_line
+from dbrunbook.engines.postgresql.wal import segment_size
+from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
@@ -28,53 +29,8 @@ from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.manifest import Manifest, manifest_key
 
-TargetKind = Literal["latest", "time", "lsn", "xid", "name"]
 Confirm = Callable[[str], None]
 Step = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RecoveryTarget:
-    kind: TargetKind = "latest"
-    value: str | None = None
-    action: Literal["promote", "pause"] = "promote"
-
-    @classmethod
-    def from_flags(
-        cls, *, time: str | None, lsn: str | None, xid: str | None, name: str | None, action: str = "promote"
-    ) -> RecoveryTarget:
-        given = [(k, v) for k, v in (("time", time), ("lsn", lsn), ("xid", xid), ("name", name)) if v]
-        if len(given) > 1:
-            raise RestoreError("give at most one of --target-time, --target-lsn, --target-xid, --target-name")
-        if action not in ("promote", "pause"):
-            raise RestoreError(f"--target-action must be promote or pause, not {action!r}")
-        if action == "pause" and not given:
-            raise RestoreError("--target-action pause needs a target (--target-time, -lsn, -xid or -name)")
-        kind, value = given[0] if given else ("latest", None)
-        if value is not None:
-            _check_target(kind, value)
-        return cls(kind, value, action)  # type: ignore[arg-type]
-
-    def describe(self) -> str:
-        return "the end of the archived WAL" if self.kind == "latest" else f"{self.kind} {self.value}"
-
-
-def _check_target(kind: str, value: str) -> None:
-    """Reject malformed targets here: the value ends up in postgresql.auto.conf, where a stray newline
-    would stop the server (or smuggle in a setting)."""
-    if any(ord(ch) < 32 for ch in value):
-        raise RestoreError(f"--target-{kind} must be one line without control characters")
-    if kind == "xid" and not value.isdigit():
-        raise RestoreError(f"--target-xid must be a transaction id (digits), not {value!r}")
-    if kind == "lsn" and not re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", value):
-        raise RestoreError(f"--target-lsn must look like 0/16B3748, not {value!r}")
-    if kind == "name" and len(value.encode()) > 63:
-        raise RestoreError("--target-name is longer than PostgreSQL's 63-byte restore point names")
-    if kind == "time":
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise RestoreError(f"--target-time {value!r} is not an ISO 8601 timestamp") from None
 
 
 def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -> str:
@@ -229,7 +185,7 @@ def _check_places(data_dir: str, places: dict[str, str]) -> None:
                 raise RestoreError(f"{what_a} ({a}) and {what_b} ({b}) overlap; give each its own directory")
 
 
-def backup_tablespaces(ctx: ClusterContext, chain: Sequence[Manifest]) -> dict[str, str]:
+def backup_tablespaces(ctx: ClusterAccess, chain: Sequence[Manifest]) -> dict[str, str]:
     """Every tablespace of the chain (oid -> directory on the source), from its tablespace_map objects."""
     from dbrunbook.engines.postgresql.physical import parse_tablespace_map
     from dbrunbook.repository.objects import load_bytes
@@ -307,7 +263,7 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
 
 
 def run_restore(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     plan: RestorePlan,
     target_cluster: Cluster,
     *,
@@ -319,7 +275,7 @@ def run_restore(
 ) -> dict[str, Any]:
     host = target_cluster.hosts[plan.host]
     ex = ctx.executor_for(target_cluster, plan.host)
-    agent = agent_for(ex, host)
+    agent = ctx.agent_on(ex, host)
     started = time.monotonic()
     step("checking the target")
     prepare_target(ex, host, plan, force=force, confirm=confirm)
@@ -420,8 +376,7 @@ def _remove_keys(ex: HostExecutor, config_dir: str) -> bool:
 def newest_segment_start(names: Sequence[str], seg_size: int) -> tuple[str, int] | None:
     """The newest whole archived WAL segment of the newest timeline (the one ``recovery_target_timeline =
     'latest'`` follows) and the LSN it starts at."""
-    from dbrunbook.backup.retention import segment_position
-    from dbrunbook.engines.postgresql.lsn import segment_start
+    from dbrunbook.engines.postgresql.lsn import segment_position, segment_start
     from dbrunbook.engines.postgresql.wal import SEGMENT
 
     whole = [n for n in names if (m := SEGMENT.match(n)) and m.group(4) is None and _exists(n, seg_size)]
@@ -443,7 +398,7 @@ def _exists(name: str, seg_size: int) -> bool:
     return True
 
 
-def newest_archived(ctx: ClusterContext, plan: RestorePlan) -> tuple[str, int] | None:
+def newest_archived(ctx: ClusterAccess, plan: RestorePlan) -> tuple[str, int] | None:
     """The end of the archive a restore to latest must reach: on the backup's timeline or a later one that
     has its history file (the timelines recovery can follow; a stray name elsewhere is not a target)."""
     from dbrunbook.repository.logs import name_of
@@ -493,7 +448,7 @@ LOGIN_REFUSED = re.compile(r"authentication failed|no password supplied|no pg_hb
 
 
 def wait_for_target(
-    ctx: ClusterContext,
+    ctx: ClusterAccess,
     ex: HostExecutor,
     host: Host,
     plan: RestorePlan,

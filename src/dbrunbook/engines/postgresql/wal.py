@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbrunbook.engines.postgresql.lsn import DEFAULT_SEGMENT_SIZE
 from dbrunbook.errors import BackupError
 from dbrunbook.repository import logs
 from dbrunbook.repository.logs import DIGEST_LEN, MARK, digest_of, name_of
-from dbrunbook.repository.manifest import SUFFIX
+from dbrunbook.repository.manifest import SUFFIX, Manifest
 from dbrunbook.repository.storage import Storage
 
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial|\.[0-9A-F]{8}\.backup)?$")
@@ -50,3 +51,9 @@ def push(storage: Storage, path: Path, recipients: Sequence[str], digest: str | 
 def fetch(storage: Storage, name: str, dest: Path, identities: Sequence[str]) -> bool:
     """Restore one WAL file (restore_command); False when the repository does not have it."""
     return logs.fetch(storage, WalName(name), name, dest, identities)
+
+
+def segment_size(manifest: Manifest | None) -> int:
+    """The WAL segment size a manifest records (16 MiB for one written without it)."""
+    size = manifest.extra.get("wal_segment_size") if manifest else None
+    return int(size) if size else DEFAULT_SEGMENT_SIZE
