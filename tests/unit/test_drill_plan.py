@@ -10,12 +10,16 @@ from pathlib import Path
 import pytest
 
 from dbrunbook.drill.plan import choose, judge, parse_duration, verdict
+from dbrunbook.engines import get_engine
 from dbrunbook.engines.postgresql.restore import newest_segment_start
 from dbrunbook.errors import DrillError
 from dbrunbook.metrics import metrics_text
 from dbrunbook.repository.manifest import Manifest
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+
+PG_DRILLS = get_engine("postgresql").drills
+MY_DRILLS = get_engine("mariadb").drills
 
 
 def _m(backup_id: str, kind: str, at: datetime, engine: str = "postgresql") -> Manifest:
@@ -42,40 +46,40 @@ def test_choose_latest_and_random_backups_and_targets() -> None:
         _m("L1", "logical", T0 + timedelta(hours=1)),
         _m("I1", "incremental", T0 + timedelta(hours=2)),
     ]
-    latest = choose(pg, "postgresql", backup="latest", target="latest", newest_point=None, rng=random.Random(1))
+    latest = choose(pg, PG_DRILLS, backup="latest", target="latest", newest_point=None, rng=random.Random(1))
     assert latest.backup.backup_id == "I1" and latest.target_time is None  # a pg_dump is never a drill's base
     seen = {
         choose(
-            pg, "postgresql", backup="random", target="latest", newest_point=None, rng=random.Random(s)
+            pg, PG_DRILLS, backup="random", target="latest", newest_point=None, rng=random.Random(s)
         ).backup.backup_id
         for s in range(30)
     }
     assert seen == {"F1", "I1"}
     newest = T0 + timedelta(hours=5)
     for s in range(30):
-        c = choose(pg, "postgresql", backup="F1", target="random", newest_point=newest, rng=random.Random(s))
+        c = choose(pg, PG_DRILLS, backup="F1", target="random", newest_point=newest, rng=random.Random(s))
         assert c.target_time is not None and T0 + timedelta(minutes=2) < c.target_time < newest
     same = [
-        choose(pg, "postgresql", backup="random", target="random", newest_point=newest, rng=random.Random(7))
+        choose(pg, PG_DRILLS, backup="random", target="random", newest_point=newest, rng=random.Random(7))
         for _ in range(2)
     ]
     assert same[0] == same[1]  # a seed repeats a drill exactly
     my = [_m("L1", "logical", T0, engine="mariadb")]
     assert (
-        choose(my, "mariadb", backup="latest", target="latest", newest_point=None, rng=random.Random()).backup.kind
+        choose(my, MY_DRILLS, backup="latest", target="latest", newest_point=None, rng=random.Random()).backup.kind
         == "logical"
     )
     with pytest.raises(DrillError, match="physical"):
         choose(
             [_m("L1", "logical", T0)],
-            "postgresql",
+            PG_DRILLS,
             backup="latest",
             target="latest",
             newest_point=None,
             rng=random.Random(),
         )
     with pytest.raises(DrillError, match="no drillable backup"):
-        choose(pg, "postgresql", backup="nope", target="latest", newest_point=None, rng=random.Random())
+        choose(pg, PG_DRILLS, backup="nope", target="latest", newest_point=None, rng=random.Random())
 
 
 def test_kind_narrows_the_choice() -> None:
@@ -87,7 +91,7 @@ def test_kind_narrows_the_choice() -> None:
 
     def pick(kind: str, backups: list[Manifest] = my) -> str:
         rng = random.Random()
-        c = choose(backups, "mariadb", backup="latest", target="latest", kind=kind, newest_point=None, rng=rng)
+        c = choose(backups, MY_DRILLS, backup="latest", target="latest", kind=kind, newest_point=None, rng=rng)
         return c.backup.backup_id
 
     assert (pick("any"), pick("logical"), pick("physical")) == ("I1", "L1", "I1")

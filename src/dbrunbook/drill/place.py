@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import subprocess
-from pathlib import Path
 
+from dbrunbook.engines import get_engine
 from dbrunbook.errors import DrillError
 from dbrunbook.inventory.model import LOCAL, Cluster, Drill, Host
 from dbrunbook.sandbox.layout import SANDBOX_USER as DRILL_USER  # servers never run as root
@@ -54,22 +52,8 @@ def local_host(cluster: Cluster, settings: Drill) -> Host:
 
 
 def find_bin_dir(cluster: Cluster) -> str | None:
-    """Server binaries on this machine for the cluster's engine: the primary's bin_dir when this machine
-    has it too, Debian's versioned PostgreSQL folder, ``pg_config --bindir``; MariaDB from PATH."""
-    primary = cluster.primary()[1]
-    if cluster.engine.value == "postgresql":
-        candidates = [primary.bin_dir, f"/usr/lib/postgresql/{cluster.version}/bin" if cluster.version else None]
-        config = shutil.which("pg_config")
-        if config:
-            out = subprocess.run([config, "--bindir"], capture_output=True, text=True, check=False)
-            candidates.append(out.stdout.strip() or None)
-        for folder in candidates:
-            if folder and Path(folder, "pg_ctl").is_file():
-                return folder
-        raise DrillError(
-            "a local drill needs PostgreSQL's server binaries (pg_ctl) on this machine, and none were found",
-            hint=f"install postgresql-{cluster.version or 'N'}, set drill.bin_dir, or set drill.host to a restore host",
-        )
-    if primary.bin_dir and Path(primary.bin_dir, "mariadbd").is_file():
-        return primary.bin_dir
-    return None
+    """Server binaries on this machine for the cluster's engine (None: from PATH); raises when there are none."""
+    drills = get_engine(cluster.engine.value).drills
+    if drills is None:
+        raise DrillError(f"{cluster.engine.value} drills are not available yet")
+    return drills.server_bin_dir(cluster)

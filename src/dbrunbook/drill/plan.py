@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from dbrunbook.engines.capabilities import DrillSupport
 from dbrunbook.errors import DrillError
 from dbrunbook.repository.manifest import Manifest
 
@@ -33,14 +34,6 @@ def consistent_at(m: Manifest) -> datetime:
     return m.start_time if m.kind == "logical" else m.stop_time
 
 
-def drillable(manifests: Sequence[Manifest], engine: str) -> list[Manifest]:
-    """Backups a drill can restore into a whole server: PostgreSQL physical ones (a pg_dump restores one
-    database, not a cluster), any MariaDB backup (each records its binlog position)."""
-    if engine == "postgresql":
-        return [m for m in manifests if m.kind in ("physical", "incremental")]
-    return [m for m in manifests if m.extra.get("binlog")]
-
-
 @dataclass(frozen=True)
 class DrillChoice:
     backup: Manifest
@@ -58,7 +51,7 @@ class DrillChoice:
 
 def choose(
     manifests: Sequence[Manifest],
-    engine: str,
+    drills: DrillSupport,
     *,
     backup: str,
     target: str,
@@ -72,13 +65,11 @@ def choose(
     if kind not in KINDS:
         raise DrillError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     candidates = [
-        m for m in drillable(manifests, engine) if kind == "any" or (m.kind == "logical") == (kind == "logical")
+        m for m in drills.drillable(manifests) if kind == "any" or (m.kind == "logical") == (kind == "logical")
     ]
     if not candidates:
         raise DrillError(
-            "no backup a drill can restore"
-            + (f" of kind {kind}" if kind != "any" else "")
-            + (" (PostgreSQL drills need a physical backup)" if engine == "postgresql" else "")
+            "no backup a drill can restore" + (f" of kind {kind}" if kind != "any" else "") + drills.drillable_hint
         )
     if backup == "latest":
         chosen, why = candidates[-1], "the newest backup" if kind == "any" else f"the newest {kind} backup"

@@ -18,7 +18,7 @@ from dbrunbook import __version__
 from dbrunbook.context import ClusterContext
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
-from dbrunbook.engines.mariadb.rowcount import mismatch_line, uncounted
+from dbrunbook.engines.capabilities import DrillSupport
 from dbrunbook.errors import (
     DbrunbookError,
     DrillError,
@@ -59,12 +59,8 @@ def drill_place(ctx: ClusterContext, find_host: FindHost) -> tuple[str, Cluster,
 
 def newest_point(ctx: ClusterContext, manifest: Manifest | None) -> datetime | None:
     """The newest restorable point: when the newest archived WAL segment or binlog reached the repository."""
-    if ctx.cluster.engine.value == "postgresql":
-        infos = [i for i in ctx.storage.list("wal/") if "/history/" not in i.key]
-    else:
-        server = int(manifest.extra.get("server_id", 0)) if manifest else 0
-        infos = list(ctx.storage.list(f"binlog/{server}/"))
-    return max((i.last_modified for i in infos), default=None)
+    archive = ctx.engine.log_archive
+    return archive.newest_archived(ctx, manifest) if archive is not None else None
 
 
 def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) -> None:
@@ -76,13 +72,7 @@ def _teardown(ctx: ClusterContext, ex: HostExecutor, host: Host, data_dir: str) 
             f"{data_dir} on {ex.name} exists and was not made by a drill; refusing to touch it",
             hint="point the cluster's drill.data_dir at a directory of its own",
         )
-    if ctx.cluster.engine.value == "postgresql":
-        stop = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
-        ex.run(Command(stop, check=False, description="stop the drill's server"))
-    else:
-        from dbrunbook.engines.mariadb.restore import stop_server
-
-        stop_server(ex, data_dir, grace=0)  # disposable: no clean shutdown to wait for
+    drills(ctx).stop_copy(ex, host, data_dir)
     ex.run(
         Command(
             ("rm", "-rf", data_dir, f"{data_dir}-tblspc", f"{data_dir}{MARKER}"),
@@ -99,115 +89,20 @@ def _restore(
     place: tuple[str, Cluster, str, int],
     step: Step,
 ) -> dict[str, Any]:
-    name, cluster, data_dir, port = place
-    when = choice.target_time.isoformat() if choice.target_time else None
-    if ctx.cluster.engine.value == "postgresql":
-        from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
-        from dbrunbook.engines.target import RecoveryTarget
-
-        spaces = backup_tablespaces(ctx, chain)
-        plan = plan_restore(
-            choice.backup,
-            ctx.name,
-            name,
-            data_dir,
-            port,
-            RecoveryTarget.from_flags(time=when, lsn=None, xid=None, name=None),
-            chain,
-            tablespaces=spaces,
-            remap=[f"{oid}={data_dir}-tblspc/{oid}" for oid in spaces],
-        )
-        # A restore to the end of the archive checks that it got there (RecoveryStoppedEarly otherwise).
-        return run_restore(ctx, plan, cluster, force=False, confirm=lambda _q: None, step=step)
-    from dbrunbook.engines.mariadb.backup import binlog_keys
-    from dbrunbook.engines.mariadb.binlog import ReplayTarget
-    from dbrunbook.engines.mariadb.restore import plan_my_restore, run_my_restore
-
-    archive = binlog_keys(ctx, int(choice.backup.extra.get("server_id", 0)))
-    target = ReplayTarget.from_flags(when, None, None)
-    counted = uncounted(choice.backup) is None
-    my_plan = plan_my_restore(ctx.name, choice.backup, chain, archive, name, data_dir, port, target, check_rows=counted)
-    return run_my_restore(ctx, my_plan, cluster, force=False, confirm=lambda _q: None, step=step)
+    return drills(ctx).restore_copy(ctx, choice.backup, chain, choice.target_time, place, step)
 
 
 def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
     """pg_amcheck of every relation (PostgreSQL) or CHECK TABLE of every table (MariaDB) on the copy."""
-    login = ctx.login()
-    password = login.password.reveal() if login.password else ""
-    if ctx.cluster.engine.value == "postgresql":
-        from dbrunbook.engines.postgresql.driver import pgpass_line
-
-        with ex.secret_file(pgpass_line(port, login.user, password), "pgpass") as passfile:
-            res = ex.run(
-                Command(
-                    (
-                        host.binary("pg_amcheck"),
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "-U",
-                        login.user,
-                        "--all",
-                        "--install-missing",
-                        "--heapallindexed",
-                        "--no-password",
-                    ),
-                    env={"PGPASSFILE": passfile},
-                    check=False,
-                    description="pg_amcheck every relation",
-                )
-            )
-        detail = res.tail(2) if not res.ok else "every heap and B-tree index checked"
-        return {"name": "pg_amcheck", "ok": res.ok, "detail": detail}
-    from dbrunbook.engines.mariadb.driver import client_defaults
-
-    with ex.secret_file(client_defaults(login.user, password), "client.cnf") as defaults:
-        res = ex.run(
-            Command(
-                (
-                    host.binary("mariadb-check"),
-                    f"--defaults-extra-file={defaults}",
-                    "--host=127.0.0.1",
-                    f"--port={port}",
-                    # Else the client takes the charset from the locale: over SSH or cron (LANG=C) it is
-                    # latin1, and a table named in UTF-8 "doesn't exist".
-                    "--default-character-set=utf8mb4",
-                    "--all-databases",
-                    "--check",
-                    "--extended",
-                ),
-                check=False,
-                mutating=False,
-                description="CHECK TABLE every table",
-            )
-        )
-    bad = [ln for ln in res.stdout.splitlines() if ln.strip() and not ln.rstrip().endswith("OK") and "note" not in ln]
-    problems = [ln for ln in bad if "error" in ln.lower() or "corrupt" in ln.lower()]
-    ok = res.ok and not problems
-    return {
-        "name": "mariadb-check",
-        "ok": ok,
-        "detail": "every table checked" if ok else (problems or [res.tail(2)])[0],
-    }
+    return drills(ctx).integrity(ctx, ex, host, port, data_dir)
 
 
-def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any]:
-    """The loaded dump's tables, counted before any binlog replay, against the counts the dump recorded."""
-    name = "row counts match the backup's snapshot"
-    why = uncounted(backup)
-    if why is not None:
-        return {"name": name, "ok": True, "detail": f"not checked: {why}"}
-    if counted is None:
-        return {"name": name, "ok": False, "detail": "the restore did not count the rows"}
-    ok = counted["mismatched"] == 0
-    detail = (
-        f"{counted['tables']} table{'' if counted['tables'] == 1 else 's'}, {counted['rows']} rows "
-        f"(counted in {counted.get('seconds', 0)}s, not in the RTO)"
-        if ok
-        else mismatch_line(counted, "differ")
-    )
-    return {"name": name, "ok": ok, "detail": detail, "tables": counted["tables"], "rows": counted["rows"]}
+def drills(ctx: ClusterContext) -> DrillSupport:
+    """The engine's drill support, or a one-line refusal for an engine without it."""
+    support = ctx.engine.drills
+    if support is None:
+        raise DrillError(f"cluster {ctx.name}: {ctx.engine.name} drills are not available yet")
+    return support
 
 
 def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[dict[str, Any]]:
@@ -257,7 +152,7 @@ def _attempt(
     newest = newest_point(ctx, last)
     choice = choose(
         catalog.manifests,
-        ctx.cluster.engine.value,
+        drills(ctx),
         backup=ask["backup"],
         target=ask["target"],
         kind=ask["kind"],
@@ -285,8 +180,7 @@ def _attempt(
     result["rto_seconds"] = round(time.monotonic() - clock - counting, 2)
     result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
-    if choice.backup.kind == "logical":  # PostgreSQL drills never restore a pg_dump (drillable)
-        result["checks"].append(row_check(choice.backup, restored.get("row_counts")))
+    result["checks"] += drills(ctx).extra_checks(choice.backup, restored)
     step("checking every table")
     result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
     result["checks"] += _validations(ctx, cluster, name, port)

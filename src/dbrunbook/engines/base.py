@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
 from dbrunbook.errors import DbrunbookError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
@@ -59,6 +60,24 @@ class EngineDriver(ABC):
     name: str
     #: client programs every host of this engine needs, for backups, restores and checks
     required_binaries: tuple[str, ...]
+
+    # -- capabilities (engines/capabilities.py), made on first use so that their modules load only when needed;
+    # None: this engine cannot do it (yet), and the task says so.
+    @property
+    def backups(self) -> BackupMethods | None:
+        return None
+
+    @property
+    def restores(self) -> RestoreMethod | None:
+        return None
+
+    @property
+    def log_archive(self) -> LogArchive | None:
+        return None
+
+    @property
+    def drills(self) -> DrillSupport | None:
+        return None
 
     @contextmanager
     def session(self, executor: HostExecutor, host: Host, login: Login) -> Iterator[DbSession]:

@@ -60,13 +60,25 @@ class RestoreMethod(Protocol):
         """Plan, then (unless a dry run) restore; the result is what ``--json`` prints."""
         ...
 
-    def summary_lines(self, result: dict[str, Any]) -> list[str]:
-        """The human lines for a finished (not dry-run) restore."""
+    def summary_lines(self, result: dict[str, Any]) -> list[str] | None:
+        """The human lines for a restore's result (None: print the result as it is)."""
         ...
+
+
+def dry_run_lines(result: dict[str, Any]) -> list[str]:
+    """What a restore's dry run prints: where it would restore, then each step."""
+    return [f"dry run: restore {result['backup']} to {result['to']}:{result['data_dir']}"] + [
+        f"  - {s}" for s in result["steps"]
+    ]
 
 
 class LogArchive(Protocol):
     """The archived log (WAL or binlogs) in the repository."""
+
+    #: ``wal`` or ``binlog``: the task collection that manages it
+    name: str
+    #: the task a schedule's log job runs (``wal.check``; ``binlog.sync``, which also pushes)
+    sync_task: str
 
     def newest_archived(self, ctx: ClusterAccess, manifest: Manifest | None) -> datetime | None:
         """When the newest archived log file reached the repository: the newest restorable point. ``manifest``:
@@ -109,16 +121,8 @@ class DrillSupport(Protocol):
         """The engine's own consistency check of every relation of the copy: {name, ok, detail}."""
         ...
 
-
-class RowCounts(Protocol):
-    """Per-table row counts recorded at backup time, compared after a restore."""
-
-    def uncounted(self, manifest: Manifest) -> str | None:
-        """Why ``manifest`` carries no row counts, or None when it does."""
-        ...
-
-    def mismatch_line(self, counted: dict[str, Any], what: str) -> str:
-        """One line naming the tables whose counts differ."""
+    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[dict[str, Any]]:
+        """Checks only this engine's restores can make (MariaDB: the dump's row counts)."""
         ...
 
 

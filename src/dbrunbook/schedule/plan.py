@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dbrunbook.engines import get_engine
 from dbrunbook.errors import ConfigError
 from dbrunbook.inventory.model import Inventory
 
@@ -32,13 +33,13 @@ def jobs(inventory: Inventory, env: str) -> list[Job]:
         s = cluster.schedule
         if s is None:
             continue
-        mariadb = cluster.engine.value in ("mariadb", "mysql")
+        archive = get_engine(cluster.engine.value).log_archive
         common = (f"--env={env}", f"--cluster={cname}")
         wanted: list[tuple[str, str | None, tuple[str, ...]]] = [
             ("full", s.full, ("backup.full", *common)),
             ("incremental", s.incremental, ("backup.incremental", *common)),
             ("logical", s.logical, ("backup.full", *common, "--kind=logical")),
-            ("log-sync", s.log_sync, ("binlog.sync", *common) if mariadb else ("wal.check", *common)),
+            ("log-sync", s.log_sync, (archive.sync_task if archive else "wal.check", *common)),
             ("verify", s.verify, ("backup.verify", *common)),
             ("prune", s.prune, ("backup.prune", *common, "--yes")),
             (

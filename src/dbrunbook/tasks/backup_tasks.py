@@ -93,24 +93,6 @@ def _take(
     limit: str | None = None,
     forks: int = 1,
 ) -> None:
-    from functools import partial
-
-    from dbrunbook.engines.mariadb import backup as my_backup
-    from dbrunbook.engines.postgresql.backup import physical_backup
-    from dbrunbook.engines.postgresql.dump import logical_backup
-
-    takers: dict[str, dict[str, Callable[..., Any]]] = {
-        "postgresql": {
-            "physical": physical_backup,
-            "logical": logical_backup,
-            "incremental": partial(physical_backup, incremental=True),
-        },
-        "mariadb": {
-            "physical": my_backup.physical_backup,
-            "logical": my_backup.logical_backup,
-            "incremental": partial(my_backup.physical_backup, incremental=True),
-        },
-    }
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
     from dbrunbook.fleet import recap_lines, run_fleet
@@ -123,16 +105,16 @@ def _take(
 
             def take(name: str) -> dict[str, Any] | None:
                 ctx = run.cluster_context(name)
-                engine = ctx.cluster.engine.value
-                if engine not in takers:
+                methods = ctx.engine.backups
+                if methods is None:
                     if cluster:
-                        raise BackupError(f"cluster {name}: {engine} backups are not available yet")
+                        raise BackupError(f"cluster {name}: {ctx.engine.name} backups are not available yet")
                     skipped.append(name)
                     return None
-                chosen = kind if kind else ("physical" if engine == "postgresql" else "logical")
+                chosen = kind if kind else methods.default_kind
                 ctx.signer  # noqa: B018 - no signing key is a config error now, not after hours of streaming
                 with ctx.lease("backup"):  # shared: no prune or key rotation under a running backup
-                    m = takers[engine][chosen](ctx, source=source, jobs=jobs, step=_prefixed(step, name))
+                    m = methods.take(ctx, chosen, source=source, jobs=jobs, step=_prefixed(step, name))
                 return summary(m)
 
             # One cluster's failure never stops the others; the run exits with the worst code at the end.

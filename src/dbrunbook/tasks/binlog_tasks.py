@@ -15,7 +15,8 @@ ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 
 def _mariadb(run: TaskRun, cluster: str | None) -> Any:
     ctx = run.cluster_context(cluster)
-    if ctx.cluster.engine.value not in ("mariadb", "mysql"):
+    archive = ctx.engine.log_archive
+    if archive is None or archive.name != "binlog":
         raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
     return ctx
 
