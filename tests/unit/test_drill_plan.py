@@ -11,6 +11,7 @@ import pytest
 
 from dbrunbook.drill.plan import choose, judge, parse_duration, verdict
 from dbrunbook.engines import get_engine
+from dbrunbook.engines.capabilities import DrillSupport
 from dbrunbook.engines.postgresql.restore import newest_segment_start
 from dbrunbook.errors import DrillError
 from dbrunbook.metrics import metrics_text
@@ -18,8 +19,15 @@ from dbrunbook.repository.manifest import Manifest
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
-PG_DRILLS = get_engine("postgresql").drills
-MY_DRILLS = get_engine("mariadb").drills
+
+def _drills(engine: str) -> DrillSupport:
+    support = get_engine(engine).drills
+    assert support is not None
+    return support
+
+
+PG_DRILLS = _drills("postgresql")
+MY_DRILLS = _drills("mariadb")
 
 
 def _m(backup_id: str, kind: str, at: datetime, engine: str = "postgresql") -> Manifest:

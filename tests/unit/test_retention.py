@@ -11,9 +11,9 @@ from dbrunbook.backup.retention import (
     BackupFacts,
     expired_wal,
     plan_retention,
-    segment_position,
     stale_incomplete,
 )
+from dbrunbook.engines.postgresql.lsn import segment_position
 from dbrunbook.errors import ConfigError
 from dbrunbook.inventory.model import Retention
 

@@ -8,9 +8,9 @@ from dbrunbook.engines.base import BinaryInfo, EngineDriver, Login, ServerProbe
 from dbrunbook.errors import EngineNotSupported
 
 _REGISTRY = {
-    "postgresql": ("dbrunbook.engines.postgresql.driver", "PostgreSQL"),
-    "mariadb": ("dbrunbook.engines.mariadb.driver", "MariaDB"),
-    "mysql": ("dbrunbook.engines.mariadb.driver", "MySQL"),
+    "postgresql": ("dbrunbook.engines.postgresql.engine", "PostgreSQLEngine"),
+    "mariadb": ("dbrunbook.engines.mariadb.engine", "MariaDBEngine"),
+    "mysql": ("dbrunbook.engines.mariadb.engine", "MySQLEngine"),
 }
 
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
-from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, EngineNotSupported, QueryFailed
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -51,31 +50,6 @@ def option_value(value: str) -> str:
 
 class MariaDB(EngineDriver):
     name = "mariadb"
-
-    # -- capabilities: see engines/capabilities.py
-    @property
-    def backups(self) -> BackupMethods | None:
-        from dbrunbook.engines.mariadb.capabilities import MyBackups
-
-        return MyBackups()
-
-    @property
-    def restores(self) -> RestoreMethod | None:
-        from dbrunbook.engines.mariadb.capabilities import MyRestores
-
-        return MyRestores()
-
-    @property
-    def log_archive(self) -> LogArchive | None:
-        from dbrunbook.engines.mariadb.capabilities import MyArchive
-
-        return MyArchive()
-
-    @property
-    def drills(self) -> DrillSupport | None:
-        from dbrunbook.engines.mariadb.capabilities import MyDrills
-
-        return MyDrills()
 
     required_binaries: tuple[str, ...] = ("mariadb", "mariadb-dump", "mariadb-backup", "mariadb-binlog")
     client = "mariadb"
@@ -214,12 +188,6 @@ class MySQL(MariaDB):
     yet replayed by GTID), and Percona XtraBackup instead of mariabackup (not wired yet)."""
 
     name = "mysql"
-
-    # MySQL's backups are not built yet (backup.full skips its clusters); binlogs, restores and drills are
-    # MariaDB's.
-    @property
-    def backups(self) -> BackupMethods | None:
-        return None
 
     required_binaries = ("mysql", "mysqldump", "mysqlbinlog")
     client = "mysql"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
-from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed, SecretError
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -66,31 +65,6 @@ def _tail(text: str) -> str:
 
 class PostgreSQL(EngineDriver):
     name = "postgresql"
-
-    # -- capabilities: see engines/capabilities.py
-    @property
-    def backups(self) -> BackupMethods:
-        from dbrunbook.engines.postgresql.capabilities import PgBackups
-
-        return PgBackups()
-
-    @property
-    def restores(self) -> RestoreMethod:
-        from dbrunbook.engines.postgresql.capabilities import PgRestores
-
-        return PgRestores()
-
-    @property
-    def log_archive(self) -> LogArchive:
-        from dbrunbook.engines.postgresql.capabilities import PgArchive
-
-        return PgArchive()
-
-    @property
-    def drills(self) -> DrillSupport:
-        from dbrunbook.engines.postgresql.capabilities import PgDrills
-
-        return PgDrills()
 
     required_binaries = ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_basebackup", "pg_ctl")
 
