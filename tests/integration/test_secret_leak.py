@@ -212,6 +212,8 @@ def test_passwords_never_leak(
     for seen in ("backup-push", "logical-push", "restore-files", "pg_amcheck"):
         assert any(through_sudo in line and seen in line for line in audit_lines), f"{seen} not run through sudo"
     assert any(through_sudo in cmd and "backup-push" in cmd for cmd in sampler.seen)
+    # The controller built pg_dump's command line: the audit log shows what the host really ran.
+    assert any("logical-push" in line and "pg_dump" in line and "-Fc" in line for line in audit_lines)
     for secret in known:
         assert not any(secret in cmd for cmd in sampler.seen), "a password appeared in the process list"
         assert secret not in audit_text, "a password reached the audit log"

@@ -67,3 +67,18 @@ def test_recovery_settings_double_backslashes() -> None:
     text = recovery_settings(target, "/v/bin/dbrunbook-host wal-fetch --config 'C:\\c' %f %p", 5499)
     assert "recovery_target_name = 'it''s\\\\tab\\\\'\n" in text
     assert "restore_command = '/v/bin/dbrunbook-host wal-fetch --config ''C:\\\\c'' %f %p'\n" in text
+
+
+def test_the_controller_builds_every_pg_dump_command_line() -> None:
+    """The audit log shows what a logical backup really runs: pg_dumpall, then one pg_dump per database,
+    each database as one conninfo value (a name with '=' or a leading '-' cannot become an option)."""
+    from dbrunbook.engines.postgresql.dump_host import dump_plan, restore_argv
+
+    plan = dump_plan("/usr/lib/postgresql/15/bin", 5433, "backup", ["app", "-x dbname=other"])
+    assert [name for name, _ in plan] == ["globals.sql", "db/app.dump", "db/-x dbname=other.dump"]
+    assert plan[0][1] == [
+        "/usr/lib/postgresql/15/bin/pg_dumpall", "-h", "127.0.0.1", "-p", "5433", "-U", "backup", "-w", "--globals-only"
+    ]  # fmt: skip
+    assert plan[2][1][-6:] == ["-w", "-Fc", "-Z", "0", "-d", "dbname='-x dbname=other'"]
+    assert restore_argv("", 5433, "backup", "copy")[0] == "pg_restore"
+    assert restore_argv("", 5433, "backup", "copy")[-2:] == ["-d", "dbname='copy'"]

@@ -162,16 +162,9 @@ def _logical_push(args: argparse.Namespace) -> int:
     from dbrunbook.engines.postgresql import dump_host as logical
 
     cfg, storage = open_repository(args.config)
+    dumps = [(str(d["name"]), [str(a) for a in d["argv"]]) for d in json.loads(args.dumps)]
     entries = logical.push_logical(
-        storage,
-        args.backup_id,
-        cfg.recipients,
-        bindir=args.bindir,
-        port=args.port,
-        user=args.user,
-        passfile=args.passfile,
-        databases=args.database,
-        jobs=args.jobs,
+        storage, args.backup_id, cfg.recipients, passfile=args.passfile, dumps=dumps, jobs=args.jobs
     )
     sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
     return 0
@@ -188,16 +181,7 @@ def _logical_restore(args: argparse.Namespace) -> int:
         from dbrunbook.errors import RestoreError
 
         raise RestoreError(f"backup {manifest.backup_id} has no dump of database {args.source_database!r}")
-    logical.restore_database(
-        storage,
-        entry,
-        identities,
-        bindir=args.bindir,
-        port=args.port,
-        user=args.user,
-        passfile=args.passfile,
-        database=args.database,
-    )
+    logical.restore_database(storage, entry, identities, passfile=args.passfile, argv=args.argv, database=args.database)
     return 0
 
 
@@ -256,19 +240,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", required=True)
-        p.add_argument("--bindir", default="")
-        p.add_argument("--port", type=int, required=True)
-        p.add_argument("--user", required=True)
         p.add_argument("--passfile", required=True)
         if name == "logical-push":
             p.add_argument("--backup-id", required=True)
-            p.add_argument("--database", action="append", default=[])
             p.add_argument("--jobs", type=int, default=2)
+            p.add_argument("--dumps", required=True, help='JSON: [{"name": OBJECT, "argv": [TOOL, ...]}, ...]')
         else:
             p.add_argument("--manifest-key", required=True)
             p.add_argument("--manifest-digest", required=True)
             p.add_argument("--source-database", required=True)
-            p.add_argument("--database", required=True)
+            p.add_argument("--database", required=True, help="for messages; the target is in the argv")
+            p.add_argument("argv", nargs=argparse.REMAINDER, help="-- then pg_restore's command line")
     from dbrunbook.agent import mariadb
 
     return parser, mariadb.register(sub)

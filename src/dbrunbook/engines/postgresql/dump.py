@@ -11,6 +11,7 @@ from dbrunbook import __version__
 from dbrunbook.engines import Login
 from dbrunbook.engines.access import ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.driver import pgpass_line
+from dbrunbook.engines.postgresql.dump_host import dump_plan, restore_argv
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.inventory.model import Cluster
@@ -52,27 +53,11 @@ def logical_backup(
         ex.secret_file(pgpass_line(host.port, login.user, password), "pgpass") as passfile,
     ):
         step(f"dumping {len(databases)} databases on {host_name}")
-        argv = [
-            agent,
-            "logical-push",
-            "--config",
-            config,
-            "--bindir",
-            host.bin_dir or "",
-            "--port",
-            str(host.port),
-            "--user",
-            login.user,
-            "--passfile",
-            passfile,
-            "--backup-id",
-            backup_id,
-            "--jobs",
-            str(jobs),
-        ]
-        # --database=NAME: a name starting with "-" would otherwise be read as an option.
-        argv += [f"--database={name}" for name in databases]
-        res = ex.run(Command(tuple(argv), description="dump databases"))
+        plan = dump_plan(host.bin_dir or "", host.port, login.user, databases)
+        dumps = json.dumps([{"name": name, "argv": argv} for name, argv in plan])
+        argv = (agent, "logical-push", "--config", config, "--passfile", passfile, "--backup-id", backup_id)
+        # --dumps=JSON: one argument, whatever the database names hold.
+        res = ex.run(Command((*argv, "--jobs", str(jobs), f"--dumps={dumps}"), description="dump databases"))
     lines = res.stdout.strip().splitlines()
     if not lines:
         raise BackupError(f"{host_name}: dbrunbook-host logical-push printed no object list")
@@ -150,12 +135,6 @@ def restore_logical(
                     "logical-restore",
                     "--config",
                     config,
-                    "--bindir",
-                    host.bin_dir or "",
-                    "--port",
-                    str(host.port),
-                    "--user",
-                    cred.user,
                     "--passfile",
                     passfile,
                     "--manifest-key",
@@ -164,6 +143,8 @@ def restore_logical(
                     manifest.digest(),
                     f"--source-database={source_database}",
                     f"--database={database}",
+                    "--",
+                    *restore_argv(host.bin_dir or "", host.port, cred.user, database),
                 ),
                 description="restore the database",
             )

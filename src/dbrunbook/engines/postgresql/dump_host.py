@@ -99,33 +99,38 @@ def push_logical(
     backup_id: str,
     recipients: Sequence[str],
     *,
-    bindir: str,
-    port: int,
-    user: str,
     passfile: str,
-    databases: Sequence[str],
+    dumps: Sequence[tuple[str, Sequence[str]]],
     jobs: int = 2,
 ) -> list[ObjectEntry]:
+    """Run each ``(object name, tool argv)`` the controller built (see :func:`dump_plan`), ``jobs`` at a time, and
+    store each tool's output as that object; the entries come back in the plan's order."""
     env = {**os.environ, "PGPASSFILE": passfile}
 
-    def one(db: str) -> ObjectEntry:
-        name = dump_name(db)
-        argv = dump_argv(bindir, "pg_dump", port, user, "-Fc", "-Z", "0", "-d", conninfo_dbname(db))
-        return store(storage, name, object_key(backup_id, name), _stream(argv, env, f"pg_dump of {db}"), recipients)
+    def one(item: tuple[str, Sequence[str]]) -> ObjectEntry:
+        name, argv = item
+        what = f"{os.path.basename(argv[0])} of {name}"
+        return store(storage, name, object_key(backup_id, name), _stream(argv, env, what), recipients)
 
-    globals_argv = dump_argv(bindir, "pg_dumpall", port, user, "--globals-only")
-    entries = [
-        store(
-            storage,
-            "globals.sql",
-            object_key(backup_id, "globals.sql"),
-            _stream(globals_argv, env, "pg_dumpall --globals-only"),
-            recipients,
-        )
-    ]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        entries += list(pool.map(one, databases))
-    return entries
+        return list(pool.map(one, dumps))
+
+
+def dump_plan(bindir: str, port: int, user: str, databases: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """What a logical backup runs on the host: the globals (roles, tablespaces), then one custom-format,
+    uncompressed (the pipeline compresses) pg_dump per database. Built on the controller, so that the audit
+    log shows every tool's command line."""
+    plan = [("globals.sql", dump_argv(bindir, "pg_dumpall", port, user, "--globals-only"))]
+    for db in databases:
+        plan.append(
+            (dump_name(db), dump_argv(bindir, "pg_dump", port, user, "-Fc", "-Z", "0", "-d", conninfo_dbname(db)))
+        )
+    return plan
+
+
+def restore_argv(bindir: str, port: int, user: str, database: str) -> list[str]:
+    """pg_restore of one dump, read from stdin, into an existing, empty database."""
+    return dump_argv(bindir, "pg_restore", port, user, "--no-owner", "--exit-on-error", "-d", conninfo_dbname(database))
 
 
 def restore_database(
@@ -133,15 +138,12 @@ def restore_database(
     entry: ObjectEntry,
     identities: Sequence[str],
     *,
-    bindir: str,
-    port: int,
-    user: str,
     passfile: str,
+    argv: Sequence[str],
     database: str,
 ) -> None:
-    """Stream one dump into pg_restore's stdin (into an existing, empty database)."""
+    """Stream one dump into pg_restore's stdin (``argv``: :func:`restore_argv`, built on the controller)."""
     env = {**os.environ, "PGPASSFILE": passfile}
-    argv = dump_argv(bindir, "pg_restore", port, user, "--no-owner", "--exit-on-error", "-d", conninfo_dbname(database))
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
     try:
