@@ -9,23 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from dbrunbook.agent.common import open_repository, read_manifest, report, report_crash
+from dbrunbook.agent.common import FETCH_FAILED, NOT_IN_ARCHIVE, Handler, report, report_crash
 from dbrunbook.errors import DbrunbookError
 
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["FETCH_FAILED", "NOT_IN_ARCHIVE", "main"]  # the exit codes restore_command maps
+
 MARKER = ".dbrunbook-wheel"
-# PostgreSQL reads restore_command's exit status: any status from 1 to 125 means "not in the archive" (recovery
-# then ends and the server promotes), above 125 stops recovery. So a fetch that failed for any reason other than
-# a clean "no such file" must exit above 125, and "no such file" has a code of its own that nothing else
-# produces: Python itself exits 1 on a crash and 2 on bad arguments, and the restore_command that restore.run
-# writes maps every status but 0 and NOT_IN_ARCHIVE to FETCH_FAILED, so even a crash before main() runs cannot
-# pass for the end of the archive.
-FETCH_FAILED = 128
-NOT_IN_ARCHIVE = 3
 
 
 def _installed() -> dict[str, str]:
@@ -40,149 +32,6 @@ def _installed() -> dict[str, str]:
         "wheel_sha256": marker.read_text().strip() if marker.exists() else "",
         "distribution": metadata.version("dbrunbook"),
     }
-
-
-def _wal_push(args: argparse.Namespace) -> int:
-    from dbrunbook.agent import walspool
-
-    path = Path(args.path)
-    if walspool.already_pushed(args.config, path):
-        if args.verbose:
-            sys.stderr.write(f"dbrunbook-host: {path.name} already pushed ahead\n")
-        return 0
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dbrunbook.engines.postgresql import wal
-
-    cfg, storage = open_repository(args.config, patient=False)
-    outcome = wal.push(storage, path, cfg.recipients)
-    if args.verbose:
-        sys.stderr.write(f"dbrunbook-host: {path.name} {outcome}\n")
-
-    def ahead(other: Path) -> None:
-        try:
-            digest = walspool.file_digest(other)
-            wal.push(storage, other, cfg.recipients, digest)
-        except (OSError, DbrunbookError):
-            return  # PostgreSQL asks for it later, and that run reports what is wrong
-        walspool.record(args.config, other.name, digest)
-
-    ready = walspool.ready_segments(path, args.ahead)
-    if ready:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(ahead, ready))
-    walspool.forget_stale(args.config)
-    return 0
-
-
-def _wal_fetch(args: argparse.Namespace) -> int:
-    from dbrunbook.engines.postgresql import wal
-
-    # Quiet for a missing file: PostgreSQL asks for files past the end of the archive on purpose. Every other
-    # outcome is turned into FETCH_FAILED by main().
-    cfg, storage = open_repository(args.config)
-    return 0 if wal.fetch(storage, args.name, Path(args.dest), cfg.identities()) else NOT_IN_ARCHIVE
-
-
-def _backup_push(args: argparse.Namespace) -> int:
-    from dbrunbook.engines.postgresql import physical
-
-    parent = None
-    if args.parent_lsn:
-        from dbrunbook.engines.postgresql.incremental import read_file_list, split_lines
-        from dbrunbook.engines.postgresql.lsn import parse_lsn
-
-        files = read_file_list(split_lines(iter(lambda: sys.stdin.buffer.read(1 << 20), b"")))
-        parent = physical.Parent(parse_lsn(args.parent_lsn), files)
-    cfg, storage = open_repository(args.config)
-    entries = physical.push_bundles(
-        storage,
-        Path(args.data_dir),
-        args.backup_id,
-        cfg.recipients,
-        jobs=args.jobs,
-        target=args.bundle_mb << 20,
-        parent=parent,
-    )
-    sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
-    return 0
-
-
-def _restore_files(args: argparse.Namespace) -> int:
-    from dbrunbook.engines.postgresql import physical
-    from dbrunbook.repository.objects import load
-
-    cfg, storage = open_repository(args.config)
-    identities = cfg.identities()
-    if len(args.manifest_digest) != len(args.manifest_key):
-        from dbrunbook.errors import RestoreError
-
-        raise RestoreError("give one --manifest-digest per --manifest-key")
-    chain = [
-        read_manifest(storage, k, identities, d) for k, d in zip(args.manifest_key, args.manifest_digest, strict=True)
-    ]
-    dest = Path(args.dest)
-    tablespaces: dict[str, str] = {}
-    for m in chain:  # every tablespace any backup of the chain has, where the newest one had it
-        if any(o.name == "tablespace_map" for o in m.objects):
-            text = b"".join(load(storage, m.object("tablespace_map"), identities)).decode()
-            tablespaces.update(physical.parse_tablespace_map(text))
-    for mapping in args.tablespace:
-        oid, _, location = mapping.partition("=")
-        if oid not in tablespaces:
-            from dbrunbook.errors import RestoreError
-
-            raise RestoreError(
-                f"--tablespace {mapping}: the backup has no tablespace {oid} ({', '.join(tablespaces) or 'none'})"
-            )
-        tablespaces[oid] = location
-    physical.link_tablespaces(dest, tablespaces)
-    written = 0
-    for i, manifest in enumerate(chain):
-        if i and manifest.parent != chain[i - 1].backup_id:
-            from dbrunbook.errors import RestoreError
-
-            raise RestoreError(f"backup {manifest.backup_id} does not follow {chain[i - 1].backup_id}: broken chain")
-        if i:
-            links = [f"pg_tblspc/{oid}" for oid in tablespaces]
-            written += physical.apply_incremental(
-                storage, manifest.objects, dest, identities, jobs=args.jobs, links=links
-            )
-        else:
-            written += physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
-    # No tablespace_map: the links made above already say where each tablespace is.
-    (dest / "backup_label").write_bytes(b"".join(load(storage, manifest.object("backup_label"), identities)))
-    sys.stdout.write(
-        json.dumps({"written": written, "backup_id": manifest.backup_id, "tablespaces": tablespaces}) + "\n"
-    )
-    return 0
-
-
-def _logical_push(args: argparse.Namespace) -> int:
-    from dbrunbook.engines.postgresql import dump_host as logical
-
-    cfg, storage = open_repository(args.config)
-    dumps = [(str(d["name"]), [str(a) for a in d["argv"]]) for d in json.loads(args.dumps)]
-    entries = logical.push_logical(
-        storage, args.backup_id, cfg.recipients, passfile=args.passfile, dumps=dumps, jobs=args.jobs
-    )
-    sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
-    return 0
-
-
-def _logical_restore(args: argparse.Namespace) -> int:
-    from dbrunbook.engines.postgresql import dump_host as logical
-
-    cfg, storage = open_repository(args.config)
-    identities = cfg.identities()
-    manifest = read_manifest(storage, args.manifest_key, identities, args.manifest_digest)
-    entry = logical.find_dump(manifest.objects, args.source_database)
-    if entry is None:
-        from dbrunbook.errors import RestoreError
-
-        raise RestoreError(f"backup {manifest.backup_id} has no dump of database {args.source_database!r}")
-    logical.restore_database(storage, entry, identities, passfile=args.passfile, argv=args.argv, database=args.database)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,55 +54,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="dbrunbook-host", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version as JSON")
-    push = sub.add_parser("wal-push", help="archive one WAL file (archive_command)")
-    push.add_argument("--config", required=True)
-    push.add_argument("--verbose", action="store_true")
-    push.add_argument(
-        "--ahead", type=int, default=8, help="also push up to N other segments marked ready (0: only this one)"
-    )
-    push.add_argument("path")
-    fetch = sub.add_parser("wal-fetch", help="restore one WAL file (restore_command)")
-    fetch.add_argument("--config", required=True)
-    fetch.add_argument("name")
-    fetch.add_argument("dest")
-    bpush = sub.add_parser("backup-push", help="stream a data directory into the repository")
-    bpush.add_argument("--config", required=True)
-    bpush.add_argument("--data-dir", required=True)
-    bpush.add_argument("--backup-id", required=True)
-    bpush.add_argument("--jobs", type=int, default=2)
-    bpush.add_argument("--bundle-mb", type=int, default=256)
-    bpush.add_argument(
-        "--parent-lsn", help="incremental: keep pages changed since this LSN; the parent's file list comes on stdin"
-    )
-    rfiles = sub.add_parser("restore-files", help="unpack a backup's files into a directory")
-    rfiles.add_argument("--config", required=True)
-    rfiles.add_argument(
-        "--manifest-key", required=True, action="append", help="the chain, full backup first, one per backup"
-    )
-    rfiles.add_argument("--manifest-digest", action="append", default=[], help="what the controller checked, in order")
-    rfiles.add_argument("--dest", required=True)
-    rfiles.add_argument("--tablespace", action="append", default=[], help="OID=DIR: restore that tablespace there")
-    rfiles.add_argument("--jobs", type=int, default=2)
-    for name, helptext in (
-        ("logical-push", "pg_dump databases into the repository"),
-        ("logical-restore", "pg_restore one dump from the repository"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", required=True)
-        p.add_argument("--passfile", required=True)
-        if name == "logical-push":
-            p.add_argument("--backup-id", required=True)
-            p.add_argument("--jobs", type=int, default=2)
-            p.add_argument("--dumps", required=True, help='JSON: [{"name": OBJECT, "argv": [TOOL, ...]}, ...]')
-        else:
-            p.add_argument("--manifest-key", required=True)
-            p.add_argument("--manifest-digest", required=True)
-            p.add_argument("--source-database", required=True)
-            p.add_argument("--database", required=True, help="for messages; the target is in the argv")
-            p.add_argument("argv", nargs=argparse.REMAINDER, help="-- then pg_restore's command line")
-    from dbrunbook.agent import mariadb
+    from dbrunbook.agent import mariadb, postgresql
 
-    return parser, mariadb.register(sub)
+    return parser, {**postgresql.register(sub), **mariadb.register(sub)}
 
 
 def _main(argv: list[str]) -> int:
@@ -265,15 +68,7 @@ def _main(argv: list[str]) -> int:
     if args.command == "version":
         sys.stdout.write(json.dumps(_installed()) + "\n")
         return 0
-    handlers: dict[str, Handler] = {
-        "wal-push": _wal_push,
-        "wal-fetch": _wal_fetch,
-        "backup-push": _backup_push,
-        "restore-files": _restore_files,
-        "logical-push": _logical_push,
-        "logical-restore": _logical_restore,
-        **my_handlers,
-    }
+    handlers: dict[str, Handler] = my_handlers
     try:
         return handlers[args.command](args)
     except DbrunbookError as exc:

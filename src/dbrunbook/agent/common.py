@@ -3,10 +3,22 @@ exactly as the controller checked it, and one-line error reports for the server 
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from dbrunbook.errors import DbrunbookError
+
+Handler = Callable[[argparse.Namespace], int]
+# PostgreSQL reads restore_command's exit status: any status from 1 to 125 means "not in the archive" (recovery
+# then ends and the server promotes), above 125 stops recovery. So a fetch that failed for any reason other than
+# a clean "no such file" must exit above 125, and "no such file" has a code of its own that nothing else
+# produces: Python itself exits 1 on a crash and 2 on bad arguments, and the restore_command that restore.run
+# writes maps every status but 0 and NOT_IN_ARCHIVE to FETCH_FAILED, so even a crash before main() runs cannot
+# pass for the end of the archive.
+FETCH_FAILED = 128
+NOT_IN_ARCHIVE = 3
 
 
 def open_repository(config: str, *, patient: bool = True) -> tuple[Any, Any]:
