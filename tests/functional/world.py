@@ -19,10 +19,12 @@ import yaml
 
 from dbrunbook import __version__, build_digest
 from dbrunbook.context import ClusterContext
+from dbrunbook.engines.mariadb.driver import MariaDB
+from dbrunbook.engines.postgresql.driver import PostgreSQL
 from dbrunbook.errors import DbrunbookError, InventoryError
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.executor import RunSettings
-from dbrunbook.execution.testing import FakeExecutor, Reply, host_basics
+from dbrunbook.execution.testing import FakeConnect, FakeDatabase, FakeExecutor, Reply, host_basics
 from dbrunbook.inventory.model import Cluster, Inventory
 from dbrunbook.inventory.secrets import SecretResolver
 from dbrunbook.repository.crypto import generate_identity
@@ -113,6 +115,14 @@ def three_clusters(root: Path) -> dict[str, Any]:
     }
 
 
+class FakeMariaDB(FakeConnect, MariaDB):
+    """The real MariaDB driver, whose SQL sessions reach a FakeDatabase."""
+
+
+class FakePostgreSQL(FakeConnect, PostgreSQL):
+    """The real PostgreSQL driver, whose SQL sessions reach a FakeDatabase."""
+
+
 def _write_secret(path: Path, value: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(value + "\n")
@@ -160,11 +170,15 @@ class World:
     def agent(self, host_name: str) -> str:
         return f"/home/{host_name}/.local/share/dbrunbook/venv/bin/dbrunbook-host"
 
-    def context(self, name: str) -> ClusterContext:
+    def context(self, name: str, database: FakeDatabase | None = None) -> ClusterContext:
+        """The cluster's context as a task builds it; with ``database``, its engine's SQL sessions (on any
+        host) reach that fake server."""
         clusters = self.inventory.clusters
-        return ClusterContext(
-            name, clusters[name], SecretResolver(self.root), self.settings, lambda _c, h: self.fake(h)
-        )
+        ctx = ClusterContext(name, clusters[name], SecretResolver(self.root), self.settings, lambda _c, h: self.fake(h))
+        if database is not None:
+            fake = FakeMariaDB if clusters[name].engine.value == "mariadb" else FakePostgreSQL
+            ctx.__dict__["engine"] = fake(database)  # ClusterContext.engine is a cached_property: preset it
+        return ctx
 
     def find_host(self, host_name: str) -> tuple[str, Cluster]:
         for name, c in self.inventory.clusters.items():
