@@ -13,31 +13,16 @@ from dbrunbook.engines.mariadb.backup import binlog_keys
 from dbrunbook.engines.mariadb.binlog import ReplayTarget
 from dbrunbook.engines.mariadb.restore import plan_my_restore, run_my_restore
 from dbrunbook.errors import RestoreError
-from dbrunbook.execution.testing import FakeDatabase, FakeExecutor, Ran, Reply, Rows
+from dbrunbook.execution.testing import FakeDatabase, Ran
 from dbrunbook.repository.manifest import Manifest, manifest_key
 
+from .servers import restore_host, restored_server
 from .world import NOW, World
 
 TO = "my1-restore"
 DATA = "/srv/restore/my-copy"
 PORT = 3406
 DAY = timedelta(days=1)
-
-
-def restore_host(fake: FakeExecutor) -> FakeExecutor:
-    fake.on(r"^sh -c 'test ! -e ", Reply())  # data directory empty
-    fake.on(r"/bin/python -c 'import socket", Reply(exit_code=1))  # port free
-    fake.on(r"^mariadb-install-db ")
-    fake.on(r"^sh -c 'log=\$1; want=\$2")  # start the server in the background
-    fake.on(r"^mariadb-admin .* ping$")
-    fake.on(r"dbrunbook-host my-extract ")
-    fake.on(r"^mariadb-backup --prepare ")
-    fake.on(r"dbrunbook-host my-replay ", Reply(stdout='{"binlogs_replayed": "as asked"}\n'))
-    return fake
-
-
-def restored_server(gtid: str = "0-1-35") -> FakeDatabase:
-    return FakeDatabase().on(r"^SELECT @@gtid_binlog_pos$", Rows(("@@gtid_binlog_pos",), ((gtid,),)))
 
 
 def restore(world: World, db: FakeDatabase, *, backup: str = "latest", **target: Any) -> dict[str, Any]:

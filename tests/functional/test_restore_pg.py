@@ -5,7 +5,6 @@ recovery got."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -13,41 +12,14 @@ import pytest
 
 from dbrunbook.engines.postgresql.restore import RecoveryTarget, backup_tablespaces, plan_restore, run_restore
 from dbrunbook.errors import RecoveryStoppedEarly, RestoreError
-from dbrunbook.execution.command import Command
-from dbrunbook.execution.testing import FakeExecutor, Reply
 from dbrunbook.repository.manifest import Manifest, manifest_key
 
-from .world import NOW, PG_BIN, World, segment_lsn, wal_name
+from .servers import FakePostgres
+from .world import NOW, World, segment_lsn, wal_name
 
 TO = "pg1-restore"
 DATA = "/srv/restore/pg"
 DAY = timedelta(days=1)
-
-
-@dataclass
-class FakePostgres:
-    """The restore host's side: what recovery reports when polled, and the settings it was given."""
-
-    reached_lsn: str
-    paused: bool = False
-    settings: list[str] = field(default_factory=list)
-
-    def install(self, fake: FakeExecutor) -> None:
-        fake.on(r"^sh -c 'test ! -e ", Reply())  # data directory empty
-        fake.on(rf"^{PG_BIN}/pg_isready ", Reply(exit_code=2))  # nothing listens on the port
-        fake.on(r"^chmod 0700 ")
-        fake.on(r"dbrunbook-host restore-files ")
-        fake.on(r"postgresql\.auto\.conf", self._settings)
-        fake.on(rf"^{PG_BIN}/pg_ctl start ")
-        fake.on(r"^sh -c '\"\$1\" status ", self._progress)
-
-    def _settings(self, cmd: Command) -> Reply:
-        self.settings.append(cmd.stdin or "")  # recovery settings hold no secret: a test may read them
-        return Reply()
-
-    def _progress(self, _cmd: Command) -> Reply:
-        state = "t|paused" if self.paused else "f|"
-        return Reply(stdout=f"status=0\n{state}|{self.reached_lsn}|{NOW.isoformat()}\n")
 
 
 def restore(world: World, server: FakePostgres, *, backup: str = "latest", **target: Any) -> dict[str, Any]:
