@@ -19,8 +19,7 @@ import yaml
 
 from dbrunbook import __version__, build_digest
 from dbrunbook.context import ClusterContext
-from dbrunbook.engines.mariadb.driver import MariaDB
-from dbrunbook.engines.postgresql.driver import PostgreSQL
+from dbrunbook.engines import EngineDriver, get_engine
 from dbrunbook.errors import DbrunbookError, InventoryError
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.executor import RunSettings
@@ -115,12 +114,13 @@ def three_clusters(root: Path) -> dict[str, Any]:
     }
 
 
-class FakeMariaDB(FakeConnect, MariaDB):
-    """The real MariaDB driver, whose SQL sessions reach a FakeDatabase."""
-
-
-class FakePostgreSQL(FakeConnect, PostgreSQL):
-    """The real PostgreSQL driver, whose SQL sessions reach a FakeDatabase."""
+def fake_engine(name: str, database: FakeDatabase) -> EngineDriver:
+    """The registry's engine for ``name`` (whatever class carries its capabilities), its SQL sessions
+    answered by ``database``."""
+    real = type(get_engine(name))
+    faked = type(f"Fake{real.__name__}", (FakeConnect, real), {})
+    engine: EngineDriver = faked(database)
+    return engine
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -176,8 +176,8 @@ class World:
         clusters = self.inventory.clusters
         ctx = ClusterContext(name, clusters[name], SecretResolver(self.root), self.settings, lambda _c, h: self.fake(h))
         if database is not None:
-            fake = FakeMariaDB if clusters[name].engine.value == "mariadb" else FakePostgreSQL
-            ctx.__dict__["engine"] = fake(database)  # ClusterContext.engine is a cached_property: preset it
+            # ClusterContext.engine is a cached_property: preset it
+            ctx.__dict__["engine"] = fake_engine(clusters[name].engine.value, database)
         return ctx
 
     def find_host(self, host_name: str) -> tuple[str, Cluster]:

@@ -291,10 +291,12 @@ class FakeConnection:
 
 
 class FakeConnect:
-    """Mix in before an engine driver (``class FakeMariaDB(FakeConnect, MariaDB)``): its sessions then open
-    a :class:`FakeDatabase` through the executor's tunnel, and everything else stays the real engine's."""
+    """Mixed in before an engine driver, its sessions open a :class:`FakeDatabase` through the executor's
+    tunnel; everything else stays the real engine's (``type("FakeMariaDB", (FakeConnect, MariaDB), {})``). It
+    names no engine: the execution layer imports none."""
 
-    def __init__(self, database: FakeDatabase) -> None:
+    def __init__(self, database: FakeDatabase, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.database = database
 
     def _connect(self, address: str, port: int, login: Any) -> Any:
