@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dbrunbook.errors import Aborted, ConfirmationRequired
+from dbrunbook.execution.progress import ProgressCallback, ProgressEvent
 from dbrunbook.redact import REDACTOR
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -126,6 +127,70 @@ class Output:
                 status.update(f"{title}: {msg}")
 
             yield update
+
+    @contextmanager
+    def progress(self, title: str) -> Iterator[ProgressCallback]:
+        """A callback for a stream's progress events: a bar with bytes, rate and ETA on a terminal, else
+        :class:`ProgressLines`; nothing with ``-q`` or ``--json``."""
+        if self.verbosity < NORMAL or self.json_mode:
+            yield lambda _event: None
+            return
+        if not is_tty(sys.stderr):
+
+            def write(line: str) -> None:
+                sys.stderr.write(REDACTOR.redact(line) + "\n")
+                sys.stderr.flush()
+
+            yield ProgressLines(title, write)
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+            task_id = bar.add_task(title, total=None)
+
+            def update(event: ProgressEvent) -> None:
+                bar.update(task_id, completed=event.done, total=event.total)
+
+            yield update
+
+
+class ProgressLines:
+    """Progress without a terminal: one timestamped line each time another 10% is done, or a minute after the
+    last line when the total is unknown or progress is slow (cron mail and journald stay readable)."""
+
+    def __init__(
+        self, title: str, write: Callable[[str], None], *, clock: Callable[[], float] = time.time, every: float = 60
+    ) -> None:
+        self.title = title
+        self._write = write
+        self._clock = clock
+        self._every = every
+        self._last_time = clock()
+        self._last_tenth = 0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = self._clock()
+        tenth = event.done * 10 // event.total if event.total else None
+        if (tenth is not None and tenth > self._last_tenth) or now - self._last_time >= self._every:
+            self._last_tenth = tenth if tenth is not None else self._last_tenth
+            self._last_time = now
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+            share = f" of {_mib(event.total)} ({event.done * 100 // event.total}%)" if event.total else ""
+            what = f", {event.what}" if event.what else ""
+            self._write(f"{stamp} {self.title}: {_mib(event.done)}{share}{what}")
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB"
 
 
 def confirm(question: str, *, yes: bool, dry_run: bool = False) -> None:
