@@ -28,6 +28,17 @@ class DbrunbookError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+# --- the command line ------------------------------------------------------------------------------
+
+
+class UsageError(DbrunbookError):
+    """The command line asks for something dbrunbook refuses: one of Invoke's own flags that would not do what
+    it says (``-R``/``--dry``, ``--echo``, ``--warn-only``), a required flag missing, ``-v`` with ``-q``."""
+
+    exit_code = 2
+    domain = "usage"
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class AuditLog:
         self.env = env
         self._lock = threading.Lock()
         self._user = getpass.getuser()
+        # Who else sees each entry, redacted, as it is written: -v and --log-file (tasks/common.py).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def record(
         self,
@@ -63,3 +66,7 @@ class AuditLog:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
+        if self.listeners:
+            shown = json.loads(line)
+            for listener in self.listeners:
+                listener(shown)

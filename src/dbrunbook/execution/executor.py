@@ -23,6 +23,7 @@ from dbrunbook.errors import CommandFailed
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.command import Command, Result
 from dbrunbook.execution.hostkeys import OnNewHostKey
+from dbrunbook.execution.progress import ProgressCallback, ProgressTap
 from dbrunbook.redact import REDACTOR, Secret
 
 
@@ -46,7 +47,9 @@ class HostExecutor(ABC):
 
     # --- the public seam ---------------------------------------------------------------------------
 
-    def run(self, cmd: Command) -> Result:
+    def run(self, cmd: Command, on_progress: ProgressCallback | None = None) -> Result:
+        """Run one program. ``on_progress`` receives the progress events it writes to stderr as they arrive
+        (execution/progress.py); they are left out of the result's stderr."""
         line = self.command_line(cmd)
         # What really runs, sudo and all: the plan, the audit log and error messages show this line.
         shown = REDACTOR.redact(line)
@@ -58,7 +61,7 @@ class HostExecutor(ABC):
             return Result(command=shown, exit_code=0, stdout="", stderr="", duration=0.0, dry_run=True)
         start = time.monotonic()
         try:
-            result = self._run(cmd, line)
+            result = self._run(cmd, line, on_progress)
         except Exception as exc:
             self.settings.audit.record(
                 host=self.name,
@@ -130,15 +133,19 @@ class HostExecutor(ABC):
     def _runner(self) -> Any:
         """An invoke Context or a fabric Connection: one ``run()`` API for both transports."""
 
-    def _run(self, cmd: Command, line: str) -> Result:
+    def _run(self, cmd: Command, line: str, on_progress: ProgressCallback | None = None) -> Result:
         runner = self._runner()
         start = time.monotonic()
-        res = runner.run(line, hide=True, warn=True, pty=False, in_stream=stdin_for(cmd), timeout=cmd.timeout)
+        # Without a callback stderr is only captured; with one, it is also streamed through the tap (the
+        # runner writes to err_stream only what it does not hide).
+        tap = ProgressTap(on_progress) if on_progress is not None else None
+        streams: dict[str, Any] = {"hide": "out", "err_stream": tap} if tap is not None else {"hide": True}
+        res = runner.run(line, warn=True, pty=False, in_stream=stdin_for(cmd), timeout=cmd.timeout, **streams)
         return Result(
             command=REDACTOR.redact(line),
             exit_code=res.exited,
             stdout=res.stdout,
-            stderr=res.stderr,
+            stderr=tap.kept() if tap is not None else res.stderr,
             duration=time.monotonic() - start,
         )
 

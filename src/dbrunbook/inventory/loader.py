@@ -33,33 +33,61 @@ def default_env() -> str:
     return os.environ.get("DBRUNBOOK_ENV") or DEFAULT_ENV
 
 
+def choose_env(flag: str | None) -> tuple[str, bool]:
+    """The environment a task uses: ``--env``, else ``$DBRUNBOOK_ENV``, else ``dev``; and whether the operator
+    chose it (False for the ``dev`` fallback, whose absence is then explained rather than reported)."""
+    if flag:
+        return flag, True
+    from_env = os.environ.get("DBRUNBOOK_ENV")
+    return (from_env, True) if from_env else (DEFAULT_ENV, False)
+
+
 def inventory_dir() -> Path:
     return Path(os.environ.get("DBRUNBOOK_INVENTORY_DIR") or Path.cwd() / "inventory")
 
 
 def inventory_path(env: str) -> Path:
     """``--env prod`` means ``inventory/prod.yaml``; a value that looks like a path is taken as the file."""
-    if env.endswith((".yaml", ".yml")) or os.sep in env:
-        return Path(env)
+    if is_path(env):
+        return Path(env).expanduser()
     return inventory_dir() / f"{env}.yaml"
 
 
-def load_inventory(env: str | None = None) -> LoadedInventory:
+def is_path(env: str) -> bool:
+    return env.endswith((".yaml", ".yml")) or os.sep in env or bool(os.altsep and os.altsep in env)
+
+
+def load_inventory(
+    env: str | None = None, *, chosen: bool = True, program: str = "invoke", task: str = "TASK"
+) -> LoadedInventory:
     env = env or default_env()
     path = inventory_path(env)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        if not chosen:
+            raise InventoryError(no_env_message(path, known, program, task)) from None
         if env == DEFAULT_ENV:
-            hint = "run 'invoke sandbox.up' to generate it"
+            hint = f"run '{program} sandbox.up' to generate it"
         else:
             hint = f"known environments: {', '.join(known)}" if known else "check --env"
         raise InventoryError(f"{path}: no inventory for environment '{env}'", hint=hint) from None
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
-    name = env if not env.endswith((".yaml", ".yml")) else path.stem
+    name = path.stem if is_path(env) else env
     return LoadedInventory(env=name, path=path, inventory=parse_inventory(text, str(path)))
+
+
+def no_env_message(default_path: Path, known: list[str], program: str, task: str) -> str:
+    """One line for a run that named no environment where the default one does not exist."""
+    example = known[0] if known else "prod"
+    found = f"; found: {', '.join(known)}" if known else ""
+    return (
+        f"which environment? '{program} {task} --env {example}' reads inventory/{example}.yaml{found}; "
+        f"'--env PATH' reads that file; DBRUNBOOK_ENV sets a default (there is no {default_path} to fall back "
+        f"on; '{program} sandbox.up' makes a local one)"
+    )
 
 
 def parse_inventory(text: str, source: str) -> Inventory:

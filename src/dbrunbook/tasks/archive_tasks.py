@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.output import confirm
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 

@@ -6,12 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.backup.summary import summary
 from dbrunbook.errors import BackupError
 from dbrunbook.fleet import FleetResult
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 CLUSTER = "the cluster (optional when the inventory has one)"

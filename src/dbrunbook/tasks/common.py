@@ -6,23 +6,36 @@ Task bodies stay thin: they parse flags, call plain functions that take plain da
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.tasks import task as invoke_task
 
-from dbrunbook.errors import DbrunbookError
+from dbrunbook.errors import DbrunbookError, UsageError
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.executor import HostExecutor, RunSettings
 from dbrunbook.execution.hosts import executor_for
-from dbrunbook.inventory.loader import LoadedInventory, default_env, load_inventory
+from dbrunbook.inventory.loader import LoadedInventory, choose_env, load_inventory
 from dbrunbook.inventory.model import Cluster
 from dbrunbook.inventory.secrets import SecretResolver
-from dbrunbook.output import Output
+from dbrunbook.output import NORMAL, QUIET, VERBOSE, LogFile, Output
 from dbrunbook.redact import REDACTOR
+from dbrunbook.tasks.conventions import (
+    LOGGING_HELP,
+    DbrunbookTask,
+    TaskOptions,
+    current_options,
+    program_name,
+    refused_config,
+    reset_options,
+    set_options,
+)
 
 if TYPE_CHECKING:
     from dbrunbook.context import ClusterContext
@@ -39,6 +52,8 @@ class TaskRun:
     env: str
     out: Output
     settings: RunSettings
+    # False when no --env and no $DBRUNBOOK_ENV chose the environment: a missing default file then says how.
+    env_chosen: bool = True
     _loaded: LoadedInventory | None = None
     _resolver: SecretResolver | None = None
     # The cluster rides along so its id is never reused by a later copy (a drill's local place).
@@ -46,18 +61,26 @@ class TaskRun:
 
     @classmethod
     def start(cls, name: str, *, env: str | None, json_mode: bool, dry_run: bool = False) -> TaskRun:
-        env = env or default_env()
+        env, chosen = choose_env(env)
+        opts = current_options()
+        if opts.log is not None:
+            opts.log.task = name
+            opts.log.write(f"started (env {env}{', dry run' if dry_run else ''})")
+        out = Output(json_mode=json_mode, verbosity=opts.verbosity, log=opts.log)
+        audit = AuditLog(task=name, env=env)
+        audit.listeners.append(out.command)
         return cls(
             name=name,
             env=env,
-            out=Output(json_mode=json_mode),
-            settings=RunSettings(audit=AuditLog(task=name, env=env), dry_run=dry_run),
+            out=out,
+            settings=RunSettings(audit=audit, dry_run=dry_run),
+            env_chosen=chosen,
         )
 
     @property
     def loaded(self) -> LoadedInventory:
         if self._loaded is None:
-            self._loaded = load_inventory(self.env)
+            self._loaded = load_inventory(self.env, chosen=self.env_chosen, program=program_name(), task=self.name)
         return self._loaded
 
     @property
@@ -140,15 +163,76 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         json_mode = bool(kwargs.get("json"))
+        log = current_options().log
         try:
             return fn(*args, **kwargs)
         except DbrunbookError as exc:
             if json_mode and not getattr(exc, "reported", False):
                 sys.stdout.write(json.dumps(error_document(exc), indent=2) + "\n")
-            raise Exit(
-                REDACTOR.redact(f"dbrunbook: {exc.domain} error: {exc.one_line()}"), code=exc.exit_code
-            ) from None
+            line = REDACTOR.redact(f"dbrunbook: {exc.domain} error: {exc.one_line()}")
+            if log is not None:
+                log.write(f"failed (exit {exc.exit_code}): {line}")
+            raise Exit(line, code=exc.exit_code) from None
         except KeyboardInterrupt:
+            if log is not None:
+                log.write("interrupted (exit 130)")
             raise Exit("dbrunbook: interrupted", code=130) from None
 
     return wrapper
+
+
+_LOGGING_PARAMS = (
+    inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool),
+    inspect.Parameter("log_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None),
+)
+
+
+def task(
+    *, name: str | None = None, help: dict[str, str] | None = None, iterable: list[str] | None = None
+) -> Callable[[Callable[..., None]], DbrunbookTask]:
+    """``@task`` with the conventions of :mod:`dbrunbook.tasks.conventions`: only the documented short flags,
+    no positional parameters (a parameter without a default is a required flag), ``-v``/``-q``/``--log-file``
+    on every task, and Invoke's ``--dry``/``--echo``/``--warn-only`` refused before the body runs."""
+
+    def decorate(body: Callable[..., None]) -> DbrunbookTask:
+        sig = inspect.signature(body)
+        params = list(sig.parameters.values())
+        required = [p.name for p in params[1:] if p.default is inspect.Parameter.empty]
+
+        @guarded
+        def checked(c: Context, **kwargs: Any) -> None:
+            why = refused_config(c.config.run)
+            if why is not None:
+                raise UsageError(why)
+            missing = [f"--{n.replace('_', '-')}" for n in required if kwargs.get(n) is None]
+            if missing:
+                raise UsageError(f"{' and '.join(missing)} required", hint="the task's --help lists its flags")
+            body(c, **kwargs)
+
+        @functools.wraps(body)
+        def wrapper(
+            c: Context, *, verbose: bool = False, quiet: bool = False, log_file: str | None = None, **kwargs: Any
+        ) -> None:
+            if verbose and quiet:
+                raise Exit("dbrunbook: usage error: -v and -q contradict each other", code=UsageError.exit_code)
+            verbosity = VERBOSE if verbose else QUIET if quiet else NORMAL
+            token = set_options(TaskOptions(verbosity, LogFile(log_file) if log_file else None))
+            try:
+                checked(c, **kwargs)
+            finally:
+                reset_options(token)
+
+        # Invoke reads the flags from the signature: the body's own, then the logging ones.
+        wrapper.__signature__ = sig.replace(parameters=[*params, *_LOGGING_PARAMS])  # type: ignore[attr-defined]
+        made: DbrunbookTask = invoke_task(
+            name=name,
+            help={**(help or {}), **LOGGING_HELP},
+            iterable=iterable,
+            auto_shortflags=False,
+            positional=[],
+            klass=DbrunbookTask,
+        )(wrapper)
+        return made
+
+    return decorate

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 
@@ -206,6 +205,7 @@ def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "out": "the HTML file to write (default report.html)",
         "limit": "newest drills per cluster (default 200)",
         "templates": "folder of the Jinja2 templates (default: the ones shipped with dbrunbook)",
+        "json": "print JSON (the page is written all the same)",
     }
 )
 @guarded
@@ -216,6 +216,7 @@ def report(
     out: str = "report.html",
     limit: int = 200,
     templates: str | None = None,
+    json: bool = False,
 ) -> None:
     """One self-contained HTML page (no network): RTO and RPO over time, the last results, backup sizes."""
     from datetime import UTC, datetime
@@ -227,7 +228,7 @@ def report(
     from dbrunbook.drill.run import history as load_history
     from dbrunbook.tasks.schedule_tasks import TEMPLATES
 
-    task_run = TaskRun.start("drill.report", env=env, json_mode=False)
+    task_run = TaskRun.start("drill.report", env=env, json_mode=json)
     clusters: dict[str, dict[str, Any]] = {}
     try:
         for name, cl in task_run.clusters(cluster).items():

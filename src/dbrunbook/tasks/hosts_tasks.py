@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.errors import DrillError, InventoryError
 from dbrunbook.execution.executor import LocalExecutor
 from dbrunbook.hosts.setup import build_wheel, setup_host, temp_dir, venv_path
 from dbrunbook.inventory.model import Cluster
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 
 def _with_drill_place(cluster: Cluster, only: str | None) -> tuple[list[tuple[str, Cluster]], str | None]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.engines import Login
 from dbrunbook.errors import CheckFailed, HostError
@@ -15,7 +14,7 @@ from dbrunbook.execution.hostkeys import NewHostKey, is_recorded
 from dbrunbook.hosts.check import HostReport, check_clusters, worst_error
 from dbrunbook.inventory.model import Cluster
 from dbrunbook.output import confirm
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 
 @task(

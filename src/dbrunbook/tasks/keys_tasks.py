@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 CLUSTER = "the cluster (optional when the inventory has one)"

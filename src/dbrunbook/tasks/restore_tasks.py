@@ -6,11 +6,10 @@ from contextlib import ExitStack
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.errors import RestoreError
 from dbrunbook.output import confirm
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 
 @task(

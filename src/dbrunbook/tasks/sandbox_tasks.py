@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.inventory.loader import inventory_path
 from dbrunbook.output import confirm
 from dbrunbook.sandbox.layout import Layout
 from dbrunbook.sandbox.manager import Sandbox
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 
 def _sandbox(run: TaskRun, step: Any = None) -> Sandbox:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.errors import ConfigError
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"  # package data; templates/ links here
 # The name of the Kubernetes Secret that holds the inventory (a name, not a secret).

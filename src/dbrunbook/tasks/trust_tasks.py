@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from dbrunbook.errors import ConfigError
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 

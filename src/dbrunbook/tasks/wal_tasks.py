@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from invoke.context import Context
-from invoke.tasks import task
 
-from dbrunbook.tasks.common import TaskRun, guarded
+from dbrunbook.tasks.common import TaskRun, guarded, task
 
 ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
 
