@@ -31,6 +31,7 @@ from dbrunbook.errors import DbrunbookError
 from dbrunbook.execution.command import Command, Result
 from dbrunbook.execution.executor import HostExecutor, RunSettings
 from dbrunbook.execution.hostkeys import OnNewHostKey
+from dbrunbook.execution.progress import ProgressCallback
 from dbrunbook.redact import REDACTOR
 
 
@@ -118,7 +119,7 @@ class FakeExecutor(HostExecutor):
 
     # --- the seam ----------------------------------------------------------------------------------
 
-    def run(self, cmd: Command) -> Result:
+    def run(self, cmd: Command, on_progress: ProgressCallback | None = None) -> Result:
         with self._lock:
             self.ran.append(
                 Ran(
@@ -132,9 +133,9 @@ class FakeExecutor(HostExecutor):
                     planned=self.settings.dry_run and cmd.mutating,
                 )
             )
-        return super().run(cmd)
+        return super().run(cmd, on_progress)
 
-    def _run(self, cmd: Command, line: str) -> Result:
+    def _run(self, cmd: Command, line: str, on_progress: ProgressCallback | None = None) -> Result:
         # Here, not in run(): like SSH, a dead host fails what it would really run (and the audit says so),
         # while a dry run's planned commands never reach it.
         self._check_reachable()
