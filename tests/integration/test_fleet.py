@@ -76,9 +76,38 @@ def test_a_fleet_backup_goes_on_past_an_unreachable_cluster(
         dry = run_cli("backup.prune", env, "--dry-run", "--json")
         assert dry.returncode == 0, dry.stderr
         assert [r["cluster"] for r in json.loads(dry.stdout)["recap"]] == ["pg-main", "mariadb-main", "down"]
+        _reports_over_the_fleet(env)
     finally:
         pg = dev.inventory.clusters["pg-main"].repository
         assert pg is not None
         for url in urls:
             storage = open_storage(pg.model_copy(update={"url": url}), SecretResolver(dev.base_dir))
             storage.delete([i.key for i in storage.list("")])
+
+
+def _reports_over_the_fleet(env: str) -> None:
+    """The report tasks over the same fleet: one document per cluster and a recap; a cluster that fails does
+    not hide the others' reports; with no selection, a task only looks at the clusters it applies to."""
+    res = run_cli("backup.verify", env, "--forks=2", "--json", timeout=600)
+    doc = json.loads(res.stdout)
+    recap = {r["cluster"]: r for r in doc["clusters"]}
+    assert list(recap) == ["pg-main", "mariadb-main", "down"]
+    assert recap["pg-main"]["ok"] and recap["mariadb-main"]["ok"], doc
+    assert not recap["down"]["ok"] and "no backup" in recap["down"]["error"]  # nothing was backed up there
+    assert res.returncode == recap["down"]["exit_code"] != 0
+    assert doc["results"]["pg-main"]["ok"] and doc["results"]["mariadb-main"]["backups"]
+
+    # binlog.check: the MariaDB clusters only; the unreachable one fails with its own code.
+    res = run_cli("binlog.check", env, "--json", timeout=300)
+    doc = json.loads(res.stdout)
+    assert [r["cluster"] for r in doc["clusters"]] == ["mariadb-main", "down"] and res.returncode == 21
+    assert doc["results"]["mariadb-main"]["archived"] >= 0
+
+    # One cluster selected (wal.check applies to pg-main alone): the document of old, no fleet wrapper.
+    res = run_cli("wal.check", env, "--json", timeout=300)
+    assert res.returncode in (0, 82), res.stderr
+    assert json.loads(res.stdout)["cluster"] == "pg-main"
+
+    text = run_cli("keys.status", env, "--cluster=*-main", timeout=300)
+    assert text.returncode == 0, text.stderr
+    assert "keys.status: 2 of 2 clusters ok" in text.stdout

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
 from dbrunbook.backup.summary import summary
 from dbrunbook.errors import BackupError
 from dbrunbook.fleet import FleetResult
-from dbrunbook.tasks.common import TaskRun, guarded, task
 
-ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
-CLUSTER = "the cluster (optional when the inventory has one)"
-CLUSTERS = "clusters: names or globs, comma-separated, !name excludes (default: every cluster of the inventory)"
-LIMIT = "only clusters whose inventory labels match every key=value given (tier=prod,region=eu)"
-FORKS = "work on N clusters at a time (default 1)"
+if TYPE_CHECKING:
+    from dbrunbook.context import ClusterContext
+    from dbrunbook.tasks.fleet_report import ClusterReport
+
+from dbrunbook.tasks.common import CLUSTER, CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
 
 @task(
@@ -390,7 +389,9 @@ def _raise_prune_findings(fleet: FleetResult[dict[str, Any]], json: bool) -> Non
 @task(
     help={
         "env": ENV,
-        "cluster": CLUSTER,
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
+        "forks": FORKS,
         "backup_id": "latest (default), all, or a backup id",
         "jobs": "objects read in parallel (default 4)",
         "json": "print JSON",
@@ -404,13 +405,24 @@ def verify(
     cluster: str | None = None,
     jobs: int = 4,
     json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
 ) -> None:
     """Read back every object of a backup, its chain and its WAL; check digests and decryption; restore nothing."""
-    from dbrunbook.backup.verify import verify as verify_backups
-    from dbrunbook.errors import VerifyFailed
+    from dbrunbook.tasks.fleet_report import report_fleet
 
     run = TaskRun.start("backup.verify", env=env, json_mode=json)
-    ctx = run.cluster_context(cluster)
+    try:
+        report_fleet(run, "backup.verify", cluster, limit, forks, lambda ctx: _verify_one(ctx, backup_id, jobs))
+    finally:
+        run.close()
+
+
+def _verify_one(ctx: ClusterContext, backup_id: str, jobs: int) -> ClusterReport:
+    from dbrunbook.backup.verify import verify as verify_backups
+    from dbrunbook.errors import VerifyFailed
+    from dbrunbook.tasks.fleet_report import ClusterReport
+
     with ctx.lease("verify"):  # shared: a prune must not delete what is being read
         catalog = ctx.catalog(cached=False)  # every manifest read back from the repository, not the local cache
         targets = catalog.manifests if backup_id == "all" else [catalog.find(backup_id)]
@@ -444,11 +456,10 @@ def verify(
             for p in r["problems"]:
                 console.print(f"  {p['key']}: {p['problem']}", markup=False)
 
-    run.out.result({"cluster": ctx.name, "ok": not bad, "backups": reports}, human)
+    finding = None
     if bad:
         first = bad[0]["problems"][0]
-        failure = VerifyFailed(
+        finding = VerifyFailed(
             f"{len(bad)} of {len(reports)} backups failed verification; first: {first['key']}: {first['problem']}"
         )
-        failure.reported = True
-        raise failure
+    return ClusterReport({"cluster": ctx.name, "ok": not bad, "backups": reports}, human, finding)

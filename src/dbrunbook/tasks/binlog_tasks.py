@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
 from dbrunbook.errors import BackupError, WalCheckFailed
-from dbrunbook.tasks.common import TaskRun, guarded, task
+from dbrunbook.tasks.common import CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
-ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+if TYPE_CHECKING:
+    from dbrunbook.context import ClusterContext
+    from dbrunbook.tasks.fleet_report import ClusterReport
 
 
 def _mariadb(run: TaskRun, cluster: str | None) -> Any:
@@ -78,46 +80,65 @@ def sync(
     run.out.result(r, human)
 
 
-@task(help={"env": ENV, "cluster": "the cluster (optional when the inventory has one)", "json": "print JSON"})
+@task(help={"env": ENV, "cluster": CLUSTERS, "limit": LIMIT, "forks": FORKS, "json": "print JSON"})
 @guarded
-def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+def check(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
+) -> None:
     """Find binlogs a recovery would miss: gaps since the oldest backup, and closed ones not archived yet."""
+    from dbrunbook.tasks.fleet_report import report_fleet
+
+    run = TaskRun.start("binlog.check", env=env, json_mode=json)
+    try:
+        report_fleet(run, "binlog.check", cluster, limit, forks, _check_one, applies=_has_binlogs)
+    finally:
+        run.close()
+
+
+def _has_binlogs(ctx: ClusterContext) -> bool:
+    return ctx.engine.log_archive is not None and ctx.engine.log_archive.name == "binlog"
+
+
+def _check_one(ctx: ClusterContext) -> ClusterReport:
     from dbrunbook.engines.mariadb.backup import binlog_keys, facts, server_binlogs
     from dbrunbook.engines.mariadb.binlog import binlog_report
     from dbrunbook.engines.mariadb.binlog import number as binlog_number
     from dbrunbook.execution.command import SqlStatement
+    from dbrunbook.tasks.fleet_report import ClusterReport
 
-    run = TaskRun.start("binlog.check", env=env, json_mode=json)
-    try:
-        ctx = _mariadb(run, cluster)
-        primary_name, primary = ctx.cluster.primary()
-        with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
-            f = facts(db)
-            on_server = [n for n, _ in server_binlogs(db)]
-            expire = float(
-                db.scalar(
-                    SqlStatement(
-                        "SELECT GREATEST(@@binlog_expire_logs_seconds, @@expire_logs_days * 86400)",
-                        mutating=False,
-                        description="binlog expiry",
-                    )
+    if not _has_binlogs(ctx):
+        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+    primary_name, primary = ctx.cluster.primary()
+    with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
+        f = facts(db)
+        on_server = [n for n, _ in server_binlogs(db)]
+        expire = float(
+            db.scalar(
+                SqlStatement(
+                    "SELECT GREATEST(@@binlog_expire_logs_seconds, @@expire_logs_days * 86400)",
+                    mutating=False,
+                    description="binlog expiry",
                 )
-                or 0
             )
-        catalog = ctx.catalog()
-        starts = [
-            m.extra["binlog"]["file"]
-            for m in catalog.manifests
-            if m.extra.get("binlog") and m.extra.get("server_id") == f.server_id
-        ]
-        oldest = min(starts, key=binlog_number, default=None)
-        report = {
-            "cluster": ctx.name,
-            "server_id": f.server_id,
-            **binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire),
-        }
-    finally:
-        run.close()
+            or 0
+        )
+    catalog = ctx.catalog()
+    starts = [
+        m.extra["binlog"]["file"]
+        for m in catalog.manifests
+        if m.extra.get("binlog") and m.extra.get("server_id") == f.server_id
+    ]
+    oldest = min(starts, key=binlog_number, default=None)
+    report: dict[str, Any] = {
+        "cluster": ctx.name,
+        "server_id": f.server_id,
+        **binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire),
+    }
 
     def human(console: Any) -> None:
         console.print(
@@ -142,13 +163,12 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
         if not report["gaps"]:
             console.print("  no gaps", markup=False)
 
-    run.out.result(report, human)
+    finding = None
     if report["gaps"]:
         g = report["gaps"][0]
-        failure = WalCheckFailed(
+        finding = WalCheckFailed(
             f"{ctx.name}: {len(report['gaps'])} gaps in the archived binlogs; first: {g['missing']} binlogs "
             f"{g['from']}..{g['to']} were purged before they were archived; recovery cannot cross them",
             hint="take a new full backup now, and run binlog.sync more often than the server's binlog expiry",
         )
-        failure.reported = True
-        raise failure
+    return ClusterReport(report, human, finding)

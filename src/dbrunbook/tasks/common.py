@@ -43,6 +43,13 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Help texts every task shares, so that a flag reads the same everywhere.
+ENV = "environment: inventory/<env>.yaml, or a path to an inventory file (default $DBRUNBOOK_ENV, else dev)"
+CLUSTER = "the cluster (optional when the inventory has one)"
+CLUSTERS = "clusters: names or globs, comma-separated, !name excludes (default: every cluster it applies to)"
+LIMIT = "only clusters whose inventory labels match every key=value given (tier=prod,region=eu)"
+FORKS = "work on N clusters at a time (default 1)"
+
 
 @dataclass
 class TaskRun:

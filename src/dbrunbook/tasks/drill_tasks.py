@@ -8,9 +8,7 @@ from typing import Any
 from invoke.context import Context
 
 from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
-from dbrunbook.tasks.common import TaskRun, guarded, task
-
-ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+from dbrunbook.tasks.common import ENV, TaskRun, guarded, task
 
 
 def heartbeat(url: str) -> str | None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
-from dbrunbook.tasks.common import TaskRun, guarded, task
+from dbrunbook.tasks.common import CLUSTER, CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
-ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
-CLUSTER = "the cluster (optional when the inventory has one)"
+if TYPE_CHECKING:
+    from dbrunbook.context import ClusterContext
+    from dbrunbook.tasks.fleet_report import ClusterReport
 
 
 def _status(run: TaskRun, cluster: str | None) -> dict[str, Any]:
@@ -41,23 +42,60 @@ def _human(report: dict[str, Any]) -> Any:
     return render
 
 
-@task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
+@task(
+    help={
+        "env": ENV,
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
+        "forks": FORKS,
+        "json": "print JSON",
+    }
+)
 @guarded
-def status(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+def status(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
+) -> None:
     """Which identity each backup and WAL file needs; which identities can leave the keyring."""
-    from dbrunbook.errors import NoMatchingIdentityError
+    from dbrunbook.tasks.fleet_report import report_fleet
 
     run = TaskRun.start("keys.status", env=env, json_mode=json)
-    report = _status(run, cluster)
-    run.out.result(report, _human(report))
+    try:
+        report_fleet(
+            run,
+            "keys.status",
+            cluster,
+            limit,
+            forks,
+            _status_one,
+            applies=lambda ctx: ctx.cluster.repository is not None,
+        )
+    finally:
+        run.close()
+
+
+def _has_repository(ctx: ClusterContext) -> bool:
+    return ctx.cluster.repository is not None
+
+
+def _status_one(ctx: ClusterContext) -> ClusterReport:
+    from dbrunbook.backup.keys import key_status
+    from dbrunbook.errors import NoMatchingIdentityError
+    from dbrunbook.tasks.fleet_report import ClusterReport
+
+    report = {"cluster": ctx.name, **key_status(ctx.storage, ctx.catalog(), ctx.identities(), ctx.recipients)}
+    finding = None
     if report["unreadable"]:
-        failure = NoMatchingIdentityError(
+        finding = NoMatchingIdentityError(
             f"{len(report['unreadable'])} objects cannot be opened by any identity in the keyring; "
             f"first: {report['unreadable'][0]}",
             hint="add the identity they were encrypted to (encryption.identities)",
         )
-        failure.reported = True
-        raise failure
+    return ClusterReport(report, _human(report), finding)
 
 
 @task(

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
-from dbrunbook.tasks.common import TaskRun, guarded, task
+from dbrunbook.errors import DbrunbookError
+from dbrunbook.tasks.common import CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
-ENV = "environment: inventory/<env>.yaml (default $DBRUNBOOK_ENV, else dev)"
+if TYPE_CHECKING:
+    from dbrunbook.context import ClusterContext
+    from dbrunbook.tasks.fleet_report import ClusterReport
 
 
-@task(help={"env": ENV, "cluster": "the cluster (optional when the inventory has one)", "json": "print JSON"})
+@task(help={"env": ENV, "cluster": CLUSTERS, "limit": LIMIT, "forks": FORKS, "json": "print JSON"})
 @guarded
-def check(c: Context, env: str | None = None, cluster: str | None = None, json: bool = False) -> None:
+def check(
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
+) -> None:
     """Find gaps in the archived WAL between the oldest backup and the newest segment; list timelines."""
+    from dbrunbook.tasks.fleet_report import report_fleet
+
+    def applies(ctx: ClusterContext) -> bool:
+        return ctx.engine.log_archive is not None and ctx.engine.log_archive.name == "wal"
+
+    run = TaskRun.start("wal.check", env=env, json_mode=json)
+    try:
+        report_fleet(run, "wal.check", cluster, limit, forks, _check_one, applies=applies)
+    finally:
+        run.close()
+
+
+def _check_one(ctx: ClusterContext) -> ClusterReport:
     from collections import Counter
 
     from dbrunbook.backup.verify import recorded_segment_size, wal_report
     from dbrunbook.engines.postgresql.lsn import segment_position
     from dbrunbook.repository.logs import name_of
+    from dbrunbook.tasks.fleet_report import ClusterReport
 
-    run = TaskRun.start("wal.check", env=env, json_mode=json)
-    ctx = run.cluster_context(cluster)
     catalog = ctx.catalog()
     physical = [m for m in catalog.manifests if m.kind != "logical" and m.start_wal]
     start = min((m.start_wal for m in physical if m.start_wal), key=segment_position, default=None)
@@ -79,11 +101,10 @@ def check(c: Context, env: str | None = None, cluster: str | None = None, json: 
         for n in twice:
             console.print(f"  ARCHIVED TWICE with different content: {n} (a restore refuses it)", markup=False)
 
-    run.out.result(report, human)
-    _raise_findings(ctx.name, report)
+    return ClusterReport(report, human, _finding(ctx.name, report))
 
 
-def _raise_findings(cluster: str, report: dict[str, Any]) -> None:
+def _finding(cluster: str, report: dict[str, Any]) -> DbrunbookError | None:
     from dbrunbook.errors import WalCheckFailed
 
     critical = [g for g in report["gaps"] if g["critical"]]
@@ -102,6 +123,4 @@ def _raise_findings(cluster: str, report: dict[str, Any]) -> None:
             "something other than this cluster's archive_command wrote them; a restore stops there",
             hint="see docs/security.md; find out which credentials wrote the second object",
         )
-    if failure is not None:
-        failure.reported = True
-        raise failure
+    return failure
