@@ -108,6 +108,13 @@ def _reports_over_the_fleet(env: str) -> None:
     assert res.returncode in (0, 82), res.stderr
     assert json.loads(res.stdout)["cluster"] == "pg-main"
 
+    # binlog.sync from cron: every MariaDB cluster; --follow streams one cluster only.
+    res = run_cli("binlog.sync", env, "--json", timeout=300)
+    doc = json.loads(res.stdout)
+    assert res.returncode == 21 and doc["results"]["mariadb-main"]["cluster"] == "mariadb-main"
+    res = run_cli("binlog.sync", env, "--follow", "--duration=1")
+    assert res.returncode == 2 and "one cluster" in res.stderr
+
     text = run_cli("keys.status", env, "--cluster=*-main", timeout=300)
     assert text.returncode == 0, text.stderr
     assert "keys.status: 2 of 2 clusters ok" in text.stdout

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
-from dbrunbook.errors import BackupError, WalCheckFailed
+from dbrunbook.errors import BackupError, UsageError, WalCheckFailed
 from dbrunbook.tasks.common import CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
 if TYPE_CHECKING:
@@ -14,18 +14,12 @@ if TYPE_CHECKING:
     from dbrunbook.tasks.fleet_report import ClusterReport
 
 
-def _mariadb(run: TaskRun, cluster: str | None) -> Any:
-    ctx = run.cluster_context(cluster)
-    archive = ctx.engine.log_archive
-    if archive is None or archive.name != "binlog":
-        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
-    return ctx
-
-
 @task(
     help={
         "env": ENV,
-        "cluster": "the cluster (optional when the inventory has one)",
+        "cluster": CLUSTERS + "; with --host or --follow, one cluster",
+        "limit": LIMIT,
+        "forks": FORKS,
         "host": "archive this host's binlogs (default: the primary); with --follow, the host that streams them "
         "(default: a replica host)",
         "rotate": "close the open binlog first when it holds a transaction (default; --no-rotate to leave it)",
@@ -47,20 +41,38 @@ def sync(
     duration: float = 0.0,
     interval: float = 1.0,
     json: bool = False,
+    limit: str | None = None,
+    forks: int = 1,
 ) -> None:
     """Copy every closed binlog the repository lacks (idempotent, cron-friendly)."""
-    from dbrunbook.engines.mariadb.backup import binlog_follow, binlog_sync
+    from dbrunbook.tasks.fleet_report import report_fleet
 
     run = TaskRun.start("binlog.sync", env=env, json_mode=json)
     try:
-        ctx = _mariadb(run, cluster)
-        with run.out.steps("binlog.sync") as step:
-            if follow:
-                r = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
-            else:
-                r = binlog_sync(ctx, host_name=host, rotate=rotate, step=step)
+        if (follow or host) and len(run.select(cluster, limit)) != 1:
+            raise UsageError("--follow and --host work on one cluster: name it with --cluster")
+
+        def one(ctx: ClusterContext) -> ClusterReport:
+            return _sync_one(run, ctx, host=host, rotate=rotate, follow=follow, duration=duration, interval=interval)
+
+        report_fleet(run, "binlog.sync", cluster, limit, forks, one, applies=_has_binlogs)
     finally:
         run.close()
+
+
+def _sync_one(
+    run: TaskRun, ctx: ClusterContext, *, host: str | None, rotate: bool, follow: bool, duration: float, interval: float
+) -> ClusterReport:
+    from dbrunbook.engines.mariadb.backup import binlog_follow, binlog_sync
+    from dbrunbook.tasks.fleet_report import ClusterReport
+
+    if not _has_binlogs(ctx):
+        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+    with run.out.steps("binlog.sync") as step:
+        if follow:
+            r = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
+        else:
+            r = binlog_sync(ctx, host_name=host, rotate=rotate, step=step)
 
     def human(console: Any) -> None:
         console.print(
@@ -77,7 +89,7 @@ def sync(
                 markup=False,
             )
 
-    run.out.result(r, human)
+    return ClusterReport(r, human)
 
 
 @task(help={"env": ENV, "cluster": CLUSTERS, "limit": LIMIT, "forks": FORKS, "json": "print JSON"})
