@@ -101,6 +101,18 @@ class FleetResult(Generic[R]):
     def recap(self) -> list[dict[str, Any]]:
         return [o.recap() for o in self.outcomes]
 
+    def run_failure(self) -> DbrunbookError | None:
+        """What the task exits with: the worst failure, told in one line for the whole run when there were
+        several clusters (each cluster's own line is in the recap)."""
+        worst = self.worst()
+        if worst is None or len(self.outcomes) <= 1:
+            return worst
+        first = self.failures[0]
+        return type(worst)(
+            f"{len(self.failures)} of {len(self.outcomes)} clusters failed; first: {first.cluster}: "
+            f"{first.error.one_line() if first.error else ''}"
+        )
+
 
 def run_fleet(
     names: Sequence[str],

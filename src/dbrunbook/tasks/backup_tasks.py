@@ -93,7 +93,7 @@ def _take(
 ) -> None:
     if source not in ("primary", "replica"):
         raise BackupError(f"--source must be primary or replica, not {source!r}")
-    from dbrunbook.fleet import recap_lines, run_fleet
+    from dbrunbook.fleet import run_fleet
 
     run = TaskRun.start(task_name, env=env, json_mode=json)
     skipped: list[str] = []
@@ -120,6 +120,19 @@ def _take(
     finally:
         run.close()
     done: list[dict[str, Any]] = [r for r in fleet.results if r is not None]
+    human = _backups_human(task_name, done, skipped, names, fleet)
+    run.out.result({"backups": done, "skipped": skipped, "clusters": fleet.recap()}, human)
+    failure = fleet.run_failure()
+    if failure is not None:
+        failure.reported = json
+        raise failure
+
+
+def _backups_human(
+    task_name: str, done: list[dict[str, Any]], skipped: list[str], names: list[str], fleet: FleetResult[Any]
+) -> Callable[[Any], None]:
+    from dbrunbook.fleet import recap_lines
+
     taken = {b["cluster"] for b in done}
 
     def human(console: Any) -> None:
@@ -141,16 +154,7 @@ def _take(
             for line in recap_lines(fleet):
                 console.print(line, markup=False)
 
-    run.out.result({"backups": done, "skipped": skipped, "clusters": fleet.recap()}, human)
-    failure = fleet.worst()
-    if failure is not None:
-        if len(names) > 1:  # one line for the whole run; each cluster's own is in the recap
-            failure = type(failure)(
-                f"{len(fleet.failures)} of {len(names)} clusters failed; first: "
-                f"{fleet.failures[0].cluster}: {fleet.failures[0].error.one_line() if fleet.failures[0].error else ''}"
-            )
-        failure.reported = json
-        raise failure
+    return human
 
 
 def _what(b: dict[str, Any]) -> str:

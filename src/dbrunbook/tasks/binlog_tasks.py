@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
@@ -152,9 +153,23 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
         **binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire),
     }
 
+    human = _binlog_check_human(report)
+
+    finding = None
+    if report["gaps"]:
+        g = report["gaps"][0]
+        finding = WalCheckFailed(
+            f"{ctx.name}: {len(report['gaps'])} gaps in the archived binlogs; first: {g['missing']} binlogs "
+            f"{g['from']}..{g['to']} were purged before they were archived; recovery cannot cross them",
+            hint="take a new full backup now, and run binlog.sync more often than the server's binlog expiry",
+        )
+    return ClusterReport(report, human, finding)
+
+
+def _binlog_check_human(report: dict[str, Any]) -> Callable[[Any], None]:
     def human(console: Any) -> None:
         console.print(
-            f"{ctx.name}: {report['archived']} binlogs archived from server {report['server_id']}, newest "
+            f"{report['cluster']}: {report['archived']} binlogs archived from server {report['server_id']}, newest "
             f"{report['newest_archived']}; recovery starts at {report['from'] or '(no backup)'}",
             markup=False,
         )
@@ -175,12 +190,4 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
         if not report["gaps"]:
             console.print("  no gaps", markup=False)
 
-    finding = None
-    if report["gaps"]:
-        g = report["gaps"][0]
-        finding = WalCheckFailed(
-            f"{ctx.name}: {len(report['gaps'])} gaps in the archived binlogs; first: {g['missing']} binlogs "
-            f"{g['from']}..{g['to']} were purged before they were archived; recovery cannot cross them",
-            hint="take a new full backup now, and run binlog.sync more often than the server's binlog expiry",
-        )
-    return ClusterReport(report, human, finding)
+    return human

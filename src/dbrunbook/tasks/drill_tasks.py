@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,6 @@ def run(
     RTO and RPO against the targets, tear it down, and store the result in the repository."""
     import signal
 
-    from dbrunbook.drill.run import run_drill
     from dbrunbook.metrics import metrics_text, write_metrics
 
     def interrupted(_sig: int, _frame: object) -> None:
@@ -76,28 +76,8 @@ def run(
         if not names:
             raise DrillError("no cluster with a repository to drill")
         for name in names:
-            ctx = task_run.cluster_context(name)
-            try:
-                # One drill per cluster at a time (a second one would tear down the first one's server), and
-                # no prune under it. A busy cluster is not a failed drill: no result, no metrics.
-                with ctx.lease("drill"), task_run.out.steps(f"drill.run {name}") as step:
-                    result, failure = run_drill(
-                        ctx,
-                        task_run.find_host,
-                        backup=backup,
-                        target=target,
-                        kind=kind,
-                        keep=keep,
-                        seed=seed,
-                        step=step,
-                    )
-            except LeaseHeld as exc:
-                busy.append({"cluster": name, "reason": exc.one_line()})
-                failures.append(exc)
-                continue
-            results.append(result)
-            if failure is not None:
-                failures.append(failure)
+            ask = {"backup": backup, "target": target, "kind": kind, "keep": keep, "seed": seed}
+            _drill_one(task_run, name, results, failures, busy, ask)
     finally:
         task_run.close()
     if metrics_file:
@@ -107,6 +87,40 @@ def run(
         for r in results:
             r["heartbeat"] = problem or "sent"
 
+    task_run.out.result({"ok": not failures, "drills": results, "busy": busy}, _drill_human(results, busy))
+    if failures:
+        worst = max(failures, key=lambda e: e.exit_code)  # the first of the most severe
+        worst.reported = True
+        raise worst
+
+
+def _drill_one(
+    task_run: TaskRun,
+    name: str,
+    results: list[dict[str, Any]],
+    failures: list[DbrunbookError],
+    busy: list[dict[str, str]],
+    ask: dict[str, Any],
+) -> None:
+    """One cluster's drill, its result and failure appended; a busy cluster is not a failed drill."""
+    from dbrunbook.drill.run import run_drill
+
+    ctx = task_run.cluster_context(name)
+    try:
+        # One drill per cluster at a time (a second one would tear down the first one's server), and no prune
+        # under it. A busy cluster gets no result and no metrics.
+        with ctx.lease("drill"), task_run.out.steps(f"drill.run {name}") as step:
+            result, failure = run_drill(ctx, task_run.find_host, step=step, **ask)
+    except LeaseHeld as exc:
+        busy.append({"cluster": name, "reason": exc.one_line()})
+        failures.append(exc)
+        return
+    results.append(result)
+    if failure is not None:
+        failures.append(failure)
+
+
+def _drill_human(results: list[dict[str, Any]], busy: list[dict[str, str]]) -> Callable[[Any], None]:
     def human(console: Any) -> None:
         for b in busy:
             console.print(f"{b['cluster']}: drill NOT RUN: {b['reason']}", markup=False)
@@ -129,11 +143,7 @@ def run(
                 markup=False,
             )
 
-    task_run.out.result({"ok": not failures, "drills": results, "busy": busy}, human)
-    if failures:
-        worst = max(failures, key=lambda e: e.exit_code)  # the first of the most severe
-        worst.reported = True
-        raise worst
+    return human
 
 
 @task(

@@ -58,14 +58,8 @@ def report_fleet(
         _print_one(run, fleet)
     else:
         _print_many(run, task_name, fleet, names)
-    worst = fleet.worst()
+    worst = fleet.run_failure()
     if worst is not None:
-        if len(names) > 1:
-            first = fleet.failures[0]
-            worst = type(worst)(
-                f"{len(fleet.failures)} of {len(names)} clusters failed; first: {first.cluster}: "
-                f"{first.error.one_line() if first.error else ''}"
-            )
         # One cluster: its finding was printed with its report, an error was not. Several: the recap says it all
         # in JSON; a person still gets the one line on stderr.
         worst.reported = run.out.json_mode if len(names) > 1 else worst is _finding_of(fleet)

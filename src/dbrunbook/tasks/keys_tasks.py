@@ -72,7 +72,7 @@ def status(
             limit,
             forks,
             _status_one,
-            applies=lambda ctx: ctx.cluster.repository is not None,
+            applies=_has_repository,
         )
     finally:
         run.close()
@@ -132,16 +132,7 @@ def rotate(
     ctx = run.cluster_context(cluster)
     path = Path(identity_file).expanduser().absolute()
     if dry_run:
-        retire = [] if keep_old else ctx.recipients
-        result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": retire}
-        run.out.result(
-            result,
-            lambda console: console.print(
-                f"dry run: would encrypt new objects of {ctx.name} to the identity in {path} (created if missing), "
-                f"retire {', '.join(retire) or 'no recipient'}, and edit {run.loaded.path}",
-                markup=False,
-            ),
-        )
+        _rotate_dry_run(run, ctx, path, keep_old=keep_old)
         return
     confirm(f"rotate the encryption key of {ctx.name} (edits {run.loaded.path})", yes=yes)
     # Exclusive: a backup that read the old recipients must not finish after the switch unnoticed.
@@ -175,3 +166,16 @@ def rotate(
         _human(report)(console)
 
     run.out.result(result, human)
+
+
+def _rotate_dry_run(run: TaskRun, ctx: ClusterContext, path: Path, *, keep_old: bool) -> None:
+    retire = [] if keep_old else ctx.recipients
+    result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": retire}
+    run.out.result(
+        result,
+        lambda console: console.print(
+            f"dry run: would encrypt new objects of {ctx.name} to the identity in {path} (created if missing), "
+            f"retire {', '.join(retire) or 'no recipient'}, and edit {run.loaded.path}",
+            markup=False,
+        ),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
@@ -82,24 +83,7 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
         "archived_twice": twice,
     }
 
-    def human(console: Any) -> None:
-        console.print(
-            f"{ctx.name}: WAL from {report['from']} to {report['newest']} ({seg_size >> 20} MiB segments)",
-            markup=False,
-        )
-        for t in report["timelines"]:
-            history = "" if t["history_file"] else " (no history file!)"
-            console.print(
-                f"  timeline {t['timeline']}: {t['first']}..{t['last']}, {t['segments']} segments{history}",
-                markup=False,
-            )
-        for g in report["gaps"]:
-            what = "GAP" if g["critical"] else "old gap (only older backups cannot replay past it)"
-            console.print(f"  {what}: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
-        if not report["gaps"]:
-            console.print("  no gaps", markup=False)
-        for n in twice:
-            console.print(f"  ARCHIVED TWICE with different content: {n} (a restore refuses it)", markup=False)
+    human = _wal_human(ctx.name, report, seg_size, twice)
 
     return ClusterReport(report, human, _finding(ctx.name, report))
 
@@ -124,3 +108,26 @@ def _finding(cluster: str, report: dict[str, Any]) -> DbrunbookError | None:
             hint="see docs/security.md; find out which credentials wrote the second object",
         )
     return failure
+
+
+def _wal_human(cluster: str, report: dict[str, Any], seg_size: int, twice: list[str]) -> Callable[[Any], None]:
+    def human(console: Any) -> None:
+        console.print(
+            f"{cluster}: WAL from {report['from']} to {report['newest']} ({seg_size >> 20} MiB segments)",
+            markup=False,
+        )
+        for t in report["timelines"]:
+            history = "" if t["history_file"] else " (no history file!)"
+            console.print(
+                f"  timeline {t['timeline']}: {t['first']}..{t['last']}, {t['segments']} segments{history}",
+                markup=False,
+            )
+        for g in report["gaps"]:
+            what = "GAP" if g["critical"] else "old gap (only older backups cannot replay past it)"
+            console.print(f"  {what}: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
+        if not report["gaps"]:
+            console.print("  no gaps", markup=False)
+        for n in twice:
+            console.print(f"  ARCHIVED TWICE with different content: {n} (a restore refuses it)", markup=False)
+
+    return human
