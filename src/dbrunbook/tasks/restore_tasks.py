@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Any
 
 from invoke.context import Context
 
+from dbrunbook.engines.capabilities import RestoreRequest
+from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RestoreError
 from dbrunbook.output import confirm
 from dbrunbook.tasks.common import TaskRun, guarded, task
@@ -67,47 +68,49 @@ def run(
     json: bool = False,
 ) -> None:
     """Restore a physical backup on a host and replay archived WAL to the target; reports the RTO."""
-    from dbrunbook.engines.capabilities import RestoreRequest
-    from dbrunbook.engines.target import RecoveryTarget
-
+    # Built and checked before anything is locked or read: a malformed target costs nothing.
+    target = RecoveryTarget.from_flags(
+        time=target_time,
+        lsn=target_lsn,
+        xid=target_xid,
+        name=target_name,
+        position=target_position,
+        gtid=target_gtid,
+        action=target_action,
+    )
+    request = RestoreRequest(
+        to=to,
+        backup=backup,
+        target=target,
+        data_dir=data_dir,
+        port=port,
+        database=database,
+        tablespaces=tuple(tablespace or ()),
+        force=force,
+        jobs=jobs,
+        check_rows=check_rows,
+        dry_run=dry_run,
+    )
     task_run = TaskRun.start("restore.run", env=env, json_mode=json, dry_run=dry_run)
-    held = ExitStack()
     try:
-        ctx = task_run.cluster_context(cluster)
-        # Shared: backups may go on, but no prune deletes what this restore reads (WAL included, until done).
-        held.enter_context(ctx.lease("restore", dry_run=dry_run or ignore_leases))
-        method = ctx.engine.restores
-        if method is None:
-            raise RestoreError(f"cluster {ctx.name}: {ctx.engine.name} restores are not available yet")
-        target = RecoveryTarget.from_flags(
-            time=target_time,
-            lsn=target_lsn,
-            xid=target_xid,
-            name=target_name,
-            position=target_position,
-            gtid=target_gtid,
-            action=target_action,
-        )
-        request = RestoreRequest(
-            to=to,
-            backup=backup,
-            target=target,
-            data_dir=data_dir,
-            port=port,
-            database=database,
-            tablespaces=tuple(tablespace or ()),
-            force=force,
-            jobs=jobs,
-            check_rows=check_rows,
-            dry_run=dry_run,
-        )
-        with task_run.out.steps("restore.run") as step:
-            result = method.restore(
-                ctx, request, task_run.find_host, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run), step=step
-            )
+        _restore(task_run, cluster, request, yes=yes, ignore_leases=ignore_leases)
     finally:
-        held.close()
         task_run.close()
+
+
+def _restore(
+    task_run: TaskRun, cluster: str | None, request: RestoreRequest, *, yes: bool, ignore_leases: bool
+) -> None:
+    ctx = task_run.cluster_context(cluster)
+    method = ctx.engine.restores
+    if method is None:
+        raise RestoreError(f"cluster {ctx.name}: {ctx.engine.name} restores are not available yet")
+    dry_run = request.dry_run
+    # Shared: backups may go on, but no prune deletes what this restore reads (WAL included, until done).
+    with ctx.lease("restore", dry_run=dry_run or ignore_leases), task_run.out.steps("restore.run") as step:
+        result = method.restore(
+            ctx, request, task_run.find_host, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run), step=step
+        )
     lines = method.summary_lines(result)
 
     def human(console: Any) -> None:
