@@ -9,7 +9,7 @@ from typing import Any
 from invoke.context import Context
 
 from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
-from dbrunbook.tasks.common import ENV, TaskRun, guarded, task
+from dbrunbook.tasks.common import CLUSTERS, ENV, LIMIT, TaskRun, guarded, task
 
 
 def heartbeat(url: str) -> str | None:
@@ -26,9 +26,8 @@ def heartbeat(url: str) -> str | None:
 @task(
     help={
         "env": ENV,
-        "cluster": "clusters: names or globs, comma-separated, !name excludes (default: every cluster with a "
-        "repository)",
-        "limit": "only clusters whose inventory labels match every key=value given (tier=prod)",
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
         "backup": "latest (default), random (any restorable backup), or a backup id",
         "target": "latest (default: the newest restorable point) or random (a time inside the backup's window)",
         "kind": "only backups of this kind: logical, physical (incrementals included) or any (default)",
@@ -149,14 +148,20 @@ def _drill_human(results: list[dict[str, Any]], busy: list[dict[str, str]]) -> C
 @task(
     help={
         "env": ENV,
-        "cluster": "only this cluster (default: every cluster with a repository)",
-        "limit": "newest results per cluster (default 20)",
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
+        "last": "newest results per cluster (default 20)",
         "json": "print JSON",
     }
 )
 @guarded
 def history(
-    c: Context, env: str | None = None, cluster: str | None = None, limit: int = 20, json: bool = False
+    c: Context,
+    env: str | None = None,
+    cluster: str | None = None,
+    last: int = 20,
+    json: bool = False,
+    limit: str | None = None,
 ) -> None:
     """Stored drill results from the repository, oldest first."""
     from dbrunbook.drill.run import history as load_history
@@ -164,9 +169,10 @@ def history(
     task_run = TaskRun.start("drill.history", env=env, json_mode=json)
     out: dict[str, list[dict[str, Any]]] = {}
     try:
-        for name, cl in task_run.clusters(cluster).items():
-            if cl.repository is not None:
-                out[name] = load_history(task_run.cluster_context(name), limit)
+        clusters = task_run.loaded.inventory.clusters
+        for name in task_run.select(cluster, limit):
+            if clusters[name].repository is not None:
+                out[name] = load_history(task_run.cluster_context(name), last)
     finally:
         task_run.close()
 
@@ -209,9 +215,10 @@ def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
 @task(
     help={
         "env": ENV,
-        "cluster": "only this cluster (default: every cluster with a repository)",
+        "cluster": CLUSTERS,
+        "limit": LIMIT,
         "out": "the HTML file to write (default report.html)",
-        "limit": "newest drills per cluster (default 200)",
+        "last": "newest drills per cluster (default 200)",
         "templates": "folder of the Jinja2 templates (default: the ones shipped with dbrunbook)",
         "json": "print JSON (the page is written all the same)",
     }
@@ -222,9 +229,10 @@ def report(
     env: str | None = None,
     cluster: str | None = None,
     out: str = "report.html",
-    limit: int = 200,
+    last: int = 200,
     templates: str | None = None,
     json: bool = False,
+    limit: str | None = None,
 ) -> None:
     """One self-contained HTML page (no network): RTO and RPO over time, the last results, backup sizes."""
     from datetime import UTC, datetime
@@ -239,7 +247,8 @@ def report(
     task_run = TaskRun.start("drill.report", env=env, json_mode=json)
     clusters: dict[str, dict[str, Any]] = {}
     try:
-        for name, cl in task_run.clusters(cluster).items():
+        for name in task_run.select(cluster, limit):
+            cl = task_run.loaded.inventory.clusters[name]
             if cl.repository is None:
                 continue
             ctx = task_run.cluster_context(name)
@@ -248,7 +257,7 @@ def report(
                 "engine": cl.engine.value,
                 "rto_target": settings.rto_target if settings else None,
                 "rpo_target": settings.rpo_target if settings else None,
-                "drills": load_history(ctx, limit),
+                "drills": load_history(ctx, last),
                 "backups": [_summary(m) for m in ctx.catalog().manifests],
             }
     finally:
