@@ -66,9 +66,46 @@ def test_the_executor_hands_a_real_process_events_to_the_callback(tmp_path: Path
     assert seen[-1] == ProgressEvent(3 * MIB, 3 * MIB, "data/0003.tar")
     assert res.stdout == "the result on stdout\n"
     assert res.stderr == "an ordinary warning\n"  # events are not part of the command's stderr
-    # Without a callback nothing changes: stderr is captured whole, as before.
+    # Without a callback, the events go where the task shows progress (RunSettings.progress)...
+    shown: list[ProgressEvent] = []
+    ex.settings.progress = shown.append
+    ex.run(Command((sys.executable, "-c", agent), mutating=False))
+    assert [e.done for e in shown] == [MIB, 2 * MIB, 3 * MIB]
+    # ...and with nowhere to go they are dropped: an error message built from stderr never shows them.
+    ex.settings.progress = None
     plain = ex.run(Command((sys.executable, "-c", agent), mutating=False))
-    assert plain.stderr.count(PREFIX) == 3
+    assert plain.stderr == "an ordinary warning\n" and PREFIX not in plain.stderr
+
+
+def test_a_backup_stream_reports_the_bytes_it_planned_and_each_chunk(tmp_path: Path) -> None:
+    """push_bundles tells the meter the planned total, then every chunk of every bundle as it streams."""
+    from dbrunbook.engines.postgresql.physical import push_bundles
+    from dbrunbook.repository.crypto import generate_identity
+    from dbrunbook.repository.storage_file import FileStorage
+
+    data = tmp_path / "pgdata"
+    (data / "base" / "1").mkdir(parents=True)
+    for n in range(3):
+        (data / "base" / "1" / f"{16384 + n}").write_bytes(bytes([n]) * (300 << 10))
+    _identity, recipient = generate_identity()
+
+    class Meter:
+        total: int | None = None
+
+        def __init__(self) -> None:
+            self.added: list[tuple[int, str]] = []
+
+        def add(self, count: int, what: str = "") -> None:
+            self.added.append((count, what))
+
+    meter = Meter()
+    storage = FileStorage(tmp_path / "repo")
+    entries = push_bundles(storage, data, "F", [recipient], jobs=2, target=512 << 10, progress=meter)
+    assert meter.total == 3 * (300 << 10)
+    bundles = {e.name: e.plain_size for e in entries if e.name.startswith("data/")}
+    assert len(bundles) >= 2 and {w for _, w in meter.added} == set(bundles)
+    # Every byte of every bundle was counted, tar headers and padding on top of the files' bytes.
+    assert sum(c for c, _ in meter.added) == sum(bundles.values()) > meter.total
 
 
 def test_without_a_terminal_a_line_every_ten_percent_or_every_minute() -> None:

@@ -65,6 +65,8 @@ def _backup_push(args: argparse.Namespace) -> int:
 
         files = read_file_list(split_lines(iter(lambda: sys.stdin.buffer.read(1 << 20), b"")))
         parent = physical.Parent(parse_lsn(args.parent_lsn), files)
+    from dbrunbook.execution.progress import ProgressWriter
+
     cfg, storage = open_repository(args.config)
     entries = physical.push_bundles(
         storage,
@@ -74,6 +76,7 @@ def _backup_push(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         target=args.bundle_mb << 20,
         parent=parent,
+        progress=ProgressWriter(sys.stderr),  # the controller shows it (a bar, or a line every 10%)
     )
     sys.stdout.write(json.dumps([e.model_dump() for e in entries]) + "\n")
     return 0

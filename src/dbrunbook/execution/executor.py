@@ -23,7 +23,7 @@ from dbrunbook.errors import CommandFailed
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.command import Command, Result
 from dbrunbook.execution.hostkeys import OnNewHostKey
-from dbrunbook.execution.progress import ProgressCallback, ProgressTap
+from dbrunbook.execution.progress import ProgressCallback, ProgressTap, strip
 from dbrunbook.redact import REDACTOR, Secret
 
 
@@ -34,6 +34,8 @@ class RunSettings:
     audit: AuditLog
     dry_run: bool = False
     plan: list[str] = field(default_factory=list)
+    #: where the progress of host streams goes while a task shows it (a bar, or lines), for every command run
+    progress: ProgressCallback | None = None
 
     def planned(self, host: str, text: str) -> None:
         self.plan.append(f"[{host}] {text}")
@@ -61,7 +63,7 @@ class HostExecutor(ABC):
             return Result(command=shown, exit_code=0, stdout="", stderr="", duration=0.0, dry_run=True)
         start = time.monotonic()
         try:
-            result = self._run(cmd, line, on_progress)
+            result = self._run(cmd, line, on_progress or self.settings.progress)
         except Exception as exc:
             self.settings.audit.record(
                 host=self.name,
@@ -145,7 +147,7 @@ class HostExecutor(ABC):
             command=REDACTOR.redact(line),
             exit_code=res.exited,
             stdout=res.stdout,
-            stderr=tap.kept() if tap is not None else res.stderr,
+            stderr=tap.kept() if tap is not None else strip(res.stderr),
             duration=time.monotonic() - start,
         )
 

@@ -11,6 +11,7 @@ running an older agent simply shows no progress.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ ProgressCallback = Callable[[ProgressEvent], None]
 def encode(event: ProgressEvent) -> str:
     """The stderr line for one event (with its newline)."""
     return PREFIX + json.dumps({"done": event.done, "total": event.total, "what": event.what}) + "\n"
+
+
+def strip(text: str) -> str:
+    """``text`` without its progress lines: what a command's stderr says when nobody showed the progress."""
+    if PREFIX not in text:
+        return text
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(PREFIX))
 
 
 def decode(line: str) -> ProgressEvent | None:
@@ -90,11 +98,13 @@ class ProgressWriter:
         self._last = float("-inf")
         self.total = total
         self.done = 0
+        self._lock = threading.Lock()  # parallel streams of one backup add to one count
 
     def add(self, count: int, what: str = "") -> None:
-        self.done += count
-        now = self._clock()
-        if now - self._last >= self._interval or (self.total is not None and self.done >= self.total):
-            self._last = now
-            self._stream.write(encode(ProgressEvent(self.done, self.total, what)))
-            self._stream.flush()
+        with self._lock:
+            self.done += count
+            now = self._clock()
+            if now - self._last >= self._interval or (self.total is not None and self.done >= self.total):
+                self._last = now
+                self._stream.write(encode(ProgressEvent(self.done, self.total, what)))
+                self._stream.flush()

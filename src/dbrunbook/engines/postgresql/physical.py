@@ -16,10 +16,11 @@ import os
 import re
 import stat
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from dbrunbook.engines.postgresql.incremental import (
     FILE_LIST,
@@ -224,6 +225,20 @@ class Parent:
     files: FileList
 
 
+class Meter(Protocol):
+    """Where a stream reports its bytes (the agent's :class:`~dbrunbook.execution.progress.ProgressWriter`)."""
+
+    total: int | None
+
+    def add(self, count: int, what: str = "") -> None: ...
+
+
+def metered(chunks: Iterable[bytes], meter: Meter, what: str) -> Iterator[bytes]:
+    for chunk in chunks:
+        meter.add(len(chunk), what)
+        yield chunk
+
+
 def push_bundles(
     storage: Storage,
     root: Path,
@@ -234,9 +249,10 @@ def push_bundles(
     target: int = BUNDLE,
     level: int = 1,
     parent: Parent | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Meter | None = None,
 ) -> list[ObjectEntry]:
-    """Stream the data directory (all of it, or what changed since ``parent``) plus its file list."""
+    """Stream the data directory (all of it, or what changed since ``parent``) plus its file list; ``progress``
+    is told the bytes planned, then each chunk as it goes (tar headers included)."""
     scanned_ns = now_ns()
     entries = scan(root)
     listing = store(
@@ -260,14 +276,16 @@ def push_bundles(
     bundles = plan_bundles(entries, target)
     frozen = frozenset(deltas)
     threshold = parent.start_lsn if parent else 0
+    if progress is not None:
+        # An upper bound for an incremental (deltas carry only changed pages): the bar then ends early.
+        progress.total = sum(i.length if isinstance(i, Piece) else i.size for b in bundles for i in b)
 
     def one(i: int, bundle: list[Item]) -> ObjectEntry:
         name = f"data/{i + 1:04d}.tar"
         chunks = tar_chunks(root, bundle, frozen, threshold)
-        entry = store(storage, name, object_key(backup_id, name), chunks, recipients, level=level)
-        if progress:
-            progress(entry.plain_size)
-        return entry
+        if progress is not None:
+            chunks = metered(chunks, progress, name)
+        return store(storage, name, object_key(backup_id, name), chunks, recipients, level=level)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return [listing, *pool.map(one, range(len(bundles)), bundles)]
