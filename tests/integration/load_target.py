@@ -38,6 +38,8 @@ class Target:
                 dbname=self.database,
                 autocommit=autocommit,
                 connect_timeout=max(1, int(timeout)),
+                # Client-side binding, as the project's driver: utility statements take parameters only so.
+                cursor_factory=psycopg.ClientCursor,
             )
         import pymysql
 

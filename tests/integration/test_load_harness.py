@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def target(request: pytest.FixtureRequest, dev: LoadedInventory) -> Iterator[Tar
     if request.param == "mariadb":
         request.getfixturevalue("mariadb_exclusive")
     admin = admin_target(dev, "pg-main" if request.param == "postgresql" else "mariadb-main")
-    yield ensure_database(admin, DB)
-    drop_database(admin, DB)
+    # A name of its own: the other xdist worker's teardown drops its database WITH (FORCE).
+    name = f"{DB}_{uuid.uuid4().hex[:8]}"
+    yield ensure_database(admin, name)
+    drop_database(admin, name)
 
 
 def test_ledger_replay_is_the_table_and_a_lost_write_shows(target: Target, tmp_path: Path) -> None:
