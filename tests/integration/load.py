@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from dbrunbook.engines.mariadb.driver import client_defaults
 from dbrunbook.engines.postgresql.driver import pgpass_line
 
 from .load_target import Engine, Target, drop_database, ensure_database, ident
@@ -71,9 +70,9 @@ __all__ = [
     "LoadResult",
     "ProbeReport",
     "Target",
-    "client_config",
     "compare",
     "drop_database",
+    "drop_load_user",
     "ensure_database",
     "ledger_ddl",
     "load_log",
@@ -252,9 +251,8 @@ def sysbench(
     return BenchLoad("sysbench", argv, env, workdir, summarize)
 
 
-def client_config(target: Target, workdir: Path) -> Path:
-    """A 0600 [client] option file for the ``mariadb`` client, for tests that need the CLI."""
-    return _private_file(workdir / "client.cnf", client_defaults(target.user, target.password.reveal()))
+def drop_load_user(admin: Target) -> None:
+    admin.on("").execute(f"DROP USER IF EXISTS '{LOAD_USER}'@'127.0.0.1'")
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from .load import (
     Target,
     compare,
     drop_database,
+    drop_load_user,
     ensure_database,
     load_log,
     pgbench,
@@ -142,3 +143,4 @@ def test_sysbench_runs_out_and_stops(dev: LoadedInventory, tmp_path: Path, maria
         assert cut.errors == 0
     finally:
         drop_database(admin, "dbr_sysbench")
+        drop_load_user(admin)
