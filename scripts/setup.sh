@@ -14,6 +14,7 @@ APT_PACKAGES=(
   sudo                                     # the sandbox's pg-main-2 logs in as another user and sudoes to the OS user
   systemd                                  # systemd-analyze checks the rendered timers (schedule.render)
   chromium                                 # headless, renders drill.report in its test
+  sysbench                                 # the MariaDB write load of the tests' load harness (pgbench comes with postgresql-15)
 )
 
 missing=()

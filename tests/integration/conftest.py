@@ -104,6 +104,24 @@ def dev_data() -> dict[str, Any]:
     return data
 
 
+@pytest.fixture(scope="module")
+def pg_pair(dev: LoadedInventory, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Any]:
+    """An isolated PostgreSQL primary + streaming replica on ports of their own (pairs.py), for this module."""
+    from .pairs import pg_pair as make
+
+    with make(dev, tmp_path_factory.mktemp("pg-pair"), worker_id) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def mariadb_pair(dev: LoadedInventory, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Any]:
+    """An isolated MariaDB primary + GTID replica on ports of their own (pairs.py), for this module."""
+    from .pairs import mariadb_pair as make
+
+    with make(dev, tmp_path_factory.mktemp("mariadb-pair"), worker_id) as pair:
+        yield pair
+
+
 @pytest.fixture(scope="session")
 def pg_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
     for args in (

@@ -101,7 +101,7 @@ def isolated_cluster(
     ``initdb_options`` are added to the sandbox's initdb options (``--wal-segsize=1``).
 
     Bases in use: -6000 (S3 outage), -6400 (tablespaces), -6800 and -7200 (1 MiB and 64 MiB WAL
-    segments); each worker adds 100. Negative on purpose:
+    segments), and in pairs.py -5600 and -5200 (primary+replica pairs); each worker adds 100. Negative on purpose:
     weed's gRPC ports (HTTP port + 10000) then stay below Linux's ephemeral range (32768 and up), where a
     client connection of a parallel test could hold the port (seen: "port 39334 ... already in use")."""
     offset = base + 100 * (int(worker_id[2:]) if worker_id.startswith("gw") else 0)

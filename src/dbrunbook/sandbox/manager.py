@@ -60,6 +60,8 @@ class Sandbox:
         other = self.layout.os_user if self.layout.runs_as_other_user else None
         self.server = LocalExecutor("sandbox", self.settings, os_user=other)
         self.tool = LocalExecutor("sandbox", self.settings)
+        #: servers this ``up`` restarted because their settings changed, with the reason
+        self.restarted: list[str] = []
 
     # --- public ------------------------------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class Sandbox:
             seaweed.ensure_bucket(self.layout, keys["s3-access-key"], keys["s3-secret-key"])
             self.step("waiting for replication")
             self._wait_replication(inventory, keys)
-        return self.status()
+        return {**self.status(), "restarted": self.restarted}
 
     def down(self, purge: bool = False) -> dict[str, Any]:
         with self._locked():
@@ -316,6 +318,16 @@ class Sandbox:
         postgres.require_binaries(bindir)
         lay = self.layout
         postgres.init_primary(self.server, bindir, lay, keys["pg-admin.password"])
+        self._note_restart(
+            postgres.apply_settings(
+                self.server,
+                bindir,
+                "primary",
+                lay,
+                lay.port("pg-primary"),
+                lambda: self._pg_session(inventory, keys, "pg-main-1"),
+            )
+        )
         postgres.start(self.server, bindir, "primary", lay, lay.port("pg-primary"))
         fresh_replica = not (postgres.data_dir(lay, "replica") / "PG_VERSION").exists()
         if fresh_replica:
@@ -332,7 +344,22 @@ class Sandbox:
                 )
         self.step("creating the PostgreSQL replica (pg_basebackup)")
         postgres.init_replica(self.server, bindir, lay, keys["pg-replication.password"])
+        self._note_restart(
+            postgres.apply_settings(
+                self.server,
+                bindir,
+                "replica",
+                lay,
+                lay.port("pg-replica"),
+                lambda: self._pg_session(inventory, keys, "pg-main-2"),
+            )
+        )
         postgres.start(self.server, bindir, "replica", lay, lay.port("pg-replica"))
+
+    def _note_restart(self, reason: str | None) -> None:
+        if reason:
+            self.step(reason)
+            self.restarted.append(reason)
 
     @contextmanager
     def _pg_session(self, inventory: Inventory, keys: dict[str, Secret], host: str) -> Iterator[DbSession]:
@@ -346,7 +373,7 @@ class Sandbox:
         lay = self.layout
         fresh = {m: mariadb.install(self.server, lay, m) for m in ("primary", "replica")}
         for member, port_name in (("primary", "mariadb-primary"), ("replica", "mariadb-replica")):
-            mariadb.start(self.server, lay, member, lay.port(port_name))
+            self._note_restart(mariadb.start(self.server, lay, member, lay.port(port_name)))
             if fresh[member]:
                 with self._mariadb_socket_session(member, None) as db:
                     for stmt in mariadb.bootstrap_sql(

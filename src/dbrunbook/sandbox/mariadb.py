@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from dbrunbook.execution.command import Command, SqlStatement
@@ -60,6 +61,8 @@ def server_argv(layout: Layout, member: str, port: int) -> tuple[str, ...]:
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_unicode_ci",
         "--skip-name-resolve",
+        # Wave 2's health checks and lock diagnostics read performance_schema.
+        "--performance-schema=ON",
     ]
     if member == "replica":
         args.append("--read-only=ON")
@@ -87,9 +90,37 @@ def install(x: HostExecutor, layout: Layout, member: str) -> bool:
     return True
 
 
-def start(x: HostExecutor, layout: Layout, member: str, port: int) -> None:
+def running_argv(layout: Layout, member: str) -> tuple[str, ...]:
+    """The command line the running server was started with (empty when it does not run)."""
+    pid = read_pid(pid_path(layout, member))
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+    except OSError:
+        return ()
+    return tuple(arg.decode(errors="replace") for arg in raw.split(b"\0") if arg)
+
+
+def changed_options(running: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The options (names) set differently, added or dropped between two server command lines."""
+    names = {arg.split("=", 1)[0] for arg in set(running) ^ set(wanted)}
+    return sorted(names)
+
+
+def start(x: HostExecutor, layout: Layout, member: str, port: int) -> str | None:
+    """Start the member; a running one whose command line differs from today's is restarted. Returns what
+    was restarted and why, or None."""
+    reason = None
     if is_running(layout, member):
-        return
+        changed = changed_options(running_argv(layout, member), server_argv(layout, member, port))
+        if not changed:
+            return None
+        stop(x, layout, member)
+        reason = f"restarted MariaDB {member}: {', '.join(changed)} changed"
+    _launch(x, layout, member, port)
+    return reason
+
+
+def _launch(x: HostExecutor, layout: Layout, member: str, port: int) -> None:
     ensure_port_free(port, f"MariaDB {member}")
     log = layout.logs / f"mariadb-{member}.log"
     start_detached(x, server_argv(layout, member, port), log, f"start MariaDB {member}")

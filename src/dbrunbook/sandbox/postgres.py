@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import SandboxError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.execution.sql import DbSession
 from dbrunbook.redact import Secret
 from dbrunbook.sandbox.files import make_dirs, write_file
 from dbrunbook.sandbox.layout import Layout
@@ -17,6 +19,19 @@ from dbrunbook.sandbox.proc import ensure_port_free, port_open, wait_for
 ADMIN_USER = "postgres"
 REPLICATION_USER = "replicator"
 SLOT = "sandbox_replica"
+#: The sandbox's settings live in a file of their own in each data directory, included last from
+#: postgresql.conf, so that ``sandbox.up`` can rewrite them on an existing sandbox.
+SETTINGS_FILE = "dbrunbook.conf"
+INCLUDE_LINE = f"include_if_exists = '{SETTINGS_FILE}'"
+#: Settings in the files that the running server could not take without a restart. PostgreSQL reads the
+#: files anew for this view and compares them with its live values, so no reload race is involved.
+NEEDS_RESTART_SQL = SqlStatement(
+    "SELECT DISTINCT name FROM pg_file_settings WHERE error IS NOT NULL ORDER BY name",
+    description="settings waiting for a restart",
+    mutating=False,
+)
+RELOAD_SQL = SqlStatement("SELECT pg_reload_conf()", description="reload settings")
+SessionFactory = Callable[[], AbstractContextManager[DbSession]]
 
 
 def data_dir(layout: Layout, member: str) -> Path:
@@ -40,6 +55,8 @@ def server_settings(layout: Layout, port: int) -> str:
             "archive_mode = on",
             "archive_command = ''",
             "hot_standby = on",
+            # Wave 2's health checks and migration reports read pg_stat_statements.
+            "shared_preload_libraries = 'pg_stat_statements'",
             "shared_buffers = 64MB",
             "max_connections = 50",
             "wal_keep_size = 128MB",
@@ -136,13 +153,50 @@ def init_primary(
                 description="initdb primary",
             )
         )
+    write_settings(x, layout, "primary", layout.port("pg-primary"))
+
+
+def write_settings(x: HostExecutor, layout: Layout, member: str, port: int) -> None:
+    """(Re)write the member's settings file, and include it from postgresql.conf once. A sandbox made before
+    the file existed has its settings appended to postgresql.conf: the include comes after them, so the
+    file wins."""
+    target = data_dir(layout, member)
+    write_file(x, target / SETTINGS_FILE, server_settings(layout, port))
+    conf = target / "postgresql.conf"
     x.run(
         Command(
-            ("sh", "-c", 'cat >> "$1"', "sh", str(target / "postgresql.conf")),
-            description="configure primary",
-            stdin=server_settings(layout, layout.port("pg-primary")),
+            ("sh", "-c", 'grep -qxF "$2" "$1" || printf "%s\\n" "$2" >> "$1"', "sh", str(conf), INCLUDE_LINE),
+            description=f"include {SETTINGS_FILE} ({member})",
         )
     )
+
+
+def apply_settings(
+    x: HostExecutor, bindir: str, member: str, layout: Layout, port: int, session: SessionFactory
+) -> str | None:
+    """Write the settings; a running server whose settings changed is reloaded, or restarted when a changed
+    setting needs it. Returns what was restarted and why, or None."""
+    write_settings(x, layout, member, port)
+    if not is_running(x, bindir, member, layout):
+        return None
+    with session() as db:
+        changed = [str(row[0]) for row in db.execute(NEEDS_RESTART_SQL)]
+        if not changed:
+            db.execute(RELOAD_SQL)
+            return None
+    restart(x, bindir, member, layout, port)
+    return f"restarted PostgreSQL {member}: {', '.join(changed)} changed"
+
+
+def restart(x: HostExecutor, bindir: str, member: str, layout: Layout, port: int) -> None:
+    log = layout.logs / f"pg-{member}.log"
+    x.run(
+        Command(
+            (f"{bindir}/pg_ctl", "restart", "-D", str(data_dir(layout, member)), "-m", "fast", "-w", "-l", str(log)),
+            description=f"restart PostgreSQL {member}",
+        )
+    )
+    wait_for(lambda: port_open(port), f"PostgreSQL {member} on port {port}", 30, log=log)
 
 
 def replication_role_sql(repl_pw: Secret) -> list[SqlStatement]:
