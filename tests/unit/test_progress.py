@@ -107,6 +107,14 @@ def test_a_backup_stream_reports_the_bytes_it_planned_and_each_chunk(tmp_path: P
     # Every byte of every bundle was counted, tar headers and padding on top of the files' bytes.
     assert sum(c for c, _ in meter.added) == sum(bundles.values()) > meter.total
 
+    # The restore meters the same bytes back, against the total the agent computes from the manifest.
+    from dbrunbook.engines.postgresql.physical import data_bytes, unpack_all
+
+    back = Meter()
+    unpack_all(storage, entries, tmp_path / "restored", [_identity], progress=back)
+    assert sum(c for c, _ in back.added) == data_bytes(entries) == sum(bundles.values())
+    assert (tmp_path / "restored" / "base" / "1" / "16385").read_bytes() == bytes([1]) * (300 << 10)
+
 
 def test_without_a_terminal_a_line_every_ten_percent_or_every_minute() -> None:
     now = [1000.0]

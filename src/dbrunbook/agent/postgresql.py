@@ -111,6 +111,9 @@ def _restore_files(args: argparse.Namespace) -> int:
             )
         tablespaces[oid] = location
     physical.link_tablespaces(dest, tablespaces)
+    from dbrunbook.execution.progress import ProgressWriter
+
+    meter = ProgressWriter(sys.stderr, total=sum(physical.data_bytes(m.objects) for m in chain))
     written = 0
     for i, manifest in enumerate(chain):
         if i and manifest.parent != chain[i - 1].backup_id:
@@ -120,10 +123,10 @@ def _restore_files(args: argparse.Namespace) -> int:
         if i:
             links = [f"pg_tblspc/{oid}" for oid in tablespaces]
             written += physical.apply_incremental(
-                storage, manifest.objects, dest, identities, jobs=args.jobs, links=links
+                storage, manifest.objects, dest, identities, jobs=args.jobs, links=links, progress=meter
             )
         else:
-            written += physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs)
+            written += physical.unpack_all(storage, manifest.objects, dest, identities, jobs=args.jobs, progress=meter)
     # No tablespace_map: the links made above already say where each tablespace is.
     (dest / "backup_label").write_bytes(b"".join(load(storage, manifest.object("backup_label"), identities)))
     sys.stdout.write(

@@ -107,7 +107,12 @@ def _restore(
         raise RestoreError(f"cluster {ctx.name}: {ctx.engine.name} restores are not available yet")
     dry_run = request.dry_run
     # Shared: backups may go on, but no prune deletes what this restore reads (WAL included, until done).
-    with ctx.lease("restore", dry_run=dry_run or ignore_leases), task_run.out.steps("restore.run") as step:
+    with (
+        ctx.lease("restore", dry_run=dry_run or ignore_leases),
+        task_run.out.steps("restore.run") as step,
+        task_run.out.progress(f"restore {request.backup} on {request.to}") as show,
+    ):
+        task_run.settings.progress = show  # the host's unpacking, as a bar or a line every 10%
         result = method.restore(
             ctx, request, task_run.find_host, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run), step=step
         )

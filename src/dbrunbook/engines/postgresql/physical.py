@@ -299,10 +299,15 @@ def _safe(dest: Path, name: str) -> Path:
     return dest.joinpath(*PurePosixPath(name).parts)
 
 
-def unpack(storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequence[str]) -> int:
+def unpack(
+    storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequence[str], progress: Meter | None = None
+) -> int:
     """Extract one bundle into ``dest``; returns bytes written. Digests are checked at the end."""
     written = 0
-    reader = io.BufferedReader(ChunkReader(load(storage, entry, identities, check_plain=False)), buffer_size=READ)
+    chunks: Iterable[bytes] = load(storage, entry, identities, check_plain=False)
+    if progress is not None:
+        chunks = metered(chunks, progress, entry.name)
+    reader = io.BufferedReader(ChunkReader(iter(chunks)), buffer_size=READ)
     with tarfile.open(fileobj=reader, mode="r|") as tar:
         for member in tar:
             target = _safe(dest, member.name)
@@ -324,13 +329,24 @@ def unpack(storage: Storage, entry: ObjectEntry, dest: Path, identities: Sequenc
 
 
 def unpack_all(
-    storage: Storage, entries: Sequence[ObjectEntry], dest: Path, identities: Sequence[str], *, jobs: int = 2
+    storage: Storage,
+    entries: Sequence[ObjectEntry],
+    dest: Path,
+    identities: Sequence[str],
+    *,
+    jobs: int = 2,
+    progress: Meter | None = None,
 ) -> int:
     # Threads, not processes: measured here, restore time is the kernel's (creating and writing files),
     # and two worker processes were no faster than two threads.
     data = [e for e in entries if e.name.startswith("data/")]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return sum(pool.map(lambda e: unpack(storage, e, dest, identities), data))
+        return sum(pool.map(lambda e: unpack(storage, e, dest, identities, progress), data))
+
+
+def data_bytes(entries: Sequence[ObjectEntry]) -> int:
+    """What unpacking a backup reads: the plain size of its data bundles (for the restore's progress)."""
+    return sum(e.plain_size for e in entries if e.name.startswith("data/"))
 
 
 def load_file_list(storage: Storage, entries: Sequence[ObjectEntry], identities: Sequence[str]) -> FileList:
@@ -381,8 +397,9 @@ def apply_incremental(
     *,
     jobs: int = 2,
     links: Sequence[str] = (),
+    progress: Meter | None = None,
 ) -> int:
     """Turn the restored parent in ``dest`` into this incremental: reshape, then write its files and pages.
     ``links`` are the pg_tblspc/<oid> links this restore made; they stay whatever the list says."""
     reshape(dest, load_file_list(storage, entries, identities), SKIP_CONTENTS, links)
-    return unpack_all(storage, entries, dest, identities, jobs=jobs)
+    return unpack_all(storage, entries, dest, identities, jobs=jobs, progress=progress)
