@@ -94,7 +94,7 @@ def _restore(
 
 def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
     """pg_amcheck of every relation (PostgreSQL) or CHECK TABLE of every table (MariaDB) on the copy."""
-    return drills(ctx).integrity(ctx, ex, host, port, data_dir)
+    return drills(ctx).integrity(ctx, ex, host, port, data_dir).as_dict()
 
 
 def drills(ctx: ClusterContext) -> DrillSupport:
@@ -180,7 +180,7 @@ def _attempt(
     result["rto_seconds"] = round(time.monotonic() - clock - counting, 2)
     result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
-    result["checks"] += drills(ctx).extra_checks(choice.backup, restored)
+    result["checks"] += [c.as_dict() for c in drills(ctx).extra_checks(choice.backup, restored)]
     step("checking every table")
     result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
     result["checks"] += _validations(ctx, cluster, name, port)

@@ -86,6 +86,19 @@ class LogArchive(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Check:
+    """One proof a drill (or, later, a health check) reports: what was checked, whether it held, and why."""
+
+    name: str
+    ok: bool
+    detail: str
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. tables and rows a row-count check compared
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, **self.counts}
+
+
 class DrillSupport(Protocol):
     """``drill.run``: which backups a drill can restore, how it restores, checks and removes the copy."""
 
@@ -117,11 +130,11 @@ class DrillSupport(Protocol):
         """Stop the drill's server at once: the copy is disposable."""
         ...
 
-    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
-        """The engine's own consistency check of every relation of the copy: {name, ok, detail}."""
+    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> Check:
+        """The engine's own consistency check of every relation of the copy."""
         ...
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[dict[str, Any]]:
+    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
         """Checks only this engine's restores can make (MariaDB: the dump's row counts)."""
         ...
 

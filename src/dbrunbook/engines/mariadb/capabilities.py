@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
-from dbrunbook.engines.capabilities import RestoreRequest, dry_run_lines
+from dbrunbook.engines.capabilities import Check, RestoreRequest, dry_run_lines
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command
@@ -174,7 +174,7 @@ class MyDrills:
 
         stop_server(ex, data_dir, grace=0)  # disposable: no clean shutdown to wait for
 
-    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
+    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> Check:
         from dbrunbook.engines.mariadb.driver import client_defaults
 
         login = ctx.login()
@@ -203,28 +203,24 @@ class MyDrills:
         bad = [ln for ln in lines if not ln.rstrip().endswith("OK") and "note" not in ln]
         problems = [ln for ln in bad if "error" in ln.lower() or "corrupt" in ln.lower()]
         ok = res.ok and not problems
-        return {
-            "name": "mariadb-check",
-            "ok": ok,
-            "detail": "every table checked" if ok else (problems or [res.tail(2)])[0],
-        }
+        return Check("mariadb-check", ok, "every table checked" if ok else (problems or [res.tail(2)])[0])
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[dict[str, Any]]:
+    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
         if backup.kind != "logical":
             return []
         return [row_check(backup, restored.get("row_counts"))]
 
 
-def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any]:
+def row_check(backup: Manifest, counted: dict[str, Any] | None) -> Check:
     """The loaded dump's tables, counted before any binlog replay, against the counts the dump recorded."""
     from dbrunbook.engines.mariadb.rowcount import mismatch_line, uncounted
 
     name = "row counts match the backup's snapshot"
     why = uncounted(backup)
     if why is not None:
-        return {"name": name, "ok": True, "detail": f"not checked: {why}"}
+        return Check(name, True, f"not checked: {why}")
     if counted is None:
-        return {"name": name, "ok": False, "detail": "the restore did not count the rows"}
+        return Check(name, False, "the restore did not count the rows")
     ok = counted["mismatched"] == 0
     detail = (
         f"{counted['tables']} table{'' if counted['tables'] == 1 else 's'}, {counted['rows']} rows "
@@ -232,4 +228,4 @@ def row_check(backup: Manifest, counted: dict[str, Any] | None) -> dict[str, Any
         if ok
         else mismatch_line(counted, "differ")
     )
-    return {"name": name, "ok": ok, "detail": detail, "tables": counted["tables"], "rows": counted["rows"]}
+    return Check(name, ok, detail, {"tables": counted["tables"], "rows": counted["rows"]})

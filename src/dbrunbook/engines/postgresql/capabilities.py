@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
-from dbrunbook.engines.capabilities import RestoreRequest, dry_run_lines
+from dbrunbook.engines.capabilities import Check, RestoreRequest, dry_run_lines
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import DrillError, RestoreError
 from dbrunbook.execution.command import Command
@@ -165,7 +165,7 @@ class PgDrills:
         stop = (host.binary("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate")
         ex.run(Command(stop, check=False, description="stop the drill's server"))
 
-    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
+    def integrity(self, ctx: ClusterAccess, ex: HostExecutor, host: Host, port: int, data_dir: str) -> Check:
         from dbrunbook.engines.postgresql.driver import pgpass_line
 
         login = ctx.login()
@@ -181,7 +181,7 @@ class PgDrills:
                 )
             )
         detail = res.tail(2) if not res.ok else "every heap and B-tree index checked"
-        return {"name": "pg_amcheck", "ok": res.ok, "detail": detail}
+        return Check("pg_amcheck", res.ok, detail)
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[dict[str, Any]]:
+    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
         return []  # drills restore physical copies only: no dump row counts to compare
