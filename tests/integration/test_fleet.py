@@ -93,7 +93,7 @@ def _reports_over_the_fleet(env: str) -> None:
     recap = {r["cluster"]: r for r in doc["clusters"]}
     assert list(recap) == ["pg-main", "mariadb-main", "down"]
     assert recap["pg-main"]["ok"] and recap["mariadb-main"]["ok"], doc
-    assert not recap["down"]["ok"] and "no backup" in recap["down"]["error"]  # nothing was backed up there
+    assert not recap["down"]["ok"] and "no complete backup" in recap["down"]["error"]  # nothing backed up there
     assert res.returncode == recap["down"]["exit_code"] != 0
     assert doc["results"]["pg-main"]["ok"] and doc["results"]["mariadb-main"]["backups"]
 

@@ -86,3 +86,17 @@ def test_tablespace_places_are_checked() -> None:
     ):
         with pytest.raises(RestoreError, match=message):
             plan_restore(MANIFEST, "pg", "h", "/d", 5499, RecoveryTarget(), tablespaces=spaces, remap=remap)
+
+
+def test_why_recovery_stopped_is_the_servers_own_line_not_a_refused_poll() -> None:
+    from dbrunbook.engines.postgresql.restore import why_stopped
+
+    tail = (
+        '2026-12-06 03:13:08.410 UTC [20701] LOG:  restored log file "000000010000000000000005" from archive\n'
+        '2026-12-06 03:13:08.455 UTC [20701] FATAL:  could not restore file "000000010000000000000006" from '
+        "archive: child process exited with exit code 128\n"
+        "2026-12-06 03:13:08.461 UTC [20738] dbrunbook@dbrunbook FATAL:  the database system is in recovery mode\n"
+        "2026-12-06 03:13:08.470 UTC [20699] LOG:  startup process (PID 20701) exited with exit code 1\n"
+    )
+    assert why_stopped(tail).endswith("child process exited with exit code 128")
+    assert why_stopped("no fatal line at all\n") == "no fatal line at all"

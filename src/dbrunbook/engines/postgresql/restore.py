@@ -489,9 +489,10 @@ def wait_for_target(
                 .splitlines()
             )
             if out and out[0] == "status=3":  # not running: recovery failed and the server shut down
-                tail = ex.run(Command(("tail", "-n", "5", log), mutating=False, check=False)).stdout
-                reason = next((ln for ln in reversed(tail.splitlines()) if "FATAL" in ln or "PANIC" in ln), tail[-300:])
-                raise RestoreError(f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {reason.strip()}")
+                tail = ex.run(Command(("tail", "-n", "20", log), mutating=False, check=False)).stdout
+                raise RestoreError(
+                    f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {why_stopped(tail)}"
+                )
             if len(out) > 1 and out[1].startswith("error=") and LOGIN_REFUSED.search(out[1]):
                 raise DatabaseAuthError(
                     f"PostgreSQL on {plan.host}:{plan.port} refused {login.user}'s login while recovery was polled: "
@@ -514,3 +515,15 @@ def wait_for_target(
     if reached is not None:
         return reached
     raise RestoreError(f"recovery on {plan.host}:{plan.port} did not reach {plan.target.describe()} in {timeout:g}s")
+
+
+# Refusals of a connection (ours, polling) while the server starts or stops: never why recovery stopped.
+_REFUSED = re.compile(r"the database system is (starting up|in recovery mode|shutting down|not yet accepting)")
+
+
+def why_stopped(log_tail: str) -> str:
+    """The line of a restored server's log that says why recovery stopped: the last PANIC or FATAL of the
+    server itself, not the refusals our own progress polls got while it was in recovery."""
+    lines = log_tail.splitlines()
+    serious = [ln for ln in lines if ("FATAL" in ln or "PANIC" in ln) and not _REFUSED.search(ln)]
+    return (serious[-1] if serious else log_tail[-300:]).strip()
