@@ -13,7 +13,8 @@ from dbrunbook.engines.access import ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
-from dbrunbook.inventory.model import Cluster
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.manifest import Manifest, ObjectEntry, manifest_key
 
@@ -33,17 +34,7 @@ def logical_backup(
     ex = ctx.executor(host_name)
     agent = ctx.agent(host_name)
     login = ctx.login()
-    with ctx.engine.session(ex, host, login) as db:
-        version, system_id = db.execute(
-            SqlStatement(
-                "SELECT current_setting('server_version'), (SELECT system_identifier::text FROM pg_control_system())",
-                description="cluster identity",
-                mutating=False,
-            )
-        )[0]
-        if ctx.has_identities():
-            ctx.catalog(system_id)  # refuses a prefix that holds another system's backups
-        databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    version, system_id, databases = _identity_and_databases(ctx, ex, host, login)
     backup_id = ctx.new_backup_id("logical")
     start_time = datetime.now(UTC)
     password = login.password.reveal() if login.password else ""
@@ -52,24 +43,8 @@ def logical_backup(
         ex.secret_file(pgpass_line(host.port, login.user, password), "pgpass") as passfile,
     ):
         step(f"dumping {len(databases)} databases on {host_name}")
-        argv = [
-            agent,
-            "logical-push",
-            "--config",
-            config,
-            "--bindir",
-            host.bin_dir or "",
-            "--port",
-            str(host.port),
-            "--user",
-            login.user,
-            "--passfile",
-            passfile,
-            "--backup-id",
-            backup_id,
-            "--jobs",
-            str(jobs),
-        ]
+        argv = [agent, "logical-push", "--config", config, *_server_args(host, login.user, passfile)]
+        argv += ["--backup-id", backup_id, "--jobs", str(jobs)]
         # --database=NAME: a name starting with "-" would otherwise be read as an option.
         argv += [f"--database={name}" for name in databases]
         res = ex.run(Command(tuple(argv), description="dump databases"))
@@ -97,6 +72,29 @@ def logical_backup(
     return manifest
 
 
+def _identity_and_databases(
+    ctx: ClusterAccess, ex: HostExecutor, host: Host, login: Login
+) -> tuple[str, str, list[str]]:
+    """The server's version and system identifier, and the databases a logical backup dumps."""
+    with ctx.engine.session(ex, host, login) as db:
+        version, system_id = db.execute(
+            SqlStatement(
+                "SELECT current_setting('server_version'), (SELECT system_identifier::text FROM pg_control_system())",
+                description="cluster identity",
+                mutating=False,
+            )
+        )[0]
+        if ctx.has_identities():
+            ctx.catalog(system_id)  # refuses a prefix that holds another system's backups
+        databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    return version, system_id, databases
+
+
+def _server_args(host: Host, user: str, passfile: str) -> list[str]:
+    """How the agent reaches the server on its own host: client binaries, port, login and its 0600 file."""
+    return ["--bindir", host.bin_dir or "", "--port", str(host.port), "--user", user, "--passfile", passfile]
+
+
 def restore_logical(
     ctx: ClusterAccess,
     manifest: Manifest,
@@ -119,7 +117,44 @@ def restore_logical(
     cred = target_cluster.credentials
     secret = ctx.resolver.resolve(cred.password) if cred.password else None
     password = secret.reveal() if secret else ""
-    with ctx.engine.session(ex, host, Login(cred.user, secret, cred.database)) as db:
+    _create_database(ctx, ex, host, Login(cred.user, secret, cred.database), to, database, step)
+    with (
+        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=True) as config,
+        ex.secret_file(pgpass_line(host.port, cred.user, password), "pgpass") as passfile,
+    ):
+        step(f"pg_restore into {database}")
+        ex.run(
+            Command(
+                (
+                    agent,
+                    "logical-restore",
+                    "--config",
+                    config,
+                    *_server_args(host, cred.user, passfile),
+                    "--manifest-key",
+                    manifest_key(manifest.backup_id),
+                    "--manifest-digest",
+                    manifest.digest(),
+                    f"--source-database={source_database}",
+                    f"--database={database}",
+                ),
+                description="restore the database",
+            )
+        )
+    return {
+        "backup": manifest.backup_id,
+        "to": to,
+        "port": host.port,
+        "source_database": source_database,
+        "database": database,
+    }
+
+
+def _create_database(
+    ctx: ClusterAccess, ex: HostExecutor, host: Host, login: Login, to: str, database: str, step: Step
+) -> None:
+    """A new, empty database on a primary: a logical restore never writes into an existing one."""
+    with ctx.engine.session(ex, host, login) as db:
         if db.scalar(SqlStatement("SELECT pg_is_in_recovery()", mutating=False, description="read-only?")):
             raise RestoreError(f"{to} is a replica (read-only); restore a logical backup onto a primary")
         exists = db.execute(
@@ -138,40 +173,3 @@ def restore_logical(
                 f'CREATE DATABASE "{database.replace(chr(34), chr(34) * 2)}"', description="create the target database"
             )
         )
-    with (
-        hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=True) as config,
-        ex.secret_file(pgpass_line(host.port, cred.user, password), "pgpass") as passfile,
-    ):
-        step(f"pg_restore into {database}")
-        ex.run(
-            Command(
-                (
-                    agent,
-                    "logical-restore",
-                    "--config",
-                    config,
-                    "--bindir",
-                    host.bin_dir or "",
-                    "--port",
-                    str(host.port),
-                    "--user",
-                    cred.user,
-                    "--passfile",
-                    passfile,
-                    "--manifest-key",
-                    manifest_key(manifest.backup_id),
-                    "--manifest-digest",
-                    manifest.digest(),
-                    f"--source-database={source_database}",
-                    f"--database={database}",
-                ),
-                description="restore the database",
-            )
-        )
-    return {
-        "backup": manifest.backup_id,
-        "to": to,
-        "port": host.port,
-        "source_database": source_database,
-        "database": database,
-    }
