@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
+from dbrunbook.engines.postgresql.restore import backup_tablespaces, run_restore
+from dbrunbook.engines.postgresql.restore_plan import plan_restore
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RecoveryStoppedEarly, RestoreError
 from dbrunbook.repository.manifest import Manifest, manifest_key

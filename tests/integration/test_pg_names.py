@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dbrunbook.engines.postgresql.dump_host import conninfo_dbname
-from dbrunbook.engines.postgresql.restore import recovery_settings
+from dbrunbook.engines.postgresql.restore_plan import recovery_settings
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.inventory import LoadedInventory
 from dbrunbook.sandbox.layout import SANDBOX_USER

@@ -170,7 +170,8 @@ def test_the_archive_end_a_restore_must_reach_ignores_names_recovery_cannot_foll
     from types import SimpleNamespace
     from typing import Any, cast
 
-    from dbrunbook.engines.postgresql.restore import RestorePlan, newest_archived
+    from dbrunbook.engines.postgresql.restore import newest_archived
+    from dbrunbook.engines.postgresql.restore_plan import RestorePlan
     from dbrunbook.engines.postgresql.wal import WalName
     from dbrunbook.engines.target import RecoveryTarget
     from dbrunbook.inventory.model import Repository

@@ -6,7 +6,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from dbrunbook.engines.postgresql.dump_host import conninfo_dbname, dump_name, find_dump
-from dbrunbook.engines.postgresql.restore import recovery_settings
+from dbrunbook.engines.postgresql.restore_plan import recovery_settings
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.repository.manifest import ObjectEntry
 from dbrunbook.repository.storage import check_key

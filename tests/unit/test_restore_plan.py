@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbrunbook.engines.postgresql.restore import plan_restore, recovery_settings
+from dbrunbook.engines.postgresql.restore_plan import plan_restore, recovery_settings
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RestoreError
 from dbrunbook.repository.manifest import Manifest

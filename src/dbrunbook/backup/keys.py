@@ -25,6 +25,7 @@ from dbrunbook.errors import ConfigError, EncryptionError, RepositoryError
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.crypto import HEADER_PROBE, generate_identity, header_openers, parse_identities, recipient_of
 from dbrunbook.repository.logs import name_of
+from dbrunbook.repository.manifest import Manifest
 from dbrunbook.repository.storage import Storage
 
 
@@ -54,36 +55,12 @@ def key_status(
             needs[openers[0]]["backups"] += 1
         backups.append({"backup_id": m.backup_id, "recipients": m.recipients, "opened_by": openers})
 
-    starts = [m.start_wal for m in considered if m.start_wal]
-    oldest = min(starts, key=segment_position, default=None)
-    # WAL a restore may still read: what retention would not expire (from the oldest backup's start on,
-    # and every timeline history file).
-    all_wal = [info.key for info in storage.list("wal/")]
-    expired = set(expired_wal([name_of(k) for k in all_wal], oldest))
-    wal_keys = [k for k in all_wal if name_of(k) not in expired]
-    ranges: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for key, found in zip(wal_keys, pool.map(lambda k: _probe(storage, k, identities), wal_keys), strict=True):
-            name = name_of(key)
-            if isinstance(found, str) or not found:
-                unreadable.append(f"WAL {name}" + (f" ({found})" if isinstance(found, str) else ""))
-                continue
-            opened_by = sorted(recipient_of(i) for i in found)
-            if len(opened_by) == 1:
-                needs[opened_by[0]]["wal"] += 1
-            if ranges and ranges[-1]["opened_by"] == opened_by:
-                ranges[-1]["last"], ranges[-1]["count"] = name, ranges[-1]["count"] + 1
-            else:
-                ranges.append({"opened_by": opened_by, "first": name, "last": name, "count": 1})
-    # Removable together, not one by one: an object encrypted to A and B needs neither alone, but it
-    # needs one of them. Grow the set of identities that can all go at once.
+    wal_keys = _wal_a_restore_may_read(storage, considered)
+    ranges = _wal_ranges(storage, wal_keys, identities, needs, unreadable, jobs=jobs)
     opener_sets: list[set[str]] = [set(b["opened_by"]) for b in backups] + [set(w["opened_by"]) for w in ranges]
-    removable: set[str] = set()
     # A manifest that could not even be read says nothing about what it needs: then no key is removable.
     blind = any(r.manifest is None for r in catalog.refused)
-    for r in sorted(needs):
-        if not blind and r not in recipients and all(o - (removable | {r}) for o in opener_sets if o):
-            removable.add(r)
+    removable = set() if blind else _removable_together(needs, recipients, opener_sets)
     identities_report = [
         {
             "recipient": r,
@@ -102,6 +79,56 @@ def key_status(
         "unreadable": unreadable,
         "recipients_without_identity": [r for r in recipients if r not in public],
     }
+
+
+def _wal_a_restore_may_read(storage: Storage, considered: Sequence[Manifest]) -> list[str]:
+    """WAL a restore may still read: what retention would not expire (from the oldest backup's start on,
+    and every timeline history file)."""
+    starts = [m.start_wal for m in considered if m.start_wal]
+    oldest = min(starts, key=segment_position, default=None)
+    all_wal = [info.key for info in storage.list("wal/")]
+    expired = set(expired_wal([name_of(k) for k in all_wal], oldest))
+    return [k for k in all_wal if name_of(k) not in expired]
+
+
+def _wal_ranges(
+    storage: Storage,
+    wal_keys: Sequence[str],
+    identities: Sequence[str],
+    needs: dict[str, dict[str, int]],
+    unreadable: list[str],
+    *,
+    jobs: int,
+) -> list[dict[str, Any]]:
+    """Runs of consecutive WAL objects opened by the same identities; counts in ``needs`` the WAL only one
+    identity opens and adds to ``unreadable`` the WAL none opens."""
+    ranges: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for key, found in zip(wal_keys, pool.map(lambda k: _probe(storage, k, identities), wal_keys), strict=True):
+            name = name_of(key)
+            if isinstance(found, str) or not found:
+                unreadable.append(f"WAL {name}" + (f" ({found})" if isinstance(found, str) else ""))
+                continue
+            opened_by = sorted(recipient_of(i) for i in found)
+            if len(opened_by) == 1:
+                needs[opened_by[0]]["wal"] += 1
+            if ranges and ranges[-1]["opened_by"] == opened_by:
+                ranges[-1]["last"], ranges[-1]["count"] = name, ranges[-1]["count"] + 1
+            else:
+                ranges.append({"opened_by": opened_by, "first": name, "last": name, "count": 1})
+    return ranges
+
+
+def _removable_together(
+    needs: dict[str, dict[str, int]], recipients: Sequence[str], opener_sets: list[set[str]]
+) -> set[str]:
+    """Removable together, not one by one: an object encrypted to A and B needs neither alone, but it
+    needs one of them. Grow the set of identities that can all go at once."""
+    removable: set[str] = set()
+    for r in sorted(needs):
+        if r not in recipients and all(o - (removable | {r}) for o in opener_sets if o):
+            removable.add(r)
+    return removable
 
 
 def new_identity_file(path: Path) -> str:

@@ -159,48 +159,17 @@ def wal_report(
     window restores from: the window promises every point after it). An older gap only stops older
     backups from replaying past it: reported, not critical, and it goes away when retention deletes them."""
 
-    def at(seg: str) -> int:
-        return position(seg, seg_size)
-
-    positions: dict[int, set[str]] = {}
-    timelines: dict[str, list[int]] = {}
-    history = []
-    unexpected: list[str] = []
-    for n in names:
-        if HISTORY.match(n):
-            history.append(n)
-            continue
-        m = SEGMENT.match(n)
-        if not m or m.group(4):  # .partial and .backup files do not fill a position
-            continue
-        try:
-            p = at(n)
-        except BackupError:  # a name no segment of this cluster can have: not ours, never a reason to stop
-            unexpected.append(n)
-            continue
-        positions.setdefault(p, set()).add(m.group(1))
-        timelines.setdefault(m.group(1), []).append(p)
+    positions, timelines, history, unexpected = _archived_positions(names, seg_size)
 
     def name(tli: str, p: int) -> str:
         return name_at(tli, p, seg_size)
 
-    gaps = []
     first = None
+    gaps: list[dict[str, Any]] = []
     if positions:
-        first = at(start) if start else min(positions)
+        first = position(start, seg_size) if start else min(positions)
         tli = start[:8] if start else min(timelines)
-        newest = max((at(s) for s, _ in backups), default=None)
-        # From one archived position to the next (never position by position: a stray name far ahead must
-        # cost one step, not billions).
-        present = sorted(x for x in positions if x >= first)
-        for p, q in zip([first - 1, *present], present, strict=False):
-            if q - p <= 1:
-                continue
-            lo, hi = p + 1, q - 1
-            inside = any(at(s) <= hi and lo <= at(e) for s, e in backups)
-            in_window = window_from is not None and hi >= at(window_from)
-            critical = inside or in_window or newest is None or hi >= newest
-            gaps.append({"from": name(tli, lo), "to": name(tli, hi), "missing": q - lo, "critical": critical})
+        gaps = _gaps(positions, first, tli, seg_size, backups, window_from)
     switches = sorted(timelines)
     return {
         "from": name(start[:8], first) if start and first is not None else None,
@@ -220,3 +189,65 @@ def wal_report(
         "history_files": sorted(history),
         "unexpected_names": sorted(unexpected),
     }
+
+
+def _archived_positions(
+    names: Iterable[str], seg_size: int
+) -> tuple[dict[int, set[str]], dict[str, list[int]], list[str], list[str]]:
+    """The archive's names sorted out: position -> timelines holding it, timeline -> its positions, the
+    history files, and the names no segment of this cluster can have."""
+    positions: dict[int, set[str]] = {}
+    timelines: dict[str, list[int]] = {}
+    history = []
+    unexpected: list[str] = []
+    for n in names:
+        if HISTORY.match(n):
+            history.append(n)
+            continue
+        m = SEGMENT.match(n)
+        if not m or m.group(4):  # .partial and .backup files do not fill a position
+            continue
+        try:
+            p = position(n, seg_size)
+        except BackupError:  # a name no segment of this cluster can have: not ours, never a reason to stop
+            unexpected.append(n)
+            continue
+        positions.setdefault(p, set()).add(m.group(1))
+        timelines.setdefault(m.group(1), []).append(p)
+    return positions, timelines, history, unexpected
+
+
+def _gaps(
+    positions: dict[int, set[str]],
+    first: int,
+    tli: str,
+    seg_size: int,
+    backups: Sequence[tuple[str, str]],
+    window_from: str | None,
+) -> list[dict[str, Any]]:
+    """The holes from ``first`` on, each critical or not (see :func:`wal_report`)."""
+
+    def at(seg: str) -> int:
+        return position(seg, seg_size)
+
+    gaps = []
+    newest = max((at(s) for s, _ in backups), default=None)
+    # From one archived position to the next (never position by position: a stray name far ahead must
+    # cost one step, not billions).
+    present = sorted(x for x in positions if x >= first)
+    for p, q in zip([first - 1, *present], present, strict=False):
+        if q - p <= 1:
+            continue
+        lo, hi = p + 1, q - 1
+        inside = any(at(s) <= hi and lo <= at(e) for s, e in backups)
+        in_window = window_from is not None and hi >= at(window_from)
+        critical = inside or in_window or newest is None or hi >= newest
+        gaps.append(
+            {
+                "from": name_at(tli, lo, seg_size),
+                "to": name_at(tli, hi, seg_size),
+                "missing": q - lo,
+                "critical": critical,
+            }
+        )
+    return gaps

@@ -141,11 +141,9 @@ def _attempt(
 ) -> DbrunbookError | None:
     """Choose (``ask``: backup, target, kind, seed), restore, check; fills ``result``. Returns a failed
     check's error; raises on a failed restore."""
-    settings = ctx.cluster.drill_settings()
     ex = ctx.executor_for(cluster, name)
     host = cluster.hosts[name]
     started = datetime.fromisoformat(result["started"])
-    failure: DbrunbookError | None = None
     catalog = ctx.catalog()
     rng = random.Random(ask["seed"])  # noqa: S311 - picks a drill, not a key
     last = catalog.manifests[-1] if catalog.manifests else None
@@ -168,25 +166,40 @@ def _attempt(
     _teardown(ctx, ex, host, data_dir)  # a drill killed earlier may have left its server behind
     # Beside the directory, not in it: the restore wants an empty directory.
     ex.run(Command(("touch", f"{data_dir}{MARKER}"), description="mark the directory as a drill's"))
-    clock = time.monotonic()
-    try:
-        restored = _restore(ctx, choice, chain, (name, cluster, data_dir, port), step)
-    except DrillRestoreFailed:
-        raise
-    except DbrunbookError as exc:
-        raise DrillRestoreFailed(f"restore of {choice.backup.backup_id} failed: {exc.one_line()}") from None
-    counting = float((restored.get("row_counts") or {}).get("seconds") or 0)
-    # The row count check runs inside the load session; it is proof, not restore time.
-    result["rto_seconds"] = round(time.monotonic() - clock - counting, 2)
+    restored, rto_seconds = _timed_restore(ctx, choice, chain, (name, cluster, data_dir, port), step)
+    result["rto_seconds"] = rto_seconds
     result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
     result["checks"] += [c.as_dict() for c in drills(ctx).extra_checks(choice.backup, restored)]
     step("checking every table")
     result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
     result["checks"] += _validations(ctx, cluster, name, port)
+    return _conclude(ctx, result)
+
+
+def _timed_restore(
+    ctx: ClusterContext, choice: DrillChoice, chain: list[Manifest], place: tuple[str, Cluster, str, int], step: Step
+) -> tuple[dict[str, Any], float]:
+    """The drill's restore and its RTO in seconds; any failure of it is a DrillRestoreFailed."""
+    clock = time.monotonic()
+    try:
+        restored = _restore(ctx, choice, chain, place, step)
+    except DrillRestoreFailed:
+        raise
+    except DbrunbookError as exc:
+        raise DrillRestoreFailed(f"restore of {choice.backup.backup_id} failed: {exc.one_line()}") from None
+    counting = float((restored.get("row_counts") or {}).get("seconds") or 0)
+    # The row count check runs inside the load session; it is proof, not restore time.
+    return restored, round(time.monotonic() - clock - counting, 2)
+
+
+def _conclude(ctx: ClusterContext, result: dict[str, Any]) -> DbrunbookError | None:
+    """The verdict on the checks and the RTO/RPO targets, as ``result["reason"]``; the error when it failed."""
+    settings = ctx.cluster.drill_settings()
     ok, reason = verdict(
         result["checks"], result["rto_seconds"], result["rpo_seconds"], settings.rto_target, settings.rpo_target
     )
+    failure: DbrunbookError | None = None
     if not ok:
         failed_check = any(not c["ok"] for c in result["checks"])
         failure = (DrillValidationFailed if failed_check else DrillTargetMissed)(f"{ctx.name}: {reason}")

@@ -157,64 +157,12 @@ def _setup_host(
     current = installed(executor, venv)
     if current and current.get("wheel_sha256") == wheel.sha256 and not force:
         return {"host": executor.name, "venv": venv, "action": "up to date", "version": current["version"]}
-    # The login user copies the wheel in (SFTP), the OS user installs it: the folder belongs to the login
-    # user, who alone can write there and remove it; 0711 and a 0644 wheel let the OS user read the file by
-    # name. The wheel holds no secret. In /tmp, not $TMPDIR: that may be a folder only the login user
-    # can enter (pam_tmpdir).
-    staging = (
-        executor.run(
-            Command(
-                ("sh", "-c", 'd=$(mktemp -d -p /tmp dbrunbook-setup.XXXXXXXX) && chmod 711 "$d" && echo "$d"'),
-                description="staging folder",
-                as_os_user=False,
-            )
-        ).stdout.strip()
-        or "/tmp/dbrunbook-setup"
-    )
+    staging = _staging_folder(executor)
     remote_wheel = f"{staging}/{wheel.path.name}"
     try:
         executor.put(wheel.path, remote_wheel)
         executor.run(Command(("chmod", "644", remote_wheel), description="let the OS user read it", as_os_user=False))
-        executor.run(Command((python, "-m", "venv", venv), description="create virtual environment"))
-        executor.run(
-            Command(
-                (
-                    f"{venv}/bin/python",
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    remote_wheel,
-                ),
-                description="install dbrunbook and its dependencies into the venv",
-                timeout=900,
-            )
-        )
-        # Same version number, other build: pip would keep the old files without --force-reinstall.
-        executor.run(
-            Command(
-                (
-                    f"{venv}/bin/python",
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--force-reinstall",
-                    "--no-deps",
-                    remote_wheel,
-                ),
-                description="replace dbrunbook's own files",
-                timeout=300,
-            )
-        )
-        executor.run(
-            Command(
-                ("sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", wheel.sha256, f"{venv}/{MARKER}"),
-                description="record the installed build",
-            )
-        )
+        _install_into_venv(executor, venv, remote_wheel, wheel.sha256, python)
     finally:
         executor.run(
             Command(("rm", "-rf", staging), description="remove staging folder", check=False, as_os_user=False)
@@ -225,6 +173,50 @@ def _setup_host(
     if not after or after.get("wheel_sha256") != wheel.sha256:
         raise CommandFailed(f"{executor.name}: dbrunbook-host in {shlex.quote(venv)} does not answer after install")
     return {"host": executor.name, "venv": venv, "action": "installed", "version": after["version"]}
+
+
+def _staging_folder(executor: HostExecutor) -> str:
+    # The login user copies the wheel in (SFTP), the OS user installs it: the folder belongs to the login
+    # user, who alone can write there and remove it; 0711 and a 0644 wheel let the OS user read the file by
+    # name. The wheel holds no secret. In /tmp, not $TMPDIR: that may be a folder only the login user
+    # can enter (pam_tmpdir).
+    return (
+        executor.run(
+            Command(
+                ("sh", "-c", 'd=$(mktemp -d -p /tmp dbrunbook-setup.XXXXXXXX) && chmod 711 "$d" && echo "$d"'),
+                description="staging folder",
+                as_os_user=False,
+            )
+        ).stdout.strip()
+        or "/tmp/dbrunbook-setup"
+    )
+
+
+def _install_into_venv(executor: HostExecutor, venv: str, remote_wheel: str, sha256: str, python: str) -> None:
+    """Create the venv, install the wheel with its dependencies, and record which build it is."""
+    pip = (f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+    executor.run(Command((python, "-m", "venv", venv), description="create virtual environment"))
+    executor.run(
+        Command(
+            (*pip, remote_wheel),
+            description="install dbrunbook and its dependencies into the venv",
+            timeout=900,
+        )
+    )
+    # Same version number, other build: pip would keep the old files without --force-reinstall.
+    executor.run(
+        Command(
+            (*pip, "--force-reinstall", "--no-deps", remote_wheel),
+            description="replace dbrunbook's own files",
+            timeout=300,
+        )
+    )
+    executor.run(
+        Command(
+            ("sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", sha256, f"{venv}/{MARKER}"),
+            description="record the installed build",
+        )
+    )
 
 
 def temp_dir() -> tempfile.TemporaryDirectory[str]:

@@ -207,11 +207,7 @@ def physical_backup(
     host, ex, agent = ctx.host(host_name), ctx.executor(host_name), ctx.agent(host_name)
     with ctx.engine.session(ex, host, ctx.login()) as db:
         f = facts(db)
-    parent, why = None, "asked for a full backup"
-    if incremental:
-        retention = ctx.cluster.retention
-        max_chain = retention.max_chain if retention and retention.max_chain is not None else DEFAULT_MAX_CHAIN
-        parent, why = pick_physical_parent(ctx.catalog().manifests, host_name, max_chain)
+    parent, why = _choose_physical_parent(ctx, host_name) if incremental else (None, "asked for a full backup")
     kind = "incremental" if parent else "physical"
     backup_id = ctx.new_backup_id(kind)
     started = datetime.now(UTC)
@@ -229,23 +225,8 @@ def physical_backup(
             int(parent.stop_lsn) if parent and parent.stop_lsn else None,
             jobs,
         )
-        res = ex.run(
-            Command(
-                (
-                    agent,
-                    "my-physical-push",
-                    "--config",
-                    config,
-                    "--backup-id",
-                    backup_id,
-                    "--lsndir",
-                    f"{scratch}/lsn",
-                    "--",
-                    *argv,
-                ),
-                description="stream mariabackup",
-            )
-        )
+        push = (agent, "my-physical-push", "--config", config, "--backup-id", backup_id, "--lsndir", f"{scratch}/lsn")
+        res = ex.run(Command((*push, "--", *argv), description="stream mariabackup"))
     out = _last_json(res.stdout, host_name, "my-physical-push")
     lsns = checkpoint_lsns(out["checkpoints"])
     step("writing the manifest")
@@ -262,6 +243,13 @@ def physical_backup(
         lsns=lsns,
         why=None if parent else why,
     )
+
+
+def _choose_physical_parent(ctx: ClusterAccess, host_name: str) -> tuple[Manifest | None, str]:
+    """The parent of an incremental, under the cluster's max_chain (or the default one)."""
+    retention = ctx.cluster.retention
+    max_chain = retention.max_chain if retention and retention.max_chain is not None else DEFAULT_MAX_CHAIN
+    return pick_physical_parent(ctx.catalog().manifests, host_name, max_chain)
 
 
 def _last_json(stdout: str, host: str, what: str) -> Any:

@@ -374,12 +374,7 @@ def follow(
     deadline = time.monotonic() + duration if duration else None
 
     def push_complete() -> None:
-        files = sorted((p for p in spool.iterdir() if binlog_number(p.name) >= 0), key=lambda p: binlog_number(p.name))
-        for path in files[:-1]:
-            outcome = wal.push(storage, path, recipients, naming=BinlogName(server_id, path.name))
-            if outcome == "archived":
-                archived.append(path.name)
-            path.unlink()
+        archived.extend(_push_complete(storage, server_id, recipients, spool))
 
     try:
         while not stop["now"] and proc.poll() is None and (deadline is None or time.monotonic() < deadline):
@@ -387,13 +382,7 @@ def follow(
             time.sleep(max(0.05, min(interval, left)))
             push_complete()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _end_stream(proc)
         errors.join(5)
         push_complete()
     code = proc.returncode
@@ -402,3 +391,25 @@ def follow(
         raise BackupError(f"the binlog stream ended (exit {code}): {errors.last_line()}")
     partial = sorted(p.name for p in spool.iterdir())
     return {"archived": archived, "streaming": partial[-1] if partial else None}
+
+
+def _push_complete(storage: Storage, server_id: int, recipients: Sequence[str], spool: Path) -> list[str]:
+    """Archive every spooled binlog but the newest (still growing); returns the names newly archived."""
+    archived: list[str] = []
+    files = sorted((p for p in spool.iterdir() if binlog_number(p.name) >= 0), key=lambda p: binlog_number(p.name))
+    for path in files[:-1]:
+        outcome = wal.push(storage, path, recipients, naming=BinlogName(server_id, path.name))
+        if outcome == "archived":
+            archived.append(path.name)
+        path.unlink()
+    return archived
+
+
+def _end_stream(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

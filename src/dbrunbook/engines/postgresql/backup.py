@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from dbrunbook import __version__
 from dbrunbook.engines.access import DEFAULT_MAX_CHAIN, ClusterAccess, pick_source
@@ -21,7 +22,9 @@ from dbrunbook.engines.postgresql.lsn import parse_backup_label, parse_lsn, segm
 from dbrunbook.engines.postgresql.wal import WalName
 from dbrunbook.errors import BackupError
 from dbrunbook.execution.command import Command, SqlStatement
+from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.execution.poll import REAL, Clock, wait_until
+from dbrunbook.execution.sql import DbSession, Row
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.catalog import Catalog
 from dbrunbook.repository.manifest import Manifest, ObjectEntry, object_key
@@ -91,6 +94,19 @@ def _cannot_build_on(catalog: Catalog, parent: Manifest | None, server: ServerFa
     return None
 
 
+IDENTITY_SQL = SqlStatement(
+    "SELECT current_setting('server_version'), "
+    "(SELECT system_identifier::text FROM pg_control_system()), "
+    "(SELECT timeline_id FROM pg_control_checkpoint()), "
+    # In bytes (unit B) since PostgreSQL 11, whatever --wal-segsize initdb was given.
+    "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), "
+    "current_setting('wal_log_hints') = 'on' OR current_setting('data_checksums') = 'on', "
+    "(SELECT data_page_checksum_version FROM pg_control_init())",
+    description="cluster identity",
+    mutating=False,
+)
+
+
 def physical_backup(
     ctx: ClusterAccess,
     *,
@@ -110,59 +126,17 @@ def physical_backup(
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
         ctx.engine.session(ex, host, ctx.login()) as db,
     ):
-        version, system_id, timeline, seg_size, hints, checksums = db.execute(
-            SqlStatement(
-                "SELECT current_setting('server_version'), "
-                "(SELECT system_identifier::text FROM pg_control_system()), "
-                "(SELECT timeline_id FROM pg_control_checkpoint()), "
-                # In bytes (unit B) since PostgreSQL 11, whatever --wal-segsize initdb was given.
-                "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), "
-                "current_setting('wal_log_hints') = 'on' OR current_setting('data_checksums') = 'on', "
-                "(SELECT data_page_checksum_version FROM pg_control_init())",
-                description="cluster identity",
-                mutating=False,
-            )
-        )[0]
-        parent: Manifest | None = None
-        why = "full backup requested"
-        # A repository prefix that already holds another system's backups (a re-initialised cluster, a copied
-        # inventory) would mix two WAL streams under the same names: refuse before writing anything.
-        catalog = ctx.catalog(system_id) if incremental or ctx.has_identities() else None
-        if incremental and catalog is not None:
-            retention = ctx.cluster.retention
-            server = ServerFacts(system_id, int(timeline), bool(hints), int(checksums), host_name)
-            parent, why = pick_parent(catalog, server, retention.max_chain if retention else None)
-            step(why if parent else f"full backup: {why}")
+        identity = db.execute(IDENTITY_SQL)[0]
+        parent, why = _choose_parent(ctx, identity, host_name, incremental=incremental, step=step)
         backup_id = ctx.new_backup_id("incremental" if parent else "physical")
         label = f"dbrunbook {backup_id}"
-        push = [agent, "backup-push", "--config", config, "--data-dir", host.data_dir]
-        push += ["--backup-id", backup_id, "--jobs", str(jobs)]
-        parent_files = None
-        if parent is not None:
-            assert parent.start_lsn is not None
-            push += ["--parent-lsn", parent.start_lsn]
-            parent_files = load_bytes(ctx.storage, parent.object(FILE_LIST).key, ctx.identities()).decode()
+        push = _push_command(ctx, agent, config, host.data_dir, backup_id, jobs=jobs, parent=parent)
         step(f"pg_backup_start on {host_name}")
         start_time = datetime.now(UTC)
         db.execute(SqlStatement("SELECT pg_backup_start(%s, true)", params=(label,), description="start backup"))
-        try:
-            step(f"streaming the data directory of {host_name}")
-            what = "stream the pages changed since the parent" if parent else "stream data directory"
-            res = ex.run(Command(tuple(push), stdin=parent_files, description=what))
-            lines = res.stdout.strip().splitlines()
-            if not lines and not ctx.settings.dry_run:
-                raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
-            objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])] if lines else []
-        finally:
-            step("pg_backup_stop")
-            # wait_for_archive=false: we wait ourselves, for the repository, which is what matters.
-            stop_lsn, labelfile, spcmap = db.execute(
-                SqlStatement(
-                    "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
-                    description="stop backup",
-                )
-            )[0]
+        objects, (stop_lsn, labelfile, spcmap) = _stream_then_stop(ctx, ex, db, push, host_name, step)
         stop_time = datetime.now(UTC)
+    timeline, seg_size = identity[2:4]  # in IDENTITY_SQL's order
     label_info = parse_backup_label(labelfile)
     tli = int(label_info.get("START TIMELINE") or timeline)
     stop_wal = segment_of_stop(tli, parse_lsn(stop_lsn), int(seg_size))
@@ -173,8 +147,99 @@ def physical_backup(
     ]
     step(f"waiting for WAL {stop_wal} in the repository")
     switch_and_wait(ctx, stop_wal)
+    manifest = _manifest(
+        ctx,
+        identity,
+        backup_id=backup_id,
+        parent=parent,
+        extra={"label": label, "why": why},
+        label_info=label_info,
+        timeline=tli,
+        stop=(stop_lsn, stop_wal),
+        times=(start_time, stop_time),
+        source_host=host_name,
+        objects=objects,
+        recipients=recipients,
+    )
+    step("writing the manifest")
+    ctx.write_manifest(manifest)
+    return manifest
 
-    manifest = Manifest(
+
+def _choose_parent(
+    ctx: ClusterAccess, identity: Row, host_name: str, *, incremental: bool, step: Step
+) -> tuple[Manifest | None, str]:
+    """The backup an incremental builds on (None for a full backup), and why."""
+    _, system_id, timeline, _, hints, checksums = identity
+    parent: Manifest | None = None
+    why = "full backup requested"
+    # A repository prefix that already holds another system's backups (a re-initialised cluster, a copied
+    # inventory) would mix two WAL streams under the same names: refuse before writing anything.
+    catalog = ctx.catalog(system_id) if incremental or ctx.has_identities() else None
+    if incremental and catalog is not None:
+        retention = ctx.cluster.retention
+        server = ServerFacts(system_id, int(timeline), bool(hints), int(checksums), host_name)
+        parent, why = pick_parent(catalog, server, retention.max_chain if retention else None)
+        step(why if parent else f"full backup: {why}")
+    return parent, why
+
+
+def _push_command(
+    ctx: ClusterAccess, agent: str, config: str, data_dir: str, backup_id: str, *, jobs: int, parent: Manifest | None
+) -> Command:
+    """The agent's backup-push; an incremental also gets the parent's file list on stdin."""
+    push = [agent, "backup-push", "--config", config, "--data-dir", data_dir]
+    push += ["--backup-id", backup_id, "--jobs", str(jobs)]
+    parent_files = None
+    if parent is not None:
+        assert parent.start_lsn is not None
+        push += ["--parent-lsn", parent.start_lsn]
+        parent_files = load_bytes(ctx.storage, parent.object(FILE_LIST).key, ctx.identities()).decode()
+    what = "stream the pages changed since the parent" if parent else "stream data directory"
+    return Command(tuple(push), stdin=parent_files, description=what)
+
+
+def _stream_then_stop(
+    ctx: ClusterAccess, ex: HostExecutor, db: DbSession, push: Command, host_name: str, step: Step
+) -> tuple[list[ObjectEntry], Row]:
+    """Stream the files while the backup is started; pg_backup_stop runs whatever happens to the stream.
+    Returns the streamed objects and pg_backup_stop's (stop LSN, backup_label, tablespace_map)."""
+    try:
+        step(f"streaming the data directory of {host_name}")
+        res = ex.run(push)
+        lines = res.stdout.strip().splitlines()
+        if not lines and not ctx.settings.dry_run:
+            raise BackupError(f"{host_name}: dbrunbook-host backup-push printed no object list")
+        objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])] if lines else []
+    finally:
+        step("pg_backup_stop")
+        # wait_for_archive=false: we wait ourselves, for the repository, which is what matters.
+        stopped = db.execute(
+            SqlStatement(
+                "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
+                description="stop backup",
+            )
+        )[0]
+    return objects, stopped
+
+
+def _manifest(
+    ctx: ClusterAccess,
+    identity: Row,
+    *,
+    backup_id: str,
+    parent: Manifest | None,
+    extra: dict[str, Any],
+    label_info: dict[str, str],
+    timeline: int,
+    stop: tuple[str, str],
+    times: tuple[datetime, datetime],
+    source_host: str,
+    objects: list[ObjectEntry],
+    recipients: list[str],
+) -> Manifest:
+    version, system_id, _, seg_size, hints, checksums = identity
+    return Manifest(
         backup_id=backup_id,
         kind="incremental" if parent else "physical",
         parent=parent.backup_id if parent else None,
@@ -182,28 +247,24 @@ def physical_backup(
         cluster=ctx.name,
         system_identifier=system_id,
         server_version=version,
-        timeline=tli,
+        timeline=timeline,
         start_lsn=label_info.get("start_lsn"),
-        stop_lsn=stop_lsn,
+        stop_lsn=stop[0],
         start_wal=label_info.get("start_wal"),
-        stop_wal=stop_wal,
-        start_time=start_time,
-        stop_time=stop_time,
-        source_host=host_name,
+        stop_wal=stop[1],
+        start_time=times[0],
+        stop_time=times[1],
+        source_host=source_host,
         objects=objects,
         recipients=recipients,
         tool_version=__version__,
         extra={
-            "label": label,
-            "why": why,
+            **extra,
             "wal_segment_size": int(seg_size),
             "hint_bits_logged": bool(hints),
             "data_checksums": int(checksums),
         },
     )
-    step("writing the manifest")
-    ctx.write_manifest(manifest)
-    return manifest
 
 
 def require_archiving(ctx: ClusterAccess) -> None:

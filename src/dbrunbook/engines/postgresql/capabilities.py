@@ -42,7 +42,8 @@ class PgRestores:
         manifest = catalog.find(request.backup)
         if manifest.kind == "logical" or request.database:
             return _restore_logical(ctx, request, manifest, target_cluster, step)
-        from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
+        from dbrunbook.engines.postgresql.restore import backup_tablespaces, run_restore
+        from dbrunbook.engines.postgresql.restore_plan import plan_restore
 
         host = target_cluster.hosts[request.to]
         chain = catalog.chain(manifest)
@@ -142,7 +143,8 @@ class PgDrills:
         place: tuple[str, Cluster, str, int],
         step: Step,
     ) -> dict[str, Any]:
-        from dbrunbook.engines.postgresql.restore import backup_tablespaces, plan_restore, run_restore
+        from dbrunbook.engines.postgresql.restore import backup_tablespaces, run_restore
+        from dbrunbook.engines.postgresql.restore_plan import plan_restore
 
         name, cluster, data_dir, port = place
         when = target_time.isoformat() if target_time else None

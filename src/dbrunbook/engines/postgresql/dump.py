@@ -14,7 +14,8 @@ from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.engines.postgresql.dump_host import dump_plan, restore_argv
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
-from dbrunbook.inventory.model import Cluster
+from dbrunbook.execution.executor import HostExecutor
+from dbrunbook.inventory.model import Cluster, Host
 from dbrunbook.repository import hostconfig
 from dbrunbook.repository.manifest import Manifest, ObjectEntry, manifest_key
 
@@ -34,17 +35,7 @@ def logical_backup(
     ex = ctx.executor(host_name)
     agent = ctx.agent(host_name)
     login = ctx.login()
-    with ctx.engine.session(ex, host, login) as db:
-        version, system_id = db.execute(
-            SqlStatement(
-                "SELECT current_setting('server_version'), (SELECT system_identifier::text FROM pg_control_system())",
-                description="cluster identity",
-                mutating=False,
-            )
-        )[0]
-        if ctx.has_identities():
-            ctx.catalog(system_id)  # refuses a prefix that holds another system's backups
-        databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    version, system_id, databases = _identity_and_databases(ctx, ex, host, login)
     backup_id = ctx.new_backup_id("logical")
     start_time = datetime.now(UTC)
     password = login.password.reveal() if login.password else ""
@@ -82,6 +73,24 @@ def logical_backup(
     return manifest
 
 
+def _identity_and_databases(
+    ctx: ClusterAccess, ex: HostExecutor, host: Host, login: Login
+) -> tuple[str, str, list[str]]:
+    """The server's version and system identifier, and the databases a logical backup dumps."""
+    with ctx.engine.session(ex, host, login) as db:
+        version, system_id = db.execute(
+            SqlStatement(
+                "SELECT current_setting('server_version'), (SELECT system_identifier::text FROM pg_control_system())",
+                description="cluster identity",
+                mutating=False,
+            )
+        )[0]
+        if ctx.has_identities():
+            ctx.catalog(system_id)  # refuses a prefix that holds another system's backups
+        databases = [row[0] for row in db.execute(DATABASES_SQL)]
+    return version, system_id, databases
+
+
 def restore_logical(
     ctx: ClusterAccess,
     manifest: Manifest,
@@ -104,25 +113,7 @@ def restore_logical(
     cred = target_cluster.credentials
     secret = ctx.resolver.resolve(cred.password) if cred.password else None
     password = secret.reveal() if secret else ""
-    with ctx.engine.session(ex, host, Login(cred.user, secret, cred.database)) as db:
-        if db.scalar(SqlStatement("SELECT pg_is_in_recovery()", mutating=False, description="read-only?")):
-            raise RestoreError(f"{to} is a replica (read-only); restore a logical backup onto a primary")
-        exists = db.execute(
-            SqlStatement(
-                "SELECT count(*) FROM pg_database WHERE datname = %s",
-                params=(database,),
-                mutating=False,
-                description="does the database exist",
-            )
-        )[0][0]
-        if exists:
-            raise RestoreError(f"database {database!r} already exists on {to}; name a new one with --database")
-        step(f"creating database {database}")
-        db.execute(
-            SqlStatement(
-                f'CREATE DATABASE "{database.replace(chr(34), chr(34) * 2)}"', description="create the target database"
-            )
-        )
+    _create_database(ctx, ex, host, Login(cred.user, secret, cred.database), to, database, step)
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=True) as config,
         ex.secret_file(pgpass_line(host.port, cred.user, password), "pgpass") as passfile,
@@ -156,3 +147,28 @@ def restore_logical(
         "source_database": source_database,
         "database": database,
     }
+
+
+def _create_database(
+    ctx: ClusterAccess, ex: HostExecutor, host: Host, login: Login, to: str, database: str, step: Step
+) -> None:
+    """A new, empty database on a primary: a logical restore never writes into an existing one."""
+    with ctx.engine.session(ex, host, login) as db:
+        if db.scalar(SqlStatement("SELECT pg_is_in_recovery()", mutating=False, description="read-only?")):
+            raise RestoreError(f"{to} is a replica (read-only); restore a logical backup onto a primary")
+        exists = db.execute(
+            SqlStatement(
+                "SELECT count(*) FROM pg_database WHERE datname = %s",
+                params=(database,),
+                mutating=False,
+                description="does the database exist",
+            )
+        )[0][0]
+        if exists:
+            raise RestoreError(f"database {database!r} already exists on {to}; name a new one with --database")
+        step(f"creating database {database}")
+        db.execute(
+            SqlStatement(
+                f'CREATE DATABASE "{database.replace(chr(34), chr(34) * 2)}"', description="create the target database"
+            )
+        )

@@ -1,26 +1,22 @@
 """PostgreSQL physical restore and point-in-time recovery.
 
-:func:`plan_restore` is pure: backup + target + destination -> a plan that explains itself (the dry run
-prints it). :func:`run_restore` executes it on the target host through the execution seam.
+:func:`~dbrunbook.engines.postgresql.restore_plan.plan_restore` is pure: backup + target + destination -> a plan
+that explains itself (the dry run prints it). :func:`run_restore` executes it on the target host through the
+execution seam.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from dbrunbook.engines import Login
 from dbrunbook.engines.access import ClusterAccess
 from dbrunbook.engines.postgresql.archive import restore_command
 from dbrunbook.engines.postgresql.driver import pgpass_line
-from dbrunbook.engines.postgresql.wal import segment_size
-from dbrunbook.engines.target import RecoveryTarget
+from dbrunbook.engines.postgresql.restore_plan import RestorePlan, recovery_settings
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
@@ -31,158 +27,6 @@ from dbrunbook.repository.manifest import Manifest, manifest_key
 
 Confirm = Callable[[str], None]
 Step = Callable[[str], None]
-
-
-def recovery_settings(target: RecoveryTarget, restore_command: str, port: int) -> str:
-    """Appended to postgresql.auto.conf (read last, so it wins over the copied settings)."""
-
-    def q(v: str) -> str:
-        # postgresql.conf strings take backslash escapes (\n, \t, octal; \x is x): a backslash must be
-        # doubled, or a value ending in one swallows its closing quote and the server does not start.
-        return "'" + v.replace("\\", "\\\\").replace("'", "''").replace("\n", "\\n").replace("\r", "\\r") + "'"
-
-    lines = [
-        "# added by dbrunbook restore.run",
-        f"restore_command = {q(restore_command)}",
-        f"port = {port}",
-        # A restored copy must never push its WAL into the source's repository, nor follow its primary.
-        "archive_mode = 'off'",
-        "primary_conninfo = ''",
-        "primary_slot_name = ''",
-        "recovery_target_timeline = 'latest'",
-    ]
-    if target.kind != "latest":
-        setting = {
-            "time": "recovery_target_time",
-            "lsn": "recovery_target_lsn",
-            "xid": "recovery_target_xid",
-            "name": "recovery_target_name",
-        }[target.kind]
-        lines += [f"{setting} = {q(str(target.value))}", f"recovery_target_action = {q(target.action)}"]
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    cluster: str
-    backup_id: str
-    backup_stop_time: datetime
-    host: str
-    data_dir: str
-    port: int
-    target: RecoveryTarget
-    wal_from: str | None
-    steps: list[str] = field(default_factory=list)
-    chain: list[str] = field(default_factory=list)  # backup ids, full first; the last is backup_id
-    tablespaces: dict[str, str] = field(default_factory=dict)  # oid -> directory on the target host
-    remapped: frozenset[str] = frozenset()  # oids the operator placed with --tablespace
-    wal_segment_size: int = 16 << 20  # the source's, from the manifest: names the segment recovery reached
-    digests: dict[str, str] = field(default_factory=dict, repr=False)  # backup id -> Manifest.digest()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "backup": self.backup_id,
-            "backup_stop_time": self.backup_stop_time.isoformat(),
-            "to": self.host,
-            "data_dir": self.data_dir,
-            "port": self.port,
-            "target": self.target.describe(),
-            "target_action": self.target.action,
-            "wal_from": self.wal_from,
-            "chain": self.chain,
-            "tablespaces": self.tablespaces,
-            "steps": self.steps,
-        }
-
-
-def plan_restore(
-    manifest: Manifest,
-    cluster: str,
-    host: str,
-    data_dir: str,
-    port: int,
-    target: RecoveryTarget,
-    chain: Sequence[Manifest] = (),
-    *,
-    tablespaces: dict[str, str] | None = None,
-    remap: Sequence[str] = (),
-) -> RestorePlan:
-    """``chain`` is every backup the restore needs, full first (just ``manifest`` for a full backup).
-    ``tablespaces`` are the backup's (oid -> original directory), ``remap`` the operator's OID=DIR."""
-    chain = list(chain) or [manifest]
-    places = dict(tablespaces or {})
-    for mapping in remap:
-        oid, sep, location = mapping.partition("=")
-        if not sep or not location.startswith("/"):
-            raise RestoreError(f"--tablespace {mapping!r} must look like OID=/absolute/dir")
-        if oid not in places:
-            raise RestoreError(
-                f"--tablespace {mapping}: backup {manifest.backup_id} has no tablespace {oid} "
-                f"(it has: {', '.join(sorted(places)) or 'none'})"
-            )
-        places[oid] = location
-    _check_places(data_dir, places)
-    if manifest.kind not in ("physical", "incremental"):
-        raise RestoreError(f"backup {manifest.backup_id} is {manifest.kind}; this restore path takes physical backups")
-    if chain[-1].backup_id != manifest.backup_id or chain[0].kind != "physical":
-        raise RestoreError(f"the chain of {manifest.backup_id} does not start with a full backup")
-    for before, after in itertools.pairwise(chain):
-        if after.kind != "incremental" or after.parent != before.backup_id:
-            raise RestoreError(f"backup {after.backup_id} does not build on {before.backup_id}: broken chain")
-    if target.kind == "time" and target.value:
-        try:
-            when = datetime.fromisoformat(target.value)
-        except ValueError:
-            raise RestoreError(f"--target-time {target.value!r} is not an ISO 8601 timestamp") from None
-        if when.tzinfo is not None and when < manifest.stop_time:
-            raise RestoreError(
-                f"--target-time {target.value} is before backup {manifest.backup_id} became consistent "
-                f"({manifest.stop_time.isoformat()}); choose an older backup"
-            )
-    steps = [
-        f"check that {data_dir} on {host} is empty and port {port} is free",
-        *(
-            f"{'unpack full backup' if m.kind == 'physical' else 'apply incremental'} {m.backup_id} "
-            f"({m.plain_size / 2**20:.0f} MiB in {len(m.objects)} objects)"
-            for m in chain
-        ),
-        *(f"restore tablespace {oid} into {location} (must be empty)" for oid, location in sorted(places.items())),
-        f"write recovery settings: restore_command from the repository, WAL from {manifest.start_wal}, "
-        f"target {target.describe()}, then {target.action}",
-        f"start PostgreSQL on port {port} and wait until the target is reached",
-    ]
-    return RestorePlan(
-        cluster,
-        manifest.backup_id,
-        manifest.stop_time,
-        host,
-        data_dir,
-        port,
-        target,
-        manifest.start_wal,
-        steps,
-        [m.backup_id for m in chain],
-        places,
-        frozenset(oid for oid in (m.partition("=")[0] for m in remap)),
-        segment_size(manifest),
-        {m.backup_id: m.digest() for m in chain},
-    )
-
-
-def _check_places(data_dir: str, places: dict[str, str]) -> None:
-    """A tablespace directory may not be, hold or sit inside the data directory or another tablespace:
-    the restore would unpack one into the other, and an incremental's cleanup would delete it."""
-    named = [("the data directory", PurePosixPath(data_dir))] + [
-        (f"tablespace {oid}", PurePosixPath(loc)) for oid, loc in sorted(places.items())
-    ]
-    for oid, loc in sorted(places.items()):
-        if not loc.startswith("/"):
-            raise RestoreError(f"tablespace {oid}: {loc!r} is not an absolute path")
-    for i, (what_a, a) in enumerate(named):
-        for what_b, b in named[i + 1 :]:
-            if a == b or a in b.parents or b in a.parents:
-                raise RestoreError(f"{what_a} ({a}) and {what_b} ({b}) overlap; give each its own directory")
 
 
 def backup_tablespaces(ctx: ClusterAccess, chain: Sequence[Manifest]) -> dict[str, str]:
@@ -200,18 +44,50 @@ def backup_tablespaces(ctx: ClusterAccess, chain: Sequence[Manifest]) -> dict[st
 
 def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bool, confirm: Confirm) -> None:
     d = plan.data_dir
+    busy_spaces = _busy_tablespaces(ex, plan, force=force)
+    data_empty = _is_empty(ex, d, "data directory")
+    port_busy = _port_in_use(ex, host, plan.port)
+    if (not data_empty or port_busy) and not force:
+        what = f"{d} is not empty" if not data_empty else f"port {plan.port} is in use"
+        raise RestoreError(f"refusing to restore on {plan.host}: {what}", hint="use --force to replace it")
+    if not data_empty or port_busy:
+        _clear_data_dir(ex, host, plan, confirm)
+    if busy_spaces:
+        # Last, once every refusal above has had its chance: nothing is deleted for a restore that stops.
+        confirm(f"delete everything in tablespace directories {', '.join(busy_spaces.values())} on {plan.host}")
+        for loc in busy_spaces.values():
+            ex.run(Command(("find", loc, "-mindepth", "1", "-delete"), description="empty a tablespace directory"))
+    ex.run(Command(("mkdir", "-p", "-m", "0700", d), description="create the data directory"))
+    ex.run(Command(("chmod", "0700", d), description="data directory mode"))
 
-    def is_empty(path: str, what: str) -> bool:
-        return ex.run(
-            Command(
-                ("sh", "-c", 'test ! -e "$1" || test -z "$(ls -A "$1")"', "sh", path),
-                mutating=False,
-                check=False,
-                description=f"is the {what} empty",
-            )
-        ).ok
 
-    busy_spaces = {oid: loc for oid, loc in plan.tablespaces.items() if not is_empty(loc, "tablespace directory")}
+def _is_empty(ex: HostExecutor, path: str, what: str) -> bool:
+    return ex.run(
+        Command(
+            ("sh", "-c", 'test ! -e "$1" || test -z "$(ls -A "$1")"', "sh", path),
+            mutating=False,
+            check=False,
+            description=f"is the {what} empty",
+        )
+    ).ok
+
+
+def _port_in_use(ex: HostExecutor, host: Host, port: int) -> bool:
+    busy = ex.run(
+        Command(
+            (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "3"),
+            mutating=False,
+            check=False,
+            description="is the port in use",
+        )
+    )
+    return busy.exit_code in (0, 1)
+
+
+def _busy_tablespaces(ex: HostExecutor, plan: RestorePlan, *, force: bool) -> dict[str, str]:
+    """The plan's tablespace directories that hold something (oid -> directory); refuses the restore unless
+    every one of them may be emptied."""
+    busy_spaces = {oid: loc for oid, loc in plan.tablespaces.items() if not _is_empty(ex, loc, "tablespace directory")}
     for oid, loc in busy_spaces.items():
         # The source's own directory (the default, and what a replica mirrors) is never emptied, even with
         # --force: only a directory the operator named with --tablespace is.
@@ -221,45 +97,21 @@ def prepare_target(ex: HostExecutor, host: Host, plan: RestorePlan, *, force: bo
                 hint=f"map it elsewhere with --tablespace {oid}=/new/dir"
                 + ("" if oid not in plan.remapped else ", or use --force to replace it"),
             )
+    return busy_spaces
 
-    data_empty = is_empty(d, "data directory")
-    busy = ex.run(
+
+def _clear_data_dir(ex: HostExecutor, host: Host, plan: RestorePlan, confirm: Confirm) -> None:
+    """Stop the server in the data directory and empty it (--force), then make sure the port is free."""
+    d = plan.data_dir
+    confirm(f"stop any server in {d} on {plan.host} and delete everything in it")
+    ex.run(
         Command(
-            (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
-            mutating=False,
-            check=False,
-            description="is the port in use",
+            (host.binary("pg_ctl"), "stop", "-D", d, "-m", "fast", "-w"), check=False, description="stop old server"
         )
     )
-    port_busy = busy.exit_code in (0, 1)
-    if (not data_empty or port_busy) and not force:
-        what = f"{d} is not empty" if not data_empty else f"port {plan.port} is in use"
-        raise RestoreError(f"refusing to restore on {plan.host}: {what}", hint="use --force to replace it")
-    if not data_empty or port_busy:
-        confirm(f"stop any server in {d} on {plan.host} and delete everything in it")
-        ex.run(
-            Command(
-                (host.binary("pg_ctl"), "stop", "-D", d, "-m", "fast", "-w"), check=False, description="stop old server"
-            )
-        )
-        ex.run(Command(("find", d, "-mindepth", "1", "-delete"), description="empty the data directory"))
-        still = ex.run(
-            Command(
-                (host.binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(plan.port), "-t", "3"),
-                mutating=False,
-                check=False,
-                description="is the port in use",
-            )
-        )
-        if still.exit_code in (0, 1) and not ex.settings.dry_run:
-            raise RestoreError(f"port {plan.port} on {plan.host} is used by a server outside {d}; pick another --port")
-    if busy_spaces:
-        # Last, once every refusal above has had its chance: nothing is deleted for a restore that stops.
-        confirm(f"delete everything in tablespace directories {', '.join(busy_spaces.values())} on {plan.host}")
-        for loc in busy_spaces.values():
-            ex.run(Command(("find", loc, "-mindepth", "1", "-delete"), description="empty a tablespace directory"))
-    ex.run(Command(("mkdir", "-p", "-m", "0700", d), description="create the data directory"))
-    ex.run(Command(("chmod", "0700", d), description="data directory mode"))
+    ex.run(Command(("find", d, "-mindepth", "1", "-delete"), description="empty the data directory"))
+    if _port_in_use(ex, host, plan.port) and not ex.settings.dry_run:
+        raise RestoreError(f"port {plan.port} on {plan.host} is used by a server outside {d}; pick another --port")
 
 
 def run_restore(
@@ -291,57 +143,7 @@ def run_restore(
         config = hostconfig.install(
             ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
         )
-        step(f"unpacking backup {plan.backup_id}")
-        ex.run(
-            Command(
-                (
-                    agent,
-                    "restore-files",
-                    "--config",
-                    config,
-                    *(
-                        arg
-                        for backup_id in plan.chain or [plan.backup_id]
-                        for arg in (
-                            "--manifest-key",
-                            manifest_key(backup_id),
-                            "--manifest-digest",
-                            plan.digests[backup_id],
-                        )
-                    ),
-                    *(
-                        arg
-                        for oid, location in plan.tablespaces.items()
-                        for arg in ("--tablespace", f"{oid}={location}")
-                    ),
-                    "--dest",
-                    plan.data_dir,
-                    "--jobs",
-                    str(jobs),
-                ),
-                description="unpack backup files",
-            )
-        )
-        ex.run(
-            Command(
-                (
-                    "sh",
-                    "-c",
-                    'cat >> "$1/postgresql.auto.conf" && rm -f "$1/standby.signal" && touch "$1/recovery.signal"',
-                    "sh",
-                    plan.data_dir,
-                ),
-                stdin=recovery_settings(plan.target, restore_command(agent, config), plan.port),
-                description="write recovery settings",
-            )
-        )
-        log = f"{plan.data_dir}/dbrunbook-restore.log"
-        step(f"starting PostgreSQL on port {plan.port}")
-        ex.run(
-            Command(
-                (host.binary("pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL"
-            )
-        )
+        log = _unpack_and_start(ex, host, agent, config, plan, jobs=jobs, step=step)
         if ctx.settings.dry_run:
             return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
         step(f"replaying WAL up to {plan.target.describe()}")
@@ -364,6 +166,56 @@ def run_restore(
             # Said, not raised: an exception under way (86, a failed recovery) is the one to report.
             result["keys_on_host"] = config_dir
             result["warning"] = f"could not remove {config_dir} on {plan.host}: it holds private keys, remove it"
+
+
+def _unpack_and_start(
+    ex: HostExecutor, host: Host, agent: str, config: str, plan: RestorePlan, *, jobs: int, step: Step
+) -> str:
+    """Unpack the chain, write the recovery settings and start the server; returns the server's log file."""
+    step(f"unpacking backup {plan.backup_id}")
+    ex.run(_restore_files_command(agent, config, plan, jobs))
+    ex.run(
+        Command(
+            (
+                "sh",
+                "-c",
+                'cat >> "$1/postgresql.auto.conf" && rm -f "$1/standby.signal" && touch "$1/recovery.signal"',
+                "sh",
+                plan.data_dir,
+            ),
+            stdin=recovery_settings(plan.target, restore_command(agent, config), plan.port),
+            description="write recovery settings",
+        )
+    )
+    log = f"{plan.data_dir}/dbrunbook-restore.log"
+    step(f"starting PostgreSQL on port {plan.port}")
+    ex.run(
+        Command((host.binary("pg_ctl"), "start", "-D", plan.data_dir, "-l", log, "-W"), description="start PostgreSQL")
+    )
+    return log
+
+
+def _restore_files_command(agent: str, config: str, plan: RestorePlan, jobs: int) -> Command:
+    """The agent's unpack of every backup of the chain, each pinned to its manifest's digest."""
+    return Command(
+        (
+            agent,
+            "restore-files",
+            "--config",
+            config,
+            *(
+                arg
+                for backup_id in plan.chain or [plan.backup_id]
+                for arg in ("--manifest-key", manifest_key(backup_id), "--manifest-digest", plan.digests[backup_id])
+            ),
+            *(arg for oid, location in plan.tablespaces.items() for arg in ("--tablespace", f"{oid}={location}")),
+            "--dest",
+            plan.data_dir,
+            "--jobs",
+            str(jobs),
+        ),
+        description="unpack backup files",
+    )
 
 
 def _remove_keys(ex: HostExecutor, config_dir: str) -> bool:
@@ -463,58 +315,60 @@ def wait_for_target(
     with ex.secret_file(pgpass, "pgpass") as passfile:
 
         def progress() -> dict[str, Any] | None:
-            out = (
-                ex.run(
-                    Command(
-                        (
-                            "sh",
-                            "-c",
-                            POLL_SCRIPT,
-                            "sh",
-                            host.binary("pg_ctl"),
-                            plan.data_dir,
-                            host.binary("pg_isready"),
-                            str(plan.port),
-                            passfile,
-                            host.binary("psql"),
-                            login.user,
-                            PROGRESS_SQL,
-                        ),
-                        mutating=False,
-                        check=False,
-                        description="recovery progress",
-                    )
-                )
-                .stdout.strip()
-                .splitlines()
-            )
-            if out and out[0] == "status=3":  # not running: recovery failed and the server shut down
-                tail = ex.run(Command(("tail", "-n", "20", log), mutating=False, check=False)).stdout
-                raise RestoreError(
-                    f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {why_stopped(tail)}"
-                )
-            if len(out) > 1 and out[1].startswith("error=") and LOGIN_REFUSED.search(out[1]):
-                raise DatabaseAuthError(
-                    f"PostgreSQL on {plan.host}:{plan.port} refused {login.user}'s login while recovery was polled: "
-                    f"{redacted(out[1].removeprefix('error=').strip())}",
-                    hint="the restored copy keeps the backup's roles: check credentials.password against them",
-                )
-            fields = out[1].split("|") if len(out) > 1 else []
-            if len(fields) == 4:
-                in_recovery = fields[0] == "t"
-                if not in_recovery or (plan.target.action == "pause" and fields[1] == "paused"):
-                    return {
-                        "reached_lsn": fields[2] or None,
-                        "reached_time": fields[3] or None,
-                        "promoted": not in_recovery,
-                        "paused": in_recovery,
-                    }
-            return None
+            out = ex.run(_poll_command(host, plan, passfile, login.user)).stdout.strip().splitlines()
+            return _read_progress(ex, plan, log, login.user, out)
 
         reached = wait_until(progress, timeout=timeout, interval=1.0, clock=clock)
     if reached is not None:
         return reached
     raise RestoreError(f"recovery on {plan.host}:{plan.port} did not reach {plan.target.describe()} in {timeout:g}s")
+
+
+def _poll_command(host: Host, plan: RestorePlan, passfile: str, user: str) -> Command:
+    return Command(
+        (
+            "sh",
+            "-c",
+            POLL_SCRIPT,
+            "sh",
+            host.binary("pg_ctl"),
+            plan.data_dir,
+            host.binary("pg_isready"),
+            str(plan.port),
+            passfile,
+            host.binary("psql"),
+            user,
+            PROGRESS_SQL,
+        ),
+        mutating=False,
+        check=False,
+        description="recovery progress",
+    )
+
+
+def _read_progress(ex: HostExecutor, plan: RestorePlan, log: str, user: str, out: list[str]) -> dict[str, Any] | None:
+    """What one poll says: where recovery stopped (promoted or paused at the target), None while it goes on;
+    raises when the server stopped or refuses the login."""
+    if out and out[0] == "status=3":  # not running: recovery failed and the server shut down
+        tail = ex.run(Command(("tail", "-n", "20", log), mutating=False, check=False)).stdout
+        raise RestoreError(f"PostgreSQL on {plan.host}:{plan.port} stopped during recovery: {why_stopped(tail)}")
+    if len(out) > 1 and out[1].startswith("error=") and LOGIN_REFUSED.search(out[1]):
+        raise DatabaseAuthError(
+            f"PostgreSQL on {plan.host}:{plan.port} refused {user}'s login while recovery was polled: "
+            f"{redacted(out[1].removeprefix('error=').strip())}",
+            hint="the restored copy keeps the backup's roles: check credentials.password against them",
+        )
+    fields = out[1].split("|") if len(out) > 1 else []
+    if len(fields) == 4:
+        in_recovery = fields[0] == "t"
+        if not in_recovery or (plan.target.action == "pause" and fields[1] == "paused"):
+            return {
+                "reached_lsn": fields[2] or None,
+                "reached_time": fields[3] or None,
+                "promoted": not in_recovery,
+                "paused": in_recovery,
+            }
+    return None
 
 
 # Refusals of a connection (ours, polling) while the server starts or stops: never why recovery stopped.
