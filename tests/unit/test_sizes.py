@@ -14,11 +14,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dbrunbook"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
-# to be split (issue 13): (module under src/dbrunbook, function's qualified name)
-TO_SPLIT = {
-    ("sandbox/inventory_gen.py", "render"),
-    ("sandbox/manager.py", "Sandbox.status"),
-}
+# Functions allowed over the limit while they wait to be split: (module under src/dbrunbook, qualified name).
+# Empty since issue 13; keep it so, or say in the entry's comment which issue splits it.
+TO_SPLIT: set[tuple[str, str]] = set()
 
 
 def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:

@@ -51,110 +51,118 @@ def render(layout: Layout, pg_bindir: str, recipient: str, signer: str, *, sudo_
     """Primaries are reached locally, replicas over the sandbox's sshd: both transports are real. pg-main-2
     logs in as another user than its ``os_user`` and works through sudo, the production layout (unless the
     sandbox could not set that up: ``sudo_login`` false); mariadb-main-2 logs in as its OS user."""
-    pg_host = {"os_user": layout.os_user, "bin_dir": pg_bindir, "socket_dir": str(layout.pg / "run")}
-    my_host = {"os_user": layout.os_user, "bin_dir": "/usr/bin"}
     return {
         "version": 1,
         "clusters": {
-            "pg-main": {
-                "engine": "postgresql",
-                "version": "15",
-                "credentials": {
-                    "user": postgres.ADMIN_USER,
-                    "password": _ref(layout, "pg-admin.password"),
-                    "database": "postgres",
-                },
-                "replication": {
-                    "user": postgres.REPLICATION_USER,
-                    "password": _ref(layout, "pg-replication.password"),
-                },
-                "hosts": {
-                    "pg-main-1": {
-                        "role": "primary",
-                        "connection": {"type": "local"},
-                        "port": layout.port("pg-primary"),
-                        "data_dir": str(postgres.data_dir(layout, "primary")),
-                        **pg_host,
-                    },
-                    "pg-main-2": {
-                        "role": "replica",
-                        "replicates_from": "pg-main-1",
-                        "connection": _ssh(layout, sudo=sudo_login),
-                        "port": layout.port("pg-replica"),
-                        "data_dir": str(postgres.data_dir(layout, "replica")),
-                        **pg_host,
-                    },
-                },
-                "repository": _repository(layout, "pg-main"),
-                "encryption": _encryption(layout, recipient, signer),
-                "retention": {"keep_last": 7, "pitr_window": "7d"},
-                "drill": {
-                    "rto_target": "10m",
-                    "rpo_target": "1d",
-                    "validations": [
-                        {
-                            "name": "catalog readable",
-                            "sql": "SELECT count(*) FROM pg_class",
-                            "compare": ">",
-                            "expect": 100,
-                        },
-                    ],
-                },
+            "pg-main": _pg_cluster(layout, pg_bindir, recipient, signer, sudo_login=sudo_login),
+            "mariadb-main": _mariadb_cluster(layout, recipient, signer),
+        },
+    }
+
+
+def _pg_cluster(layout: Layout, pg_bindir: str, recipient: str, signer: str, *, sudo_login: bool) -> dict[str, Any]:
+    pg_host = {"os_user": layout.os_user, "bin_dir": pg_bindir, "socket_dir": str(layout.pg / "run")}
+    return {
+        "engine": "postgresql",
+        "version": "15",
+        "credentials": {
+            "user": postgres.ADMIN_USER,
+            "password": _ref(layout, "pg-admin.password"),
+            "database": "postgres",
+        },
+        "replication": {
+            "user": postgres.REPLICATION_USER,
+            "password": _ref(layout, "pg-replication.password"),
+        },
+        "hosts": {
+            "pg-main-1": {
+                "role": "primary",
+                "connection": {"type": "local"},
+                "port": layout.port("pg-primary"),
+                "data_dir": str(postgres.data_dir(layout, "primary")),
+                **pg_host,
             },
-            "mariadb-main": {
-                "engine": "mariadb",
-                "version": "10.11",
-                "credentials": {
-                    "user": mariadb.ADMIN_USER,
-                    "password": _ref(layout, "mariadb-admin.password"),
-                },
-                "replication": {
-                    "user": mariadb.REPLICATION_USER,
-                    "password": _ref(layout, "mariadb-replication.password"),
-                },
-                "hosts": {
-                    "mariadb-main-1": {
-                        "role": "primary",
-                        "connection": {"type": "local"},
-                        "port": layout.port("mariadb-primary"),
-                        "data_dir": str(mariadb.data_dir(layout, "primary")),
-                        "socket_dir": str(layout.mariadb / "run"),
-                        **my_host,
-                    },
-                    "mariadb-main-2": {
-                        "role": "replica",
-                        "replicates_from": "mariadb-main-1",
-                        "connection": _ssh(layout),
-                        "port": layout.port("mariadb-replica"),
-                        "data_dir": str(mariadb.data_dir(layout, "replica")),
-                        "socket_dir": str(layout.mariadb / "run"),
-                        **my_host,
-                    },
-                },
-                "repository": _repository(layout, "mariadb-main"),
-                "encryption": _encryption(layout, recipient, signer),
-                "retention": {"keep_last": 7, "pitr_window": "7d"},
-                "drill": {
-                    # Over SSH on the replica's machine; pg-main drills restore locally, the default.
-                    "host": "mariadb-main-2",
-                    "rto_target": "10m",
-                    "rpo_target": "1d",
-                    "validations": [
-                        {
-                            "name": "users restored",
-                            "sql": "SELECT COUNT(*) FROM mysql.global_priv",
-                            "compare": ">=",
-                            "expect": 2,
-                        },
-                        {
-                            "name": "orders restored",
-                            "sql": "SELECT COUNT(*) FROM shop.orders",
-                            "compare": ">=",
-                            "expect": 1000,
-                        },
-                    ],
-                },
+            "pg-main-2": {
+                "role": "replica",
+                "replicates_from": "pg-main-1",
+                "connection": _ssh(layout, sudo=sudo_login),
+                "port": layout.port("pg-replica"),
+                "data_dir": str(postgres.data_dir(layout, "replica")),
+                **pg_host,
             },
+        },
+        "repository": _repository(layout, "pg-main"),
+        "encryption": _encryption(layout, recipient, signer),
+        "retention": {"keep_last": 7, "pitr_window": "7d"},
+        "drill": {
+            "rto_target": "10m",
+            "rpo_target": "1d",
+            "validations": [
+                {
+                    "name": "catalog readable",
+                    "sql": "SELECT count(*) FROM pg_class",
+                    "compare": ">",
+                    "expect": 100,
+                },
+            ],
+        },
+    }
+
+
+def _mariadb_cluster(layout: Layout, recipient: str, signer: str) -> dict[str, Any]:
+    my_host = {"os_user": layout.os_user, "bin_dir": "/usr/bin"}
+    return {
+        "engine": "mariadb",
+        "version": "10.11",
+        "credentials": {
+            "user": mariadb.ADMIN_USER,
+            "password": _ref(layout, "mariadb-admin.password"),
+        },
+        "replication": {
+            "user": mariadb.REPLICATION_USER,
+            "password": _ref(layout, "mariadb-replication.password"),
+        },
+        "hosts": {
+            "mariadb-main-1": {
+                "role": "primary",
+                "connection": {"type": "local"},
+                "port": layout.port("mariadb-primary"),
+                "data_dir": str(mariadb.data_dir(layout, "primary")),
+                "socket_dir": str(layout.mariadb / "run"),
+                **my_host,
+            },
+            "mariadb-main-2": {
+                "role": "replica",
+                "replicates_from": "mariadb-main-1",
+                "connection": _ssh(layout),
+                "port": layout.port("mariadb-replica"),
+                "data_dir": str(mariadb.data_dir(layout, "replica")),
+                "socket_dir": str(layout.mariadb / "run"),
+                **my_host,
+            },
+        },
+        "repository": _repository(layout, "mariadb-main"),
+        "encryption": _encryption(layout, recipient, signer),
+        "retention": {"keep_last": 7, "pitr_window": "7d"},
+        "drill": {
+            # Over SSH on the replica's machine; pg-main drills restore locally, the default.
+            "host": "mariadb-main-2",
+            "rto_target": "10m",
+            "rpo_target": "1d",
+            "validations": [
+                {
+                    "name": "users restored",
+                    "sql": "SELECT COUNT(*) FROM mysql.global_priv",
+                    "compare": ">=",
+                    "expect": 2,
+                },
+                {
+                    "name": "orders restored",
+                    "sql": "SELECT COUNT(*) FROM shop.orders",
+                    "compare": ">=",
+                    "expect": 1000,
+                },
+            ],
         },
     }
 

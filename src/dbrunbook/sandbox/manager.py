@@ -129,50 +129,22 @@ class Sandbox:
         pg_user, my_user = postgres.ADMIN_USER, mariadb.ADMIN_USER
         return {
             "clusters": [
-                {
-                    "name": "pg-main",
-                    "engine": "postgresql",
-                    "primary_dsn": f"postgresql://{pg_user}@127.0.0.1:{lay.port('pg-primary')}/postgres",
-                    "replica_dsns": [f"postgresql://{pg_user}@127.0.0.1:{lay.port('pg-replica')}/postgres"],
-                    "hosts": [
-                        {
-                            "name": "pg-main-1",
-                            "role": "primary",
-                            "port": lay.port("pg-primary"),
-                            "via": "local",
-                            "running": running["pg-main-1"],
-                        },
-                        {
-                            "name": "pg-main-2",
-                            "role": "replica",
-                            "port": lay.port("pg-replica"),
-                            "via": "ssh+sudo" if sudo_login else "ssh",
-                            "running": running["pg-main-2"],
-                        },
-                    ],
-                },
-                {
-                    "name": "mariadb-main",
-                    "engine": "mariadb",
-                    "primary_dsn": f"mysql://{my_user}@127.0.0.1:{lay.port('mariadb-primary')}/",
-                    "replica_dsns": [f"mysql://{my_user}@127.0.0.1:{lay.port('mariadb-replica')}/"],
-                    "hosts": [
-                        {
-                            "name": "mariadb-main-1",
-                            "role": "primary",
-                            "port": lay.port("mariadb-primary"),
-                            "via": "local",
-                            "running": running["mariadb-main-1"],
-                        },
-                        {
-                            "name": "mariadb-main-2",
-                            "role": "replica",
-                            "port": lay.port("mariadb-replica"),
-                            "via": "ssh",
-                            "running": running["mariadb-main-2"],
-                        },
-                    ],
-                },
+                _cluster_status(
+                    "pg-main",
+                    "postgresql",
+                    lambda port: f"postgresql://{pg_user}@127.0.0.1:{port}/postgres",
+                    (lay.port("pg-primary"), lay.port("pg-replica")),
+                    running,
+                    "ssh+sudo" if sudo_login else "ssh",
+                ),
+                _cluster_status(
+                    "mariadb-main",
+                    "mariadb",
+                    lambda port: f"mysql://{my_user}@127.0.0.1:{port}/",
+                    (lay.port("mariadb-primary"), lay.port("mariadb-replica")),
+                    running,
+                    "ssh",
+                ),
             ],
             "s3_endpoint": lay.s3_endpoint,
             "bucket": BUCKET,
@@ -432,3 +404,30 @@ class Sandbox:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _cluster_status(
+    name: str,
+    engine: str,
+    dsn: Callable[[int], str],
+    ports: tuple[int, int],
+    running: dict[str, bool],
+    replica_via: str,
+) -> dict[str, Any]:
+    """One sandbox cluster as ``sandbox.status`` shows it: a local primary, a replica over SSH."""
+    return {
+        "name": name,
+        "engine": engine,
+        "primary_dsn": dsn(ports[0]),
+        "replica_dsns": [dsn(ports[1])],
+        "hosts": [
+            {"name": f"{name}-1", "role": "primary", "port": ports[0], "via": "local", "running": running[f"{name}-1"]},
+            {
+                "name": f"{name}-2",
+                "role": "replica",
+                "port": ports[1],
+                "via": replica_via,
+                "running": running[f"{name}-2"],
+            },
+        ],
+    }
