@@ -4,6 +4,7 @@ audit log or in an error's message."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,18 +57,23 @@ def test_password_never_in_audit_or_errors(server: Server, audit_path: Path) -> 
             errors.append(caught.value)
         state = server.engine.tool_state()
         bootstrap(db, state)
-        with tool_lock(holder, state, "leak-probe"), pytest.raises(ToolLockBusy) as busy:
-            with tool_lock(db, state, "leak-probe", wait=0.5):
-                pass
+        with (
+            tool_lock(holder, state, "leak-probe"),
+            pytest.raises(ToolLockBusy) as busy,
+            tool_lock(db, state, "leak-probe", wait=0.5),
+        ):
+            pass
         errors.append(busy.value)
         stored = db.scalar(SqlStatement("SELECT note FROM t WHERE id = 2", mutating=False))
     assert stored == server.password  # the value did reach the server, as a parameter
+    # The sandbox's passwords hold quotes and backslashes: a server that quotes the value back escaped
+    # would show it in pieces the raw value does not match. No piece may show.
+    pieces = [server.password, *re.findall(r"[A-Za-z0-9]{6,}", server.password)]
     audit = audit_path.read_text()
-    assert server.password not in audit
+    assert not [p for p in pieces if p in audit]
     assert "-- params: ***" in audit
     for err in errors:
-        assert server.password not in err.one_line() and server.password not in repr(err.args)
-    assert "***" in errors[0].one_line()  # the server quoted it; the redactor caught it
+        assert not [p for p in pieces if p in err.one_line() or p in repr(err.args)], err.one_line()
     if server.cluster_name == "mariadb-main":
         with server.session() as db:
             db.execute(SqlStatement("DROP DATABASE IF EXISTS _dbrunbook"))

@@ -83,9 +83,9 @@ def test_a_held_lock_is_refused_to_a_second_session_with_the_holder_named(server
             )
         )
         with tool_lock(first, state, "migrate:orders"):
-            with pytest.raises(ToolLockBusy, match=rf"lock 'migrate:orders' is held by server session {holder_id}$"):
-                with tool_lock(second, state, "migrate:orders"):
-                    pass
+            busy = rf"lock 'migrate:orders' is held by server session {holder_id}$"
+            with pytest.raises(ToolLockBusy, match=busy), tool_lock(second, state, "migrate:orders"):
+                pass
             start = time.monotonic()
             with (
                 pytest.raises(ToolLockBusy, match=r"\(waited 1 s\)"),
@@ -114,6 +114,9 @@ def test_bootstrap_waits_for_the_bootstrap_lock(server: Server) -> None:
 
 
 def test_bad_lock_names_are_refused_before_reaching_the_server(server: Server) -> None:
-    with server.session() as db, pytest.raises(ValueError, match="lock name"):
-        with tool_lock(db, server.engine.tool_state(), "x" * 60):
-            pass
+    with (
+        server.session() as db,
+        pytest.raises(ValueError, match="lock name"),
+        tool_lock(db, server.engine.tool_state(), "x" * 60),
+    ):
+        pass

@@ -67,6 +67,31 @@ def test_mariadb_errors_carry_the_errno_and_no_secret() -> None:
     assert secret.reveal() not in mapped.one_line() and "***" in mapped.one_line()
 
 
+# How each server quotes a statement back: parameters bound on the client, escaped, so not the raw value.
+ESCAPED = "Unit-'Quote\\Secret-7713"
+
+
+def test_mariadb_syntax_errors_do_not_quote_the_statement() -> None:
+    Secret(ESCAPED, source="test")
+    quoted = ESCAPED.replace("\\", "\\\\").replace("'", "\\'")
+    exc = pymysql.err.ProgrammingError(1064, f"You have an error in your SQL syntax; near '= '{quoted}'' at line 1")
+    mapped = my_map_error(exc, "db1")
+    assert isinstance(mapped, QueryFailed) and mapped.code == "1064"
+    assert "Quote" not in mapped.one_line() and "statement not shown" in mapped.one_line()
+
+
+def test_postgres_syntax_errors_do_not_quote_the_statement() -> None:
+    import psycopg
+
+    class Syntax(psycopg.errors.SyntaxError):
+        sqlstate = "42601"
+
+    quoted = ESCAPED.replace("'", "''")
+    mapped = get_engine("postgresql").map_error(Syntax(f"syntax error at or near \"'{quoted}'\""), "db1")
+    assert isinstance(mapped, QueryFailed) and mapped.code == "42601"
+    assert "Quote" not in mapped.one_line() and "statement not shown" in mapped.one_line()
+
+
 def test_postgres_errors_carry_the_sqlstate() -> None:
     import psycopg
 
@@ -129,7 +154,7 @@ def test_bootstrap_plans_only_the_missing_steps_in_order() -> None:
 
 
 def test_bootstrap_refuses_a_newer_database() -> None:
-    with pytest.raises(ToolStateTooNew, match="db1: schema dbrunbook is at tool state version 4.*up to 3") as caught:
+    with pytest.raises(ToolStateTooNew, match=r"db1: schema dbrunbook is at tool state version 4.*up to 3") as caught:
         plan_bootstrap((step(1), step(2), step(3)), 4, where="db1: schema dbrunbook")
     assert caught.value.exit_code == 35
 

@@ -23,6 +23,7 @@ VERSION_SQL = SqlStatement("SELECT VERSION(), @@server_id", description="server 
 REPLICA_STATUS_SQL = SqlStatement("SHOW SLAVE STATUS", description="replica status", mutating=False)
 
 _AUTH_CODES = {1044, 1045, 1698}  # access denied to database / for user / unix socket auth
+_QUOTES_STATEMENT = {1064, 1149}  # ER_PARSE_ERROR, ER_SYNTAX_ERROR: the message quotes the statement text
 
 
 def map_error(exc: Exception, host: str) -> DatabaseError:
@@ -32,6 +33,10 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
         return DatabaseAuthError(f"{host}: MariaDB refused the login: {text}")
     if code in (2002, 2003, 2006, 2013):
         return DatabaseUnreachableError(f"{host}: MariaDB unreachable: {text}")
+    if code in _QUOTES_STATEMENT:
+        # "... near '<the rest of the statement>'": parameters are bound on the client, so the excerpt holds
+        # them escaped (\\' for '), where the redactor, which knows only the raw secret, cannot see them.
+        text = text.split(" near '", 1)[0] + " (statement not shown; it is in the audit log)"
     return QueryFailed(f"{host}: MariaDB error {code}: {text}", code=None if code is None else str(code))
 
 

@@ -57,7 +57,12 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
         return DatabaseAuthError(f"{host}: PostgreSQL refused the login: {_tail(text)}")
     if isinstance(exc, psycopg.OperationalError) and state is None:
         return DatabaseUnreachableError(f"{host}: PostgreSQL unreachable: {_tail(text)}")
-    return QueryFailed(f"{host}: PostgreSQL error {state or ''}: {_tail(text)}".replace("  ", " "), code=state)
+    reason = _tail(text)
+    if state == "42601":
+        # 'syntax error at or near "<token>"': with client-side binding the token can be a parameter, quoted
+        # and escaped ('' for '), where the redactor, which knows only the raw secret, cannot see it.
+        reason = reason.split(" at or near ", 1)[0] + " (statement not shown; it is in the audit log)"
+    return QueryFailed(f"{host}: PostgreSQL error {state or ''}: {reason}".replace("  ", " "), code=state)
 
 
 def _tail(text: str) -> str:
