@@ -93,7 +93,7 @@ def test_dry_run_plans_the_transaction_and_changes_nothing(server: Server, setti
     assert settings.plan == [f"[{host}] SQL: BEGIN", f"[{host}] SQL: DELETE FROM t", f"[{host}] SQL: COMMIT"]
 
 
-def test_lock_timeout_fires_on_a_row_held_by_another_session(server: Server) -> None:
+def test_lock_timeout_fires_on_a_row_held_by_another_session(server: Server, audit_path: Path) -> None:
     with server.session() as holder, server.session() as waiter, holder.transaction():
         holder.execute(q("UPDATE t SET note = 'held' WHERE id = 1"))
         before = waiter.execute(q(SHOW_LIMITS[server.cluster_name]))
@@ -106,6 +106,9 @@ def test_lock_timeout_fires_on_a_row_held_by_another_session(server: Server) -> 
         assert not is_statement_timeout(caught.value)
         # The block put the connection's own limits back.
         assert waiter.execute(q(SHOW_LIMITS[server.cluster_name])) == before
+    failed = [e for e in audited(audit_path) if e["text"] == "UPDATE t SET note = 'waiter' WHERE id = 1"]
+    assert len(failed) == 1 and failed[0]["exit"].startswith("error: ")
+    assert failed[0]["code"] == LOCK_TIMEOUT[server.cluster_name]
 
 
 def test_limits_are_applied_inside_the_block_only(server: Server) -> None:
