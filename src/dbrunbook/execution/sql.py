@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -195,6 +195,11 @@ class DbSession:
                 rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
         except Exception as exc:
             self._failed_in_transaction = self._in_transaction
+            if self._map_error is not None:
+                error = self._map_error(exc, self.host)
+            else:
+                error = QueryFailed(f"{self.host}: {stmt.description or 'query'} failed: {type(exc).__name__}")
+            code = error.code if isinstance(error, QueryFailed) else None
             self.settings.audit.record(
                 host=self.host,
                 kind="sql",
@@ -202,11 +207,9 @@ class DbSession:
                 duration=time.monotonic() - start,
                 exit_status=f"error: {type(exc).__name__}",
                 dry_run=False,
-                **_code_field(exc),
+                **({"code": code} if code else {}),
             )
-            if self._map_error is not None:
-                raise self._map_error(exc, self.host) from None
-            raise QueryFailed(f"{self.host}: {stmt.description or 'query'} failed: {type(exc).__name__}") from None
+            raise error from None
         self.settings.audit.record(
             host=self.host,
             kind="sql",
@@ -220,13 +223,3 @@ class DbSession:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def _code_field(exc: Exception) -> Mapping[str, str]:
-    """The server's error code for the audit line: psycopg's SQLSTATE, or PyMySQL's errno."""
-    state = getattr(exc, "sqlstate", None)
-    if isinstance(state, str):
-        return {"code": state}
-    if exc.args and isinstance(exc.args[0], int):
-        return {"code": str(exc.args[0])}
-    return {}
