@@ -122,11 +122,60 @@ class DatabaseAuthError(DatabaseError):
 
 
 class QueryFailed(DatabaseError):
+    """A statement failed. ``code`` is the server's own error code as text (PostgreSQL's SQLSTATE, MariaDB's
+    errno), so callers decide by code with :func:`is_lock_timeout` and friends, never by message text."""
+
     exit_code = 33
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 class EngineNotSupported(DatabaseError):
     exit_code = 34
+
+
+class ToolStateTooNew(DatabaseError):
+    """The database's dbrunbook tool state was bootstrapped by a newer dbrunbook than this one."""
+
+    exit_code = 35
+
+
+class ToolLockBusy(DatabaseError):
+    """Another session holds the dbrunbook advisory lock this run needs."""
+
+    exit_code = 36
+
+
+# Server error codes by meaning. SQLSTATEs (five characters) and MariaDB/MySQL errnos (digits) never collide.
+LOCK_TIMEOUT_CODES = frozenset({"55P03", "1205"})  # lock_not_available; ER_LOCK_WAIT_TIMEOUT (row and metadata)
+DEADLOCK_CODES = frozenset({"40P01", "1213"})  # deadlock_detected; ER_LOCK_DEADLOCK
+SERIALIZATION_CODES = frozenset({"40001"})  # serialization_failure (PostgreSQL REPEATABLE READ/SERIALIZABLE)
+# query_canceled (statement_timeout or a cancel); MariaDB ER_STATEMENT_TIMEOUT; MySQL ER_QUERY_TIMEOUT
+STATEMENT_TIMEOUT_CODES = frozenset({"57014", "1969", "3024"})
+
+
+def error_code(err: BaseException) -> str | None:
+    return err.code if isinstance(err, QueryFailed) else None
+
+
+def is_lock_timeout(err: BaseException) -> bool:
+    return error_code(err) in LOCK_TIMEOUT_CODES
+
+
+def is_deadlock(err: BaseException) -> bool:
+    return error_code(err) in DEADLOCK_CODES
+
+
+def is_statement_timeout(err: BaseException) -> bool:
+    return error_code(err) in STATEMENT_TIMEOUT_CODES
+
+
+def is_retryable(err: BaseException) -> bool:
+    """Failures that say nothing about the statement itself, only about a concurrent session: the same
+    transaction may succeed when run again. A statement timeout is not one: the work was too slow."""
+    return error_code(err) in LOCK_TIMEOUT_CODES | DEADLOCK_CODES | SERIALIZATION_CODES
 
 
 # --- checks and safety -----------------------------------------------------------------------------

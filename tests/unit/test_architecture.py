@@ -22,6 +22,7 @@ LAYERS = (
     "context",
     "hosts",
     "agent",
+    "toolstate",  # dbrunbook's own state in a server: uses an engine's dialect and a session
     "engines",
     "repository",
     "execution",

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
-from dbrunbook.errors import DbrunbookError
+from dbrunbook.engines.toolstate_base import ToolStateDialect
+from dbrunbook.errors import DbrunbookError, EngineNotSupported
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor
-from dbrunbook.execution.sql import DbSession
+from dbrunbook.execution.sql import DbSession, SessionDialect
 from dbrunbook.inventory.model import Host, Role
 from dbrunbook.redact import Secret
 
@@ -87,7 +88,9 @@ class EngineDriver(ABC):
                 conn = self._connect(address, port, login)
             except Exception as exc:
                 raise self.map_error(exc, executor.name) from None
-            db = DbSession(executor.name, executor.settings, conn, map_error=self.map_error)
+            db = DbSession(
+                executor.name, executor.settings, conn, map_error=self.map_error, dialect=self.session_dialect()
+            )
             try:
                 yield db
             finally:
@@ -96,6 +99,14 @@ class EngineDriver(ABC):
     @abstractmethod
     def _connect(self, address: str, port: int, login: Login) -> Any:
         """A DB-API connection in autocommit mode; the password goes to the driver in-process only."""
+
+    def session_dialect(self) -> SessionDialect | None:
+        """The engine's SQL for per-session limits (``DbSession.limits``, ``execute(timeout=...)``)."""
+        return None
+
+    def tool_state(self) -> ToolStateDialect:
+        """Where and how dbrunbook keeps its own state inside this engine's servers (``dbrunbook.toolstate``)."""
+        raise EngineNotSupported(f"{self.name}: no tool state in the database for this engine")
 
     @abstractmethod
     def map_error(self, exc: Exception, host: str) -> DbrunbookError:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
+from dbrunbook.engines.mariadb.session import MariaDBSessionDialect, MySQLSessionDialect
+from dbrunbook.engines.mariadb.toolstate import MariaDBToolState
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, EngineNotSupported, QueryFailed
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -21,6 +23,7 @@ VERSION_SQL = SqlStatement("SELECT VERSION(), @@server_id", description="server 
 REPLICA_STATUS_SQL = SqlStatement("SHOW SLAVE STATUS", description="replica status", mutating=False)
 
 _AUTH_CODES = {1044, 1045, 1698}  # access denied to database / for user / unix socket auth
+_QUOTES_STATEMENT = {1064, 1149}  # ER_PARSE_ERROR, ER_SYNTAX_ERROR: the message quotes the statement text
 
 
 def map_error(exc: Exception, host: str) -> DatabaseError:
@@ -30,7 +33,11 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
         return DatabaseAuthError(f"{host}: MariaDB refused the login: {text}")
     if code in (2002, 2003, 2006, 2013):
         return DatabaseUnreachableError(f"{host}: MariaDB unreachable: {text}")
-    return QueryFailed(f"{host}: MariaDB error {code}: {text}")
+    if code in _QUOTES_STATEMENT:
+        # "... near '<the rest of the statement>'": parameters are bound on the client, so the excerpt holds
+        # them escaped (\\' for '), where the redactor, which knows only the raw secret, cannot see them.
+        text = text.split(" near '", 1)[0] + " (statement not shown; it is in the audit log)"
+    return QueryFailed(f"{host}: MariaDB error {code}: {text}", code=None if code is None else str(code))
 
 
 def client_defaults(user: str, password: str) -> str:
@@ -154,6 +161,12 @@ class MariaDB(EngineDriver):
     def map_error(self, exc: Exception, host: str) -> DatabaseError:
         return map_error(exc, host)
 
+    def session_dialect(self) -> MariaDBSessionDialect:
+        return MariaDBSessionDialect()
+
+    def tool_state(self) -> MariaDBToolState:
+        return MariaDBToolState()
+
     def probe(self, db: DbSession) -> ServerProbe:
         version, _server_id = db.execute(VERSION_SQL)[0]
         status = db.records(REPLICA_STATUS_SQL)
@@ -196,6 +209,9 @@ class MySQL(MariaDB):
     backup_tool = None
     stream_tool = None
     dump_position_flags = ("--source-data=2", "--set-gtid-purged=ON")
+
+    def session_dialect(self) -> MySQLSessionDialect:
+        return MySQLSessionDialect()
 
     def binary_major(self, name: str, version_line: str) -> str | None:
         full = first_match(r"Ver (\d+\.\d+\.\d+)", version_line)

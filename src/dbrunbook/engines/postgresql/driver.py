@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dbrunbook.engines.base import EngineDriver, Login, ServerProbe, first_match
+from dbrunbook.engines.postgresql.session import PostgresSessionDialect
+from dbrunbook.engines.postgresql.toolstate import PostgresToolState
 from dbrunbook.errors import DatabaseAuthError, DatabaseError, DatabaseUnreachableError, QueryFailed, SecretError
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -55,7 +57,12 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
         return DatabaseAuthError(f"{host}: PostgreSQL refused the login: {_tail(text)}")
     if isinstance(exc, psycopg.OperationalError) and state is None:
         return DatabaseUnreachableError(f"{host}: PostgreSQL unreachable: {_tail(text)}")
-    return QueryFailed(f"{host}: PostgreSQL error {state or ''}: {_tail(text)}".replace("  ", " "))
+    reason = _tail(text)
+    if state == "42601":
+        # 'syntax error at or near "<token>"': with client-side binding the token can be a parameter, quoted
+        # and escaped ('' for '), where the redactor, which knows only the raw secret, cannot see it.
+        reason = reason.split(" at or near ", 1)[0] + " (statement not shown; it is in the audit log)"
+    return QueryFailed(f"{host}: PostgreSQL error {state or ''}: {reason}".replace("  ", " "), code=state)
 
 
 def _tail(text: str) -> str:
@@ -90,6 +97,12 @@ class PostgreSQL(EngineDriver):
 
     def map_error(self, exc: Exception, host: str) -> DatabaseError:
         return map_error(exc, host)
+
+    def session_dialect(self) -> PostgresSessionDialect:
+        return PostgresSessionDialect()
+
+    def tool_state(self) -> PostgresToolState:
+        return PostgresToolState()
 
     def probe(self, db: DbSession) -> ServerProbe:
         version, in_recovery, system_id = db.execute(VERSION_SQL)[0]
