@@ -179,12 +179,14 @@ class ProgressLines:
 
     def __call__(self, event: ProgressEvent) -> None:
         now = self._clock()
-        tenth = event.done * 10 // event.total if event.total else None
+        # Tar headers and padding come on top of the planned file bytes: past 100% is still 100%, said once.
+        tenth = min(event.done * 10 // event.total, 10) if event.total else None
         if (tenth is not None and tenth > self._last_tenth) or now - self._last_time >= self._every:
             self._last_tenth = tenth if tenth is not None else self._last_tenth
             self._last_time = now
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
-            share = f" of {_mib(event.total)} ({event.done * 100 // event.total}%)" if event.total else ""
+            pct = min(event.done * 100 // event.total, 100) if event.total else 0
+            share = f" of {_mib(event.total)} ({pct}%)" if event.total else ""
             what = f", {event.what}" if event.what else ""
             self._write(f"{stamp} {self.title}: {_mib(event.done)}{share}{what}")
 

@@ -125,6 +125,10 @@ def test_without_a_terminal_a_line_every_ten_percent_or_every_minute() -> None:
     assert len(lines) == 10
     assert lines[0].endswith("backup.full pg-main: 10.0 MiB of 100.0 MiB (10%)")
     assert lines[-1].endswith("(100%)")
+    # Past the planned bytes (tar headers on top of the files): no line says more than 100%, none twice.
+    for done in (101, 110, 120):
+        show(ProgressEvent(done * MIB, 100 * MIB))
+    assert len(lines) == 10
     # Unknown total (or slow progress): one line a minute.
     lines.clear()
     slow = ProgressLines("restore.run", lines.append, clock=lambda: now[0])
