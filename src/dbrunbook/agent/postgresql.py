@@ -11,6 +11,7 @@ from typing import Any
 
 from dbrunbook.agent.common import NOT_IN_ARCHIVE, Handler, open_repository, read_manifest
 from dbrunbook.errors import DbrunbookError
+from dbrunbook.repository.digest import file_digest
 
 
 def _wal_push(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def _wal_push(args: argparse.Namespace) -> int:
 
     def ahead(other: Path) -> None:
         try:
-            digest = walspool.file_digest(other)
+            digest = file_digest(other)
             wal.push(storage, other, cfg.recipients, digest)
         except (OSError, DbrunbookError):
             return  # PostgreSQL asks for it later, and that run reports what is wrong

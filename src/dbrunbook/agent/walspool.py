@@ -13,10 +13,11 @@ digest does not match the file is ignored and the full path runs (which then ref
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
+
+from dbrunbook.repository.digest import file_digest
 
 SPOOL = "wal-spool"
 STALE_SECONDS = 24 * 3600
@@ -24,14 +25,6 @@ STALE_SECONDS = 24 * 3600
 
 def spool_dir(config: str | Path) -> Path:
     return Path(config).parent / SPOOL
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def already_pushed(config: str | Path, path: Path) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dbrunbook.errors import BackupError, ObjectCorruptError
+from dbrunbook.repository.digest import file_digest
 from dbrunbook.repository.manifest import SUFFIX
 from dbrunbook.repository.objects import load_key, store
 from dbrunbook.repository.storage import Storage
@@ -54,12 +55,6 @@ def only_key(name: str, keys: Sequence[str]) -> str:
             "not written by dbrunbook alone; refusing to choose one"
         )
     return keys[0]
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_chunks(path: Path) -> Iterator[bytes]:

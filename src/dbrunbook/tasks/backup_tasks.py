@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
@@ -112,7 +112,9 @@ def _take(
                     return None
                 chosen = kind if kind else methods.default_kind
                 ctx.signer  # noqa: B018 - no signing key is a config error now, not after hours of streaming
-                with ctx.lease("backup"), _shown(run, f"{name}: {chosen} backup", forks):
+                # Progress one cluster at a time: parallel clusters would fight over one bar.
+                shown = run.showing_progress(f"{name}: {chosen} backup") if forks == 1 else nullcontext()
+                with ctx.lease("backup"), shown:
                     m = methods.take(ctx, chosen, source=source, jobs=jobs, step=_prefixed(step, name))
                 return summary(m)
 
@@ -163,22 +165,6 @@ def _what(b: dict[str, Any]) -> str:
         pos = b["binlog"]
         return f"binlog {pos['file']}:{pos['position']}" + (f" GTID {pos['gtid']}" if pos.get("gtid") else "")
     return f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
-
-
-@contextmanager
-def _shown(run: TaskRun, title: str, forks: int) -> Iterator[None]:
-    """The host streams' progress as a bar (a terminal) or a line every 10% or minute; one cluster at a time,
-    since parallel clusters would fight over one bar. The lease above is shared: prune and key rotation
-    wait for the backup."""
-    if forks > 1:
-        yield
-        return
-    with run.out.progress(title) as show:
-        run.settings.progress = show
-        try:
-            yield
-        finally:
-            run.settings.progress = None
 
 
 def _prefixed(step: Callable[[str], None], name: str) -> Callable[[str], None]:

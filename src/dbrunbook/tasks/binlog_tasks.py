@@ -67,8 +67,7 @@ def _sync_one(
     from dbrunbook.engines.mariadb.backup import binlog_follow, binlog_sync
     from dbrunbook.tasks.fleet_report import ClusterReport
 
-    if not _has_binlogs(ctx):
-        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+    _require_binlogs(ctx)
     with run.out.steps("binlog.sync") as step:
         if follow:
             r = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
@@ -117,6 +116,12 @@ def _has_binlogs(ctx: ClusterContext) -> bool:
     return ctx.engine.log_archive is not None and ctx.engine.log_archive.name == "binlog"
 
 
+def _require_binlogs(ctx: ClusterContext) -> None:
+    """A cluster named explicitly gets a reason; without a selection, report_fleet skips it (``applies``)."""
+    if not _has_binlogs(ctx):
+        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+
+
 def _check_one(ctx: ClusterContext) -> ClusterReport:
     from dbrunbook.engines.mariadb.backup import binlog_keys, facts, server_binlogs
     from dbrunbook.engines.mariadb.binlog import binlog_report
@@ -124,8 +129,7 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
     from dbrunbook.execution.command import SqlStatement
     from dbrunbook.tasks.fleet_report import ClusterReport
 
-    if not _has_binlogs(ctx):
-        raise BackupError(f"cluster {ctx.name} is {ctx.cluster.engine.value}: binlogs are MariaDB/MySQL (see wal.*)")
+    _require_binlogs(ctx)
     primary_name, primary = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(primary_name), primary, ctx.login()) as db:
         f = facts(db)

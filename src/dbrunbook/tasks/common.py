@@ -9,7 +9,8 @@ import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -135,6 +136,17 @@ class TaskRun:
             )
         ((cname, cluster),) = clusters.items()
         return ClusterContext(cname, cluster, self.resolver, self.settings, self.executor)
+
+    @contextmanager
+    def showing_progress(self, title: str) -> Iterator[None]:
+        """While the block runs, host streams' progress events (a backup's or restore's bytes) go to a bar on a
+        terminal, or a line every 10% or minute; every executor of the run hands them over."""
+        with self.out.progress(title) as show:
+            self.settings.progress = show
+            try:
+                yield
+            finally:
+                self.settings.progress = None
 
     def find_host(self, host: str) -> tuple[str, Cluster]:
         """A host anywhere in the inventory (restores may go to another cluster's host)."""

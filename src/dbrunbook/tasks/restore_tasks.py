@@ -110,9 +110,8 @@ def _restore(
     with (
         ctx.lease("restore", dry_run=dry_run or ignore_leases),
         task_run.out.steps("restore.run") as step,
-        task_run.out.progress(f"restore {request.backup} on {request.to}") as show,
+        task_run.showing_progress(f"restore {request.backup} on {request.to}"),
     ):
-        task_run.settings.progress = show  # the host's unpacking, as a bar or a line every 10%
         result = method.restore(
             ctx, request, task_run.find_host, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run), step=step
         )

@@ -234,9 +234,17 @@ class Meter(Protocol):
 
 
 def metered(chunks: Iterable[bytes], meter: Meter, what: str) -> Iterator[bytes]:
+    """The chunks, told to the meter a MiB at a time: a tar header per small file must not cost a locked call
+    each on the data path."""
+    pending = 0
     for chunk in chunks:
-        meter.add(len(chunk), what)
+        pending += len(chunk)
+        if pending >= READ:
+            meter.add(pending, what)
+            pending = 0
         yield chunk
+    if pending:
+        meter.add(pending, what)
 
 
 def push_bundles(
