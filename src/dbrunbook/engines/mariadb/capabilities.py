@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbrunbook.engines.mariadb.binlog import ReplayTarget
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
 from dbrunbook.engines.capabilities import Check, RestoreRequest, dry_run_lines
@@ -28,7 +31,8 @@ class MyBackups:
         return backup.physical_backup(ctx, source=source, jobs=jobs, step=step, incremental=kind == "incremental")
 
 
-def _replay_target(target: RecoveryTarget) -> Any:
+def _replay_target(target: RecoveryTarget) -> ReplayTarget:
+    """The one recovery target as binlog replay reads it (times need a zone, positions FILE:POS...)."""
     from dbrunbook.engines.mariadb.binlog import ReplayTarget
 
     value = target.value
@@ -43,7 +47,7 @@ def _restore_chain(
     ctx: ClusterAccess,
     backup: Manifest,
     chain: list[Manifest],
-    target: RecoveryTarget,
+    replay: ReplayTarget,
     place: tuple[str, Cluster, str, int],
     *,
     check_rows: bool,
@@ -57,9 +61,7 @@ def _restore_chain(
 
     name, cluster, data_dir, port = place
     archive = binlog_keys(ctx, int(backup.extra.get("server_id", 0)))
-    plan = plan_my_restore(
-        ctx.name, backup, chain, archive, name, data_dir, port, _replay_target(target), check_rows=check_rows
-    )
+    plan = plan_my_restore(ctx.name, backup, chain, archive, name, data_dir, port, replay, check_rows=check_rows)
     return run_my_restore(ctx, plan, cluster, force=force, confirm=confirm, jobs=jobs, step=step)
 
 
@@ -72,7 +74,7 @@ class MyRestores:
         from dbrunbook.engines.mariadb.rowcount import mismatch_line
 
         request.target.require(self.target_kinds, "MariaDB")
-        _replay_target(request.target)  # a malformed target fails before anything is read
+        replay = _replay_target(request.target)  # a malformed target fails before anything is read
         _, target_cluster = find_host(request.to)
         host = target_cluster.hosts[request.to]
         catalog = ctx.catalog()
@@ -88,7 +90,7 @@ class MyRestores:
             ctx,
             manifest,
             chain,
-            request.target,
+            replay,
             place,
             check_rows=request.check_rows,
             force=request.force,
@@ -160,7 +162,7 @@ class MyDrills:
             ctx,
             backup,
             chain,
-            target,
+            _replay_target(target),
             place,
             check_rows=counted,
             force=False,
