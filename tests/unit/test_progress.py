@@ -140,3 +140,21 @@ def test_without_a_terminal_a_line_every_ten_percent_or_every_minute() -> None:
         "restore.run: 4.0 MiB, data/0001.tar",
     ]
     assert lines[0][:4].isdigit()
+
+
+def test_the_data_path_tells_the_meter_a_mib_at_a_time_and_the_rest_at_the_end() -> None:
+    from dbrunbook.engines.postgresql.physical import metered
+
+    class Meter:
+        total: int | None = None
+
+        def __init__(self) -> None:
+            self.added: list[int] = []
+
+        def add(self, count: int, what: str = "") -> None:
+            self.added.append(count)
+
+    meter = Meter()
+    chunks = [b"x" * (512 << 10)] * 5 + [b"h" * 512]
+    assert list(metered(chunks, meter, "data/0001.tar")) == chunks  # the bytes pass through untouched
+    assert meter.added == [MIB, MIB, (512 << 10) + 512]
