@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from dbrunbook.engines.postgresql.driver import pgpass_line
+
 REPO = Path(__file__).resolve().parents[1]
 INVOKE = str(Path(sys.executable).parent / "invoke")
 
@@ -25,9 +27,11 @@ def as_user(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user and os.geteuid() == 0 else argv
 
 
-def sh(*args: str, user: str | None = None, env: dict[str, str] | None = None) -> str:
+def sh(*args: str, user: str | None = None, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     argv = as_user(user, list(args))
-    res = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    res = subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
+    )
     if res.returncode:
         raise SystemExit(f"{' '.join(args[:3])} failed: {res.stderr.strip()[-500:]}")
     return res.stdout
@@ -107,7 +111,9 @@ def sandbox() -> tuple[dict[str, Any], dict[str, Any], Primary]:
     user = host["os_user"]
     home = sh("sh", "-c", "printf %s $HOME", user=user)
     pgpass = Path(home) / ".pgpass"
-    sh("sh", "-c", f'umask 077; printf "%s\\n" "*:*:*:postgres:{password}" > {pgpass}', user=user)
+    # On stdin and escaped as libpq reads it: the sandbox's passwords hold quotes, ':' and '\\' on purpose.
+    line = pgpass_line("*", "postgres", password, host="*")
+    sh("sh", "-c", 'umask 077; cat > "$1"', "sh", str(pgpass), user=user, stdin=line)
     primary = Primary(user, host["bin_dir"], host["data_dir"], host["port"], home, {"PGPASSFILE": str(pgpass)})
     return dev, pg, primary
 
