@@ -40,7 +40,7 @@ def test_binlog_sync_result(world: World) -> None:
     world.binlogs("orders-my", [1])
     world.fake("my1").on(r"dbrunbook-host binlog-push ", pushed)
     ctx = world.context("orders-my", server())
-    result = binlog_sync(ctx)
+    result = binlog_sync(ctx).as_dict()
     assert result == {
         "cluster": "orders-my",
         "host": "my1",
@@ -60,7 +60,7 @@ def test_binlog_sync_rotating_with_nothing_to_push(world: World) -> None:
     database = server().on(r"'mariadb-bin.000003'", Rows(("Event_type", "Info"), (("Gtid_list", "[0-1-40]"),)))
     database.on(r"^FLUSH BINARY LOGS$", Rows())
     ctx = world.context("orders-my", database)
-    result = binlog_sync(ctx)
+    result = binlog_sync(ctx).as_dict()
     # The fake server lists the same files after FLUSH: what counts is that it rotated.
     assert result == {
         "cluster": "orders-my",
@@ -82,7 +82,7 @@ def test_binlog_follow_result(world: World) -> None:
     streamed = {"archived": ["mariadb-bin.000003"], "streaming": "mariadb-bin.000004"}
     world.fake("my1-restore").on(r"dbrunbook-host binlog-follow ", Reply(stdout=json.dumps(streamed) + "\n"))
     ctx = world.context("orders-my", server())
-    result = binlog_follow(ctx, duration=5)
+    result = binlog_follow(ctx, duration=5).as_dict()
     assert result == {
         "cluster": "orders-my",
         "host": "my1",

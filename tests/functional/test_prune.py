@@ -73,7 +73,7 @@ def prune(world: World, cluster: str, *, dry_run: bool = False) -> dict[str, obj
         plan = plan_prune(ctx, datetime.now(UTC))
         if dry_run:
             return {**plan.as_dict(), "dry_run": True}
-        return run_prune(ctx.storage, plan, world.settings.audit)
+        return run_prune(ctx.storage, plan, world.settings.audit).as_dict()
 
 
 def test_prune_deletes_exactly_what_the_policy_does_not_keep(world: World, pg_repo: PgRepo) -> None:

@@ -170,16 +170,18 @@ def test_binlog_args_stop_where_one_reader_over_all_files_would() -> None:
 def test_binlog_report_names_the_exact_gap_and_the_files_at_risk() -> None:
     archive = ["mariadb-bin.000003", "mariadb-bin.000004"]
     server = ["mariadb-bin.000007", "mariadb-bin.000008", "mariadb-bin.000009"]
-    report = binlog_report(archive, server, "mariadb-bin.000004", 86400)
+    report = binlog_report(archive, server, "mariadb-bin.000004", 86400).as_dict()
     assert report["gaps"] == [{"from": "mariadb-bin.000005", "to": "mariadb-bin.000006", "missing": 2}]
     assert report["at_risk"] == ["mariadb-bin.000007", "mariadb-bin.000008"]
-    quiet = binlog_report([*archive, "mariadb-bin.000005", "mariadb-bin.000006"], server, "mariadb-bin.000004", 0)
+    quiet = binlog_report(
+        [*archive, "mariadb-bin.000005", "mariadb-bin.000006"], server, "mariadb-bin.000004", 0
+    ).as_dict()
     assert quiet["gaps"] == [] and quiet["at_risk"] == [] and quiet["not_archived_yet"]
     # Holes before the oldest backup's start are not gaps: no recovery reads them.
     assert (
-        binlog_report(["mariadb-bin.000001", "mariadb-bin.000004"], ["mariadb-bin.000005"], "mariadb-bin.000004", 0)[
-            "gaps"
-        ]
+        binlog_report(
+            ["mariadb-bin.000001", "mariadb-bin.000004"], ["mariadb-bin.000005"], "mariadb-bin.000004", 0
+        ).as_dict()["gaps"]
         == []
     )
 

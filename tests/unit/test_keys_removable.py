@@ -36,7 +36,7 @@ def test_two_identities_sharing_backups_are_not_both_removable(tmp_path: Path) -
     a, b, c = (generate_identity() for _ in range(3))
     storage = open_storage(Repository(url=f"file://{tmp_path}/repo"), SecretResolver(tmp_path))
     catalog = Catalog([manifest(1, [a[1], b[1]]), manifest(2, [c[1]])])
-    report = key_status(storage, catalog, [a[0], b[0], c[0]], [c[1]])
+    report = key_status("c", storage, catalog, [a[0], b[0], c[0]], [c[1]]).as_dict()
     removable = {i["recipient"]: i["removable"] for i in report["identities"]}
     assert removable[c[1]] is False  # writes new objects
     assert sum(removable[r[1]] for r in (a, b)) == 1  # one of A and B may go, never both

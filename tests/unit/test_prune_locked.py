@@ -40,7 +40,7 @@ def test_wal_of_a_locked_backup_stays(tmp_path: Path) -> None:
     retention = plan_retention(facts, Retention(keep_last=1), t0 + timedelta(days=10))
     assert retention.delete == ["b1", "b2"] and retention.wal_keep_from == facts[2].start_wal
     plan = PrunePlan("c", retention, wal[:3], [], {f.backup_id: f.start_wal for f in facts if f.start_wal})
-    result = run_prune(storage, plan)
+    result = run_prune(storage, plan).as_dict()
     assert result["deleted"] == ["b2"] and list(result["locked"]) == ["b1"]
     # b1 is still complete, so the WAL from its start on is still needed: only segment 00 goes.
     left = sorted(info.key for info in storage.list("wal/"))

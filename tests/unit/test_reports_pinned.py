@@ -13,6 +13,7 @@ from dbrunbook.backup.summary import summary
 from dbrunbook.execution.audit import AuditLog
 from dbrunbook.execution.executor import RunSettings
 from dbrunbook.repository.manifest import Manifest, ObjectEntry
+from dbrunbook.sandbox.manager import Sandbox
 
 OBJECT = {
     "key": "backups/20260102T030405Z-I/data/0001.tar.zst.age",
@@ -49,8 +50,7 @@ def incremental() -> Manifest:
 
 
 def test_summary_of_an_incremental() -> None:
-    doc = summary(incremental())
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = summary(incremental()).as_dict()
     assert doc == {
         "cluster": "orders-pg",
         "backup_id": "20260102T030405Z-I",
@@ -87,16 +87,14 @@ def test_summary_of_a_mariadb_physical_backup() -> None:
             "extra": {"server_id": 1, "binlog": {"file": "mariadb-bin.000007", "position": 385, "gtid": "0-1-9"}},
         }
     )
-    doc = summary(m)
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = summary(m).as_dict()
     assert (doc["parent"], doc["why"], doc["timeline"], doc["start_wal"]) == (None, None, None, None)
     assert doc["binlog"] == {"file": "mariadb-bin.000007", "position": 385, "gtid": "0-1-9"}
 
 
 @pytest.fixture
-def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, Path]:
+def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Sandbox, Path]:
     from dbrunbook.sandbox.layout import Layout
-    from dbrunbook.sandbox.manager import Sandbox
 
     monkeypatch.setenv("DBRUNBOOK_PG_BINDIR", "/usr/lib/postgresql/15/bin")
     root = tmp_path / "sb"
@@ -105,10 +103,9 @@ def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, Pa
     return Sandbox(layout, settings, tmp_path / "inventory" / "dev.yaml"), root
 
 
-def test_status_of_a_stopped_sandbox(stopped: tuple[object, Path]) -> None:
+def test_status_of_a_stopped_sandbox(stopped: tuple[Sandbox, Path]) -> None:
     sandbox, root = stopped
-    doc = sandbox.status()  # type: ignore[attr-defined]
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = sandbox.status().as_dict()
     hosts = {
         "pg-main": ("ssh", 35132, 35133),
         "mariadb-main": ("ssh", 33006, 33007),
@@ -159,23 +156,20 @@ def test_status_of_a_stopped_sandbox(stopped: tuple[object, Path]) -> None:
     assert list(doc["clusters"][0]["hosts"][0]) == ["name", "role", "port", "via", "running"]
 
 
-def test_status_with_the_sudo_login_and_a_note(stopped: tuple[object, Path]) -> None:
+def test_status_with_the_sudo_login_and_a_note(stopped: tuple[Sandbox, Path]) -> None:
     sandbox, root = stopped
     (root / "ssh-ops").mkdir(parents=True)
     (root / "ssh-ops" / "sshd_config").write_text("")
-    doc = sandbox.status()  # type: ignore[attr-defined]
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = sandbox.status().as_dict()
     assert doc["ssh_sudo"] == f"dbrunbook-ops@127.0.0.1:31923 -> sudo -u {getpass.getuser()}"
     assert doc["running"]["sshd-ops"] is False and list(doc["running"])[-1] == "sshd-ops"
     assert doc["clusters"][0]["hosts"][1]["via"] == "ssh+sudo"
     (root / "sudo-login.note").write_text("no sudo here\n")
-    doc = sandbox.status()  # type: ignore[attr-defined]
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = sandbox.status().as_dict()
     assert doc["notes"] == ["no sudo here"] and doc["ssh_sudo"] is None and "sshd-ops" not in doc["running"]
 
 
-def test_down_of_a_stopped_sandbox(stopped: tuple[object, Path]) -> None:
+def test_down_of_a_stopped_sandbox(stopped: tuple[Sandbox, Path]) -> None:
     sandbox, root = stopped
-    doc = sandbox.down(purge=True)  # type: ignore[attr-defined]
-    doc = doc.as_dict() if hasattr(doc, "as_dict") else doc
+    doc = sandbox.down(purge=True).as_dict()
     assert doc == {"stopped": True, "purged": True, "root": str(root)}

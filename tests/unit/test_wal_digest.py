@@ -38,7 +38,7 @@ def test_a_key_without_a_real_digest_is_refused(tmp_path: Path, digest: str) -> 
     assert not (tmp_path / "restored").exists()
 
     backup = physical_manifest("20260101T000000Z-F", SEG, SEG, 16 << 20)
-    [report] = verify(repo, Catalog([backup]), [backup], [identity])
+    [report] = [r.as_dict() for r in verify(repo, Catalog([backup]), [backup], [identity])]
     assert report["ok"] is False
     assert report["problems"][0]["key"] == key and "not 16 lowercase hex digits" in report["problems"][0]["problem"]
 

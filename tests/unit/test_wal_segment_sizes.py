@@ -86,19 +86,19 @@ def test_a_name_or_size_that_cannot_be_the_clusters_is_refused() -> None:
 
 def test_wal_check_counts_positions_with_the_clusters_size() -> None:
     one = [f"00000001{log:08X}{seg:08X}" for log, seg in ((0, 0xFFD), (0, 0xFFE), (0, 0xFFF), (1, 0), (1, 1))]
-    report = wal_report(one, one[0], MIB1, [(one[0], one[1])])
+    report = wal_report(one, one[0], MIB1, [(one[0], one[1])]).as_dict()
     assert report["gaps"] == [] and report["newest"] == "000000010000000100000001"
     assert report["timelines"][0]["segments"] == 5
     with pytest.raises(BackupError, match="16 MiB segments"):
         wal_report(one, one[0], DEFAULT_SEGMENT_SIZE)
 
     sixty_four = ["00000001000000000000003E", "00000001000000000000003F", "000000010000000100000001"]
-    gaps = wal_report(sixty_four, sixty_four[0], MIB64, [(sixty_four[0],) * 2])["gaps"]
+    gaps = wal_report(sixty_four, sixty_four[0], MIB64, [(sixty_four[0],) * 2]).as_dict()["gaps"]
     assert gaps == [
         {"from": "000000010000000100000000", "to": "000000010000000100000000", "missing": 1, "critical": True}
     ]
     # Counted as 16 MiB segments, the same names had 193 missing ones between 0/3F and 1/1.
-    assert wal_report(sixty_four, sixty_four[0], DEFAULT_SEGMENT_SIZE)["gaps"][0]["missing"] == 193
+    assert wal_report(sixty_four, sixty_four[0], DEFAULT_SEGMENT_SIZE).as_dict()["gaps"][0]["missing"] == 193
 
 
 def test_drill_end_of_archive_lsn_uses_the_size() -> None:
@@ -147,7 +147,7 @@ def test_verify_reads_the_wal_range_of_the_recorded_size(tmp_path: Path) -> None
     # A 1 MiB cluster's backup from 0/10500000 to 0/10A00000, its stop segment named with 16 MiB arithmetic
     # (as backup.full did): the range was empty and verify read no WAL at all.
     wrong = physical_manifest("20260103T000000Z-F", "000000010000000000000105", "000000010000000000000010", MIB1)
-    reports = verify(repo, Catalog([good, wrong]), [good, wrong], [identity])
+    reports = [r.as_dict() for r in verify(repo, Catalog([good, wrong]), [good, wrong], [identity])]
     assert (reports[0]["ok"], reports[0]["wal_segments"]) == (True, 2)
     assert (reports[1]["ok"], reports[1]["wal_segments"]) == (False, 0)
     assert "stop WAL 000000010000000000000010 lies before its start WAL" in reports[1]["problems"][0]["problem"]

@@ -149,7 +149,41 @@ def plan_prune(ctx: ClusterContext, now: datetime) -> PrunePlan:
     )
 
 
-def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune that deleted did: the plan it carried out, the backups gone, those Object Lock kept (with
+    the keys it refused) and how many WAL files and binlogs went or stayed locked."""
+
+    plan: PrunePlan
+    deleted: tuple[str, ...]
+    locked: dict[str, tuple[str, ...]]  # backup id -> its keys under Object Lock
+    wal_deleted: int
+    wal_locked: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.as_dict(),
+            "deleted": list(self.deleted),
+            "locked": {k: list(v) for k, v in self.locked.items()},
+            "wal_deleted": self.wal_deleted,
+            "wal_locked": self.wal_locked,
+        }
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """One cluster's part of ``backup.prune``: its plan and, unless nothing was deleted, what was done."""
+
+    plan: PrunePlan
+    done: PruneResult | None  # None: a dry run, or nothing to delete
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        shown = self.done.as_dict() if self.done else {**self.plan.as_dict(), "dry_run": self.dry_run}
+        return {**shown, "explain": self.plan.explain()}
+
+
+def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) -> PruneResult:
     deleted: list[str] = []
     locked: dict[str, list[str]] = defaultdict(list)
 
@@ -192,13 +226,13 @@ def run_prune(storage: Storage, plan: PrunePlan, audit: AuditLog | None = None) 
     wal_refused = storage.delete(wal_keys) if wal_keys else []
     if wal_keys:
         record(f"{len(wal_keys)} WAL/binlog files no kept backup needs", wal_refused)
-    return {
-        **plan.as_dict(),
-        "deleted": deleted,
-        "locked": {k: v for k, v in locked.items() if v},
-        "wal_deleted": len(wal_keys) - len(wal_refused),
-        "wal_locked": len(wal_refused),
-    }
+    return PruneResult(
+        plan,
+        tuple(deleted),
+        {k: tuple(v) for k, v in locked.items() if v},
+        wal_deleted=len(wal_keys) - len(wal_refused),
+        wal_locked=len(wal_refused),
+    )
 
 
 def _delete_prefix(storage: Storage, prefix: str, refused: list[str]) -> None:

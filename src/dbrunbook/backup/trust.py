@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dbrunbook.backup.verify import BackupCheck
 from dbrunbook.context import ClusterContext
 from dbrunbook.errors import ObjectCorruptError
 from dbrunbook.repository.catalog import MANIFEST_SIG, Catalog, Refused
@@ -22,30 +23,80 @@ from dbrunbook.repository.signing import split
 
 
 @dataclass(frozen=True)
+class UnsignedBackup:
+    """A backup whose manifest carries no signature but is authentic in every other way."""
+
+    backup_id: str
+    kind: str
+    stop_time: str
+    source_host: str
+    objects: int
+    stored_bytes: int
+
+    @classmethod
+    def of(cls, r: Refused) -> UnsignedBackup:
+        m = r.manifest
+        assert m is not None
+        return cls(m.backup_id, m.kind, m.stop_time.isoformat(), m.source_host, len(m.objects), m.total_size)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "kind": self.kind,
+            "stop_time": self.stop_time,
+            "source_host": self.source_host,
+            "objects": self.objects,
+            "stored_bytes": self.stored_bytes,
+        }
+
+
+@dataclass(frozen=True)
 class SignPlan:
+    """Which refused manifests of a cluster ``backup.sign`` may sign, and the others."""
+
     cluster: str
     candidates: list[Refused]  # unsigned, otherwise authentic
     others: list[Refused]  # refused for another reason: never signed here
 
+    @property
+    def unsigned(self) -> tuple[UnsignedBackup, ...]:
+        return tuple(UnsignedBackup.of(r) for r in self.candidates)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "cluster": self.cluster,
-            "unsigned": [_describe(r) for r in self.candidates],
+            "unsigned": [u.as_dict() for u in self.unsigned],
             "not_signable": [r.as_dict() for r in self.others],
         }
 
 
-def _describe(r: Refused) -> dict[str, Any]:
-    m = r.manifest
-    assert m is not None
-    return {
-        "backup_id": m.backup_id,
-        "kind": m.kind,
-        "stop_time": m.stop_time.isoformat(),
-        "source_host": m.source_host,
-        "objects": len(m.objects),
-        "stored_bytes": m.total_size,
-    }
+@dataclass(frozen=True)
+class SignResult:
+    """What ``backup.sign`` did: the plan, the backups signed, and those that failed their check (not signed)."""
+
+    plan: SignPlan
+    dry_run: bool
+    signed: tuple[str, ...] = ()
+    failed: tuple[BackupCheck, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.as_dict(),
+            "dry_run": self.dry_run,
+            "signed": list(self.signed),
+            "failed": [f.as_dict() for f in self.failed],
+        }
+
+
+@dataclass(frozen=True)
+class SigningKeyMade:
+    """What ``keys.signing-init`` made: where the private key is, and the public key for ``encryption.signers``."""
+
+    private_key: str
+    public_key: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"private_key": self.private_key, "public_key": self.public_key}
 
 
 def plan_signing(cluster: str, catalog: Catalog, backup_id: str = "all") -> SignPlan:
@@ -72,7 +123,7 @@ def plan_signing(cluster: str, catalog: Catalog, backup_id: str = "all") -> Sign
     return SignPlan(cluster, candidates, others)
 
 
-def verify_candidates(ctx: ClusterContext, catalog: Catalog, plan: SignPlan, jobs: int) -> list[dict[str, Any]]:
+def verify_candidates(ctx: ClusterContext, catalog: Catalog, plan: SignPlan, jobs: int) -> list[BackupCheck]:
     """Read every object of each candidate (and of its chain, signed or not) back, as backup.verify does."""
     from dbrunbook.backup.verify import verify
 

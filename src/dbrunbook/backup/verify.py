@@ -30,11 +30,57 @@ from dbrunbook.repository.storage import Storage
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong with a backup, named by the key of the object (or the prefix) it concerns."""
+
     key: str
     what: str
 
     def as_dict(self) -> dict[str, str]:
         return {"key": self.key, "problem": self.what}
+
+
+@dataclass(frozen=True)
+class BackupCheck:
+    """One backup read back: its chain, what was read, and what was wrong (nothing: it restores)."""
+
+    backup_id: str
+    kind: str
+    chain: tuple[str, ...]
+    objects: int
+    stored_bytes: int
+    wal_segments: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "kind": self.kind,
+            "chain": list(self.chain),
+            "objects": self.objects,
+            "stored_bytes": self.stored_bytes,
+            "wal_segments": self.wal_segments,
+            "ok": self.ok,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """``backup.verify`` of one cluster: every backup checked, refused manifests included."""
+
+    cluster: str
+    backups: tuple[BackupCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.backups)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "ok": self.ok, "backups": [b.as_dict() for b in self.backups]}
 
 
 def recorded_segment_size(manifests: Sequence[Manifest]) -> tuple[int, str] | None:
@@ -82,7 +128,7 @@ def _check_wal(storage: Storage, segment: str, identities: Sequence[str]) -> Pro
 
 def verify(
     storage: Storage, catalog: Catalog, targets: Sequence[Manifest], identities: Sequence[str], *, jobs: int = 4
-) -> list[dict[str, Any]]:
+) -> list[BackupCheck]:
     """One report per target backup; objects shared by several chains are read once."""
     results: dict[str, Problem | None] = {}
     plans: list[tuple[Manifest, list[ObjectEntry], list[str]]] = []
@@ -126,21 +172,98 @@ def verify(
             if broken:
                 problems.insert(0, broken)
         reports.append(
-            {
-                "backup_id": target.backup_id,
-                "kind": target.kind,
-                "chain": chains[target.backup_id],
-                "objects": len(entries),
-                "stored_bytes": sum(o.size for o in entries),
-                "wal_segments": len(wal),
-                "ok": not problems,
-                "problems": [p.as_dict() for p in problems],
-            }
+            BackupCheck(
+                target.backup_id,
+                target.kind,
+                tuple(chains[target.backup_id]),
+                objects=len(entries),
+                stored_bytes=sum(o.size for o in entries),
+                wal_segments=len(wal),
+                problems=tuple(problems),
+            )
         )
     return reports
 
 
 # -- wal.check ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalGap:
+    """Segments missing from the archive, ``first``..``last``; critical when a backup or recovery to now needs them."""
+
+    first: str
+    last: str
+    missing: int
+    critical: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.first, "to": self.last, "missing": self.missing, "critical": self.critical}
+
+
+@dataclass(frozen=True)
+class TimelineSpan:
+    """The archived segments of one timeline, and whether its history file is there."""
+
+    timeline: int
+    first: str
+    last: str
+    segments: int
+    history_file: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timeline": self.timeline,
+            "first": self.first,
+            "last": self.last,
+            "segments": self.segments,
+            "history_file": self.history_file,
+        }
+
+
+@dataclass(frozen=True)
+class WalArchive:
+    """The archived WAL as its names show it: from where a recovery needs it, gaps and timelines."""
+
+    first: str | None  # the oldest backup's start segment
+    newest: str | None
+    gaps: tuple[WalGap, ...]
+    timelines: tuple[TimelineSpan, ...]
+    timeline_switches: int
+    history_files: tuple[str, ...]
+    unexpected_names: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.first,
+            "newest": self.newest,
+            "gaps": [g.as_dict() for g in self.gaps],
+            "timelines": [t.as_dict() for t in self.timelines],
+            "timeline_switches": self.timeline_switches,
+            "history_files": list(self.history_files),
+            "unexpected_names": list(self.unexpected_names),
+        }
+
+
+@dataclass(frozen=True)
+class WalCheck:
+    """``wal.check`` of one cluster: its archive, the segment size counted in (and who said so), and the names
+    archived twice with different content."""
+
+    cluster: str
+    archive: WalArchive
+    wal_segment_size: int
+    wal_segment_size_from: str
+    archived_twice: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            **self.archive.as_dict(),
+            "wal_segment_size": self.wal_segment_size,
+            "wal_segment_size_from": self.wal_segment_size_from,
+            "archived_twice": list(self.archived_twice),
+        }
 
 
 def wal_report(
@@ -149,7 +272,7 @@ def wal_report(
     seg_size: int,
     backups: Sequence[tuple[str, str]] = (),
     window_from: str | None = None,
-) -> dict[str, Any]:
+) -> WalArchive:
     """Gaps and timelines of the archived WAL, from the file names alone. ``start`` is the oldest backup's
     start segment: older WAL is not needed, so holes before it are not gaps.
 
@@ -165,30 +288,30 @@ def wal_report(
         return name_at(tli, p, seg_size)
 
     first = None
-    gaps: list[dict[str, Any]] = []
+    gaps: list[WalGap] = []
     if positions:
         first = position(start, seg_size) if start else min(positions)
         tli = start[:8] if start else min(timelines)
         gaps = _gaps(positions, first, tli, seg_size, backups, window_from)
     switches = sorted(timelines)
-    return {
-        "from": name(start[:8], first) if start and first is not None else None,
-        "newest": name(max(positions[max(positions)]), max(positions)) if positions else None,
-        "gaps": gaps,
-        "timelines": [
-            {
-                "timeline": int(t, 16),
-                "first": name(t, min(ps)),
-                "last": name(t, max(ps)),
-                "segments": len(ps),
-                "history_file": t == "00000001" or f"{t}.history" in history,
-            }
+    return WalArchive(
+        first=name(start[:8], first) if start and first is not None else None,
+        newest=name(max(positions[max(positions)]), max(positions)) if positions else None,
+        gaps=tuple(gaps),
+        timelines=tuple(
+            TimelineSpan(
+                int(t, 16),
+                name(t, min(ps)),
+                name(t, max(ps)),
+                segments=len(ps),
+                history_file=t == "00000001" or f"{t}.history" in history,
+            )
             for t, ps in sorted(timelines.items())
-        ],
-        "timeline_switches": len(switches) - 1 if switches else 0,
-        "history_files": sorted(history),
-        "unexpected_names": sorted(unexpected),
-    }
+        ),
+        timeline_switches=len(switches) - 1 if switches else 0,
+        history_files=tuple(sorted(history)),
+        unexpected_names=tuple(sorted(unexpected)),
+    )
 
 
 def _archived_positions(
@@ -224,7 +347,7 @@ def _gaps(
     seg_size: int,
     backups: Sequence[tuple[str, str]],
     window_from: str | None,
-) -> list[dict[str, Any]]:
+) -> list[WalGap]:
     """The holes from ``first`` on, each critical or not (see :func:`wal_report`)."""
 
     def at(seg: str) -> int:
@@ -242,12 +365,5 @@ def _gaps(
         inside = any(at(s) <= hi and lo <= at(e) for s, e in backups)
         in_window = window_from is not None and hi >= at(window_from)
         critical = inside or in_window or newest is None or hi >= newest
-        gaps.append(
-            {
-                "from": name_at(tli, lo, seg_size),
-                "to": name_at(tli, hi, seg_size),
-                "missing": q - lo,
-                "critical": critical,
-            }
-        )
+        gaps.append(WalGap(name_at(tli, lo, seg_size), name_at(tli, hi, seg_size), q - lo, critical))
     return gaps

@@ -13,9 +13,8 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from dbrunbook.engines import Login, get_engine
 from dbrunbook.errors import SandboxError
@@ -30,6 +29,7 @@ from dbrunbook.sandbox.files import write_file
 from dbrunbook.sandbox.layout import BUCKET, OPS_USER, Layout
 from dbrunbook.sandbox.opsuser import OpsUser, note_path
 from dbrunbook.sandbox.proc import wait_for
+from dbrunbook.sandbox.state import ClusterState, HostState, SandboxDown, SandboxStatus
 
 SECRET_NAMES = (
     "pg-admin.password",
@@ -65,7 +65,7 @@ class Sandbox:
 
     # --- public ------------------------------------------------------------------------------------
 
-    def up(self) -> dict[str, Any]:
+    def up(self) -> SandboxStatus:
         with self._locked():
             self.step("checking the sandbox user and folders")
             self._ensure_user()
@@ -84,9 +84,9 @@ class Sandbox:
             seaweed.ensure_bucket(self.layout, keys["s3-access-key"], keys["s3-secret-key"])
             self.step("waiting for replication")
             self._wait_replication(inventory, keys)
-        return {**self.status(), "restarted": self.restarted}
+        return replace(self.status(), restarted=tuple(self.restarted))
 
-    def down(self, purge: bool = False) -> dict[str, Any]:
+    def down(self, purge: bool = False) -> SandboxDown:
         with self._locked():
             bindir = self.pg_bindir()
             self.step("stopping servers")
@@ -105,9 +105,9 @@ class Sandbox:
                 self.tool.run(Command(("rm", "-rf", str(self.layout.root)), description="purge sandbox"))
                 if self.inventory_path.exists():
                     self.tool.run(Command(("rm", "-f", str(self.inventory_path)), description="remove inventory"))
-        return {"stopped": True, "purged": purge, "root": str(self.layout.root)}
+        return SandboxDown(stopped=True, purged=purge, root=str(self.layout.root))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> SandboxStatus:
         lay = self.layout
         bindir = self.pg_bindir()
         pg_up = lay.pg.exists() and {
@@ -127,8 +127,8 @@ class Sandbox:
         if sudo_login:
             running["sshd-ops"] = sshd.is_running(sshd.ops(lay))
         pg_user, my_user = postgres.ADMIN_USER, mariadb.ADMIN_USER
-        return {
-            "clusters": [
+        return SandboxStatus(
+            clusters=(
                 _cluster_status(
                     "pg-main",
                     "postgresql",
@@ -145,19 +145,17 @@ class Sandbox:
                     running,
                     "ssh",
                 ),
-            ],
-            "s3_endpoint": lay.s3_endpoint,
-            "bucket": BUCKET,
-            "ssh": f"{lay.os_user}@127.0.0.1:{lay.port('sshd')}",
-            # pg-main-2's login: another user, who reaches the OS user through sudo (None: direct login)
-            "ssh_sudo": f"{OPS_USER}@127.0.0.1:{lay.port('sshd-ops')} -> sudo -u {lay.os_user}" if sudo_login else None,
-            "notes": [note.read_text().strip()] if note.exists() else [],
-            "password_files": {name: str(lay.secret(name)) for name in SECRET_NAMES},
-            "running": running,
-            "all_running": all(running.values()),
-            "root": str(lay.root),
-            "inventory": str(self.inventory_path),
-        }
+            ),
+            s3_endpoint=lay.s3_endpoint,
+            bucket=BUCKET,
+            ssh=f"{lay.os_user}@127.0.0.1:{lay.port('sshd')}",
+            ssh_sudo=f"{OPS_USER}@127.0.0.1:{lay.port('sshd-ops')} -> sudo -u {lay.os_user}" if sudo_login else None,
+            notes=(note.read_text().strip(),) if note.exists() else (),
+            password_files={name: str(lay.secret(name)) for name in SECRET_NAMES},
+            running=running,
+            root=str(lay.root),
+            inventory=str(self.inventory_path),
+        )
 
     def pg_bindir(self) -> str:
         explicit = os.environ.get("DBRUNBOOK_PG_BINDIR")
@@ -413,21 +411,15 @@ def _cluster_status(
     ports: tuple[int, int],
     running: dict[str, bool],
     replica_via: str,
-) -> dict[str, Any]:
+) -> ClusterState:
     """One sandbox cluster as ``sandbox.status`` shows it: a local primary, a replica over SSH."""
-    return {
-        "name": name,
-        "engine": engine,
-        "primary_dsn": dsn(ports[0]),
-        "replica_dsns": [dsn(ports[1])],
-        "hosts": [
-            {"name": f"{name}-1", "role": "primary", "port": ports[0], "via": "local", "running": running[f"{name}-1"]},
-            {
-                "name": f"{name}-2",
-                "role": "replica",
-                "port": ports[1],
-                "via": replica_via,
-                "running": running[f"{name}-2"],
-            },
-        ],
-    }
+    return ClusterState(
+        name,
+        engine,
+        dsn(ports[0]),
+        (dsn(ports[1]),),
+        (
+            HostState(f"{name}-1", "primary", ports[0], "local", running[f"{name}-1"]),
+            HostState(f"{name}-2", "replica", ports[1], replica_via, running[f"{name}-2"]),
+        ),
+    )

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
-from dbrunbook.backup.summary import summary
+from dbrunbook.backup.summary import BackupListing, BackupSummary, summary
 from dbrunbook.errors import BackupError
 from dbrunbook.fleet import FleetResult
 
 if TYPE_CHECKING:
+    from dbrunbook.backup.prune import PruneReport
     from dbrunbook.context import ClusterContext
     from dbrunbook.tasks.fleet_report import ClusterReport
 
@@ -102,7 +103,7 @@ def _take(
         names = run.select(cluster, limit)
         with run.out.steps(task_name) as step:
 
-            def take(name: str) -> dict[str, Any] | None:
+            def take(name: str) -> BackupSummary | None:
                 ctx = run.cluster_context(name)
                 methods = ctx.engine.backups
                 if methods is None:
@@ -122,9 +123,9 @@ def _take(
             fleet = run_fleet(names, take, forks=forks)
     finally:
         run.close()
-    done: list[dict[str, Any]] = [r for r in fleet.results if r is not None]
+    done = [r for r in fleet.results if r is not None]
     human = _backups_human(task_name, done, skipped, names, fleet)
-    run.out.result({"backups": done, "skipped": skipped, "clusters": fleet.recap()}, human)
+    run.out.result({"backups": [b.as_dict() for b in done], "skipped": skipped, "clusters": fleet.recap()}, human)
     failure = fleet.run_failure()
     if failure is not None:
         failure.reported = json
@@ -132,23 +133,26 @@ def _take(
 
 
 def _backups_human(
-    task_name: str, done: list[dict[str, Any]], skipped: list[str], names: list[str], fleet: FleetResult[Any]
+    task_name: str,
+    done: list[BackupSummary],
+    skipped: list[str],
+    names: list[str],
+    fleet: FleetResult[BackupSummary | None],
 ) -> Callable[[Any], None]:
     from dbrunbook.fleet import recap_lines
 
-    taken = {b["cluster"] for b in done}
+    taken = {b.cluster for b in done}
 
     def human(console: Any) -> None:
         for b in done:
-            what = _what(b)
-            on = f" on {b['parent']}" if b["parent"] else ""
+            on = f" on {b.parent}" if b.parent else ""
             console.print(
-                f"{b['cluster']}: {b['kind']}{on} backup {b['backup_id']} complete, {b['stored_mib']} MiB stored "
-                f"({b['plain_mib']} MiB of data) in {b['seconds']}s, {what}",
+                f"{b.cluster}: {b.kind}{on} backup {b.backup_id} complete, {b.stored_mib} MiB stored "
+                f"({b.plain_mib} MiB of data) in {b.seconds}s, {b.what()}",
                 markup=False,
             )
-            if task_name == "backup.incremental" and b["kind"] != "incremental":
-                console.print(f"{b['cluster']}: took a full backup: {b['why']}", markup=False)
+            if task_name == "backup.incremental" and b.kind != "incremental":
+                console.print(f"{b.cluster}: took a full backup: {b.why}", markup=False)
 
         for name in skipped:
             console.print(f"{name}: skipped, backups of its engine are not available yet", markup=False)
@@ -158,13 +162,6 @@ def _backups_human(
                 console.print(line, markup=False)
 
     return human
-
-
-def _what(b: dict[str, Any]) -> str:
-    if b.get("binlog"):
-        pos = b["binlog"]
-        return f"binlog {pos['file']}:{pos['position']}" + (f" GTID {pos['gtid']}" if pos.get("gtid") else "")
-    return f"{b['objects']} dumps" if b["kind"] == "logical" else f"WAL {b['start_wal']}..{b['stop_wal']}"
 
 
 def _prefixed(step: Callable[[str], None], name: str) -> Callable[[str], None]:
@@ -187,12 +184,13 @@ def list_(
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
     import time
 
+    from dbrunbook.backup.summary import HeldLease, RefusedManifest
     from dbrunbook.repository.lease import held as held_leases
 
     run = TaskRun.start("backup.list", env=env, json_mode=json)
-    rows: list[dict[str, Any]] = []
-    refused: list[dict[str, Any]] = []
-    leases: list[dict[str, Any]] = []
+    rows: list[BackupSummary] = []
+    refused: list[RefusedManifest] = []
+    leases: list[HeldLease] = []
     newest_log: dict[str, float | None] = {}
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
@@ -200,45 +198,50 @@ def list_(
             continue
         catalog = ctx.catalog()
         rows += [summary(m) for m in catalog.manifests]
-        refused += [{"cluster": name, **r.as_dict(), "no_identity": r.no_identity} for r in catalog.refused]
-        leases += [{"cluster": name, **held} for held in held_leases(ctx.storage)]
+        refused += [RefusedManifest(name, r) for r in catalog.refused]
+        leases += [
+            HeldLease(name, str(h["purpose"]), str(h["mode"]), str(h["lease_id"]), str(h["holder"]))
+            for h in held_leases(ctx.storage)
+        ]
         if metrics_file:
             from dbrunbook.drill.run import newest_point
 
             when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
             newest_log[name] = when.timestamp() if when else None
+    listing = BackupListing(tuple(rows), tuple(refused), tuple(leases))
     if metrics_file:
         from dbrunbook.metrics import backup_metrics_text, write_metrics
 
-        write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time(), refused))
+        backups, refusals = [b.as_dict() for b in rows], [r.as_dict() for r in refused]
+        write_metrics(metrics_file, backup_metrics_text(backups, newest_log, time.time(), refusals))
 
-    def human(console: Any) -> None:
-        if not rows:
-            console.print("no backups")
-        for r in refused:
-            console.print(f"{r['cluster']:<14} REFUSED manifest {r['key']}: {r['reason']}", markup=False)
-        for held in leases:
-            console.print(f"{held['cluster']:<14} busy: {held['holder']}", markup=False)
-        for b in rows:
-            what = _what(b)
-            console.print(
-                f"{b['cluster']:<14} {b['backup_id']:<20} {b['kind']:<11} {b['stop_time'][:19]}  "
-                f"{b['stored_mib']:>9} MiB  from {b['source_host']}  {what}",
-                markup=False,
-            )
-
-    run.out.result({"backups": rows, "refused": refused, "leases": leases}, human)
+    run.out.result(listing.as_dict(), lambda console: _listing_human(console, listing))
     if refused:
         from dbrunbook.errors import ManifestRefused, NoMatchingIdentityError
 
-        kind = NoMatchingIdentityError if any(r["no_identity"] for r in refused) else ManifestRefused
+        kind = NoMatchingIdentityError if any(r.refused.no_identity for r in refused) else ManifestRefused
         first = refused[0]
         failure = kind(
-            f"{len(refused)} manifests refused; first: {first['cluster']} {first['key']}: {first['reason']}",
+            f"{len(refused)} manifests refused; first: {first.cluster} {first.refused.key}: {first.refused.reason}",
             hint="see docs/runbooks/manifest-refused.md",
         )
         failure.reported = True
         raise failure
+
+
+def _listing_human(console: Any, listing: BackupListing) -> None:
+    if not listing.backups:
+        console.print("no backups")
+    for r in listing.refused:
+        console.print(f"{r.cluster:<14} REFUSED manifest {r.refused.key}: {r.refused.reason}", markup=False)
+    for lease in listing.leases:
+        console.print(f"{lease.cluster:<14} busy: {lease.holder}", markup=False)
+    for b in listing.backups:
+        console.print(
+            f"{b.cluster:<14} {b.backup_id:<20} {b.kind:<11} {b.stop_time[:19]}  "
+            f"{b.stored_mib:>9} MiB  from {b.source_host}  {b.what()}",
+            markup=False,
+        )
 
 
 @task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
@@ -305,7 +308,7 @@ def prune(
     """Apply the retention policy: delete backups and WAL it does not keep; never a needed or locked one."""
     from datetime import UTC, datetime
 
-    from dbrunbook.backup.prune import plan_prune, run_prune
+    from dbrunbook.backup.prune import PruneReport, plan_prune, run_prune
     from dbrunbook.output import confirm
 
     try:
@@ -327,14 +330,14 @@ def prune(
             )
         names = [n for n in run.select(cluster, limit) if run.loaded.inventory.clusters[n].repository is not None]
 
-        def prune_one(name: str) -> dict[str, Any]:
+        def prune_one(name: str) -> PruneReport:
             ctx = run.cluster_context(name)
             # Exclusive, and planned under it: no backup can be half-way while its siblings are weighed.
             with ctx.lease("prune", exclusive=True, dry_run=dry_run):
                 plan = plan_prune(ctx, when)
                 doomed = len(plan.retention.delete) + len(plan.incomplete) + len(plan.wal_keys) + len(plan.binlog_keys)
                 if dry_run or not doomed:
-                    return {**plan.as_dict(), "dry_run": dry_run, "explain": plan.explain()}
+                    return PruneReport(plan, None, dry_run)
                 confirm(
                     f"delete {len(plan.retention.delete)} backups, {len(plan.incomplete)} incomplete backups and "
                     f"{len(plan.wal_keys)} WAL files and {len(plan.binlog_keys)} binlogs of {name}",
@@ -342,29 +345,30 @@ def prune(
                 )
                 ctx.check_leases()
                 pruned = run_prune(ctx.storage, plan, run.settings.audit)
-            return {**pruned, "explain": plan.explain()}
+            return PruneReport(plan, pruned, dry_run)
 
         fleet = run_fleet(names, prune_one)  # one at a time: each may ask on the terminal
     finally:
         run.close()
     run.out.result(
-        {"clusters": fleet.results, "recap": fleet.recap()}, lambda console: _prune_human(console, fleet, names)
+        {"clusters": [r.as_dict() for r in fleet.results], "recap": fleet.recap()},
+        lambda console: _prune_human(console, fleet, names),
     )
     _raise_prune_findings(fleet, json)
 
 
-def _prune_human(console: Any, fleet: FleetResult[dict[str, Any]], names: list[str]) -> None:
+def _prune_human(console: Any, fleet: FleetResult[PruneReport], names: list[str]) -> None:
     from dbrunbook.fleet import recap_lines
 
     for r in fleet.results:
-        for line in r["explain"]:
+        for line in r.plan.explain():
             console.print(line, markup=False)
-        if r.get("dry_run"):
-            console.print(f"{r['cluster']}: dry run, nothing deleted", markup=False)
-        elif "deleted" in r:
+        if r.done is None and r.dry_run:
+            console.print(f"{r.plan.cluster}: dry run, nothing deleted", markup=False)
+        elif r.done is not None:
             console.print(
-                f"{r['cluster']}: deleted {len(r['deleted'])} backups and {r['wal_deleted']} WAL files; "
-                f"{len(r['locked'])} backups and {r['wal_locked']} WAL files are under Object Lock, kept",
+                f"{r.plan.cluster}: deleted {len(r.done.deleted)} backups and {r.done.wal_deleted} WAL files; "
+                f"{len(r.done.locked)} backups and {r.done.wal_locked} WAL files are under Object Lock, kept",
                 markup=False,
             )
     if len(names) > 1 or fleet.failures:
@@ -373,7 +377,7 @@ def _prune_human(console: Any, fleet: FleetResult[dict[str, Any]], names: list[s
             console.print(line, markup=False)
 
 
-def _raise_prune_findings(fleet: FleetResult[dict[str, Any]], json: bool) -> None:
+def _raise_prune_findings(fleet: FleetResult[PruneReport], json: bool) -> None:
     """The worst cluster failure; else refused manifests (77), after the work on the trusted backups."""
     from dbrunbook.errors import ManifestRefused
 
@@ -381,12 +385,12 @@ def _raise_prune_findings(fleet: FleetResult[dict[str, Any]], json: bool) -> Non
     if failure is not None:
         failure.reported = json
         raise failure
-    refused = [(r["cluster"], f) for r in fleet.results for f in r["refused"]]
+    refused = [(r.plan.cluster, f) for r in fleet.results for f in r.plan.refused]
     if refused:
         cname, first = refused[0]
         failure = ManifestRefused(
             f"{len(refused)} manifests refused, nothing done because of them; first: {cname} "
-            f"{first['key']}: {first['reason']}",
+            f"{first.key}: {first.reason}",
             hint="sign backups an older dbrunbook wrote with backup.sign; anything else is not ours (docs/security.md)",
         )
         failure.reported = True
@@ -426,6 +430,7 @@ def verify(
 
 
 def _verify_one(ctx: ClusterContext, backup_id: str, jobs: int) -> ClusterReport:
+    from dbrunbook.backup.verify import BackupCheck, Problem, VerifyReport
     from dbrunbook.backup.verify import verify as verify_backups
     from dbrunbook.errors import VerifyFailed
     from dbrunbook.tasks.fleet_report import ClusterReport
@@ -437,36 +442,37 @@ def _verify_one(ctx: ClusterContext, backup_id: str, jobs: int) -> ClusterReport
             raise BackupError(f"cluster {ctx.name} has no backup to verify")
         reports = verify_backups(ctx.storage, catalog, targets, ctx.identities(), jobs=jobs)
     reports += [
-        {
-            "backup_id": r.folder,
-            "kind": r.manifest.kind if r.manifest else "unknown",
-            "chain": [],
-            "objects": 0,
-            "stored_bytes": 0,
-            "wal_segments": 0,
-            "ok": False,
-            "problems": [{"key": r.key, "problem": f"refused: {r.reason}"}],
-        }
+        # A refused manifest restores nothing: a backup with one problem, nothing read.
+        BackupCheck(
+            r.folder,
+            r.manifest.kind if r.manifest else "unknown",
+            (),
+            objects=0,
+            stored_bytes=0,
+            wal_segments=0,
+            problems=(Problem(r.key, f"refused: {r.reason}"),),
+        )
         for r in catalog.refused
         if backup_id in ("all", "latest") or r.folder == backup_id
     ]
-    bad = [r for r in reports if not r["ok"]]
+    report = VerifyReport(ctx.name, tuple(reports))
+    bad = [r for r in reports if not r.ok]
 
     def human(console: Any) -> None:
         for r in reports:
-            state = "ok" if r["ok"] else f"{len(r['problems'])} PROBLEMS"
+            state = "ok" if r.ok else f"{len(r.problems)} PROBLEMS"
             console.print(
-                f"{ctx.name} {r['backup_id']} ({r['kind']}, chain of {len(r['chain'])}): {r['objects']} objects, "
-                f"{r['wal_segments']} WAL segments read: {state}",
+                f"{ctx.name} {r.backup_id} ({r.kind}, chain of {len(r.chain)}): {r.objects} objects, "
+                f"{r.wal_segments} WAL segments read: {state}",
                 markup=False,
             )
-            for p in r["problems"]:
-                console.print(f"  {p['key']}: {p['problem']}", markup=False)
+            for p in r.problems:
+                console.print(f"  {p.key}: {p.what}", markup=False)
 
     finding = None
     if bad:
-        first = bad[0]["problems"][0]
+        first = bad[0].problems[0]
         finding = VerifyFailed(
-            f"{len(bad)} of {len(reports)} backups failed verification; first: {first['key']}: {first['problem']}"
+            f"{len(bad)} of {len(reports)} backups failed verification; first: {first.key}: {first.what}"
         )
-    return ClusterReport({"cluster": ctx.name, "ok": not bad, "backups": reports}, human, finding)
+    return ClusterReport(report.as_dict(), human, finding)

@@ -12,6 +12,7 @@ from dbrunbook.tasks.common import CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded
 
 if TYPE_CHECKING:
     from dbrunbook.context import ClusterContext
+    from dbrunbook.engines.mariadb.binlog import BinlogCheck
     from dbrunbook.tasks.fleet_report import ClusterReport
 
 
@@ -69,27 +70,29 @@ def _sync_one(
 
     _require_binlogs(ctx)
     with run.out.steps("binlog.sync") as step:
+        followed = None
         if follow:
-            r = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
+            followed = binlog_follow(ctx, host_name=host, duration=duration or None, interval=interval, step=step)
+            r = followed.sync
         else:
             r = binlog_sync(ctx, host_name=host, rotate=rotate, step=step)
 
     def human(console: Any) -> None:
         console.print(
-            f"{r['cluster']}: {len(r['archived'])} binlogs archived from {r['host']} (server {r['server_id']}), "
-            f"{len(r['already_archived'])} already there; open: {r['open']}"
-            + (" (rotated)" if r["rotated"] else "")
-            + f"; GTID {r['gtid'] or '-'}",
+            f"{r.cluster}: {len(r.archived)} binlogs archived from {r.host} (server {r.server_id}), "
+            f"{len(r.already_archived)} already there; open: {r.open}"
+            + (" (rotated)" if r.rotated else "")
+            + f"; GTID {r.gtid or '-'}",
             markup=False,
         )
-        if follow:
+        if followed is not None:
             console.print(
-                f"{r['cluster']}: streamed from {r['follower']}: {len(r['streamed'])} binlogs archived as they "
-                f"closed; {r['streaming'] or 'nothing'} was still open",
+                f"{r.cluster}: streamed from {followed.follower}: {len(followed.streamed)} binlogs archived as they "
+                f"closed; {followed.streaming or 'nothing'} was still open",
                 markup=False,
             )
 
-    return ClusterReport(r, human)
+    return ClusterReport((followed or r).as_dict(), human)
 
 
 @task(help={"env": ENV, "cluster": CLUSTERS, "limit": LIMIT, "forks": FORKS, "json": "print JSON"})
@@ -124,7 +127,7 @@ def _require_binlogs(ctx: ClusterContext) -> None:
 
 def _check_one(ctx: ClusterContext) -> ClusterReport:
     from dbrunbook.engines.mariadb.backup import binlog_keys, facts, server_binlogs
-    from dbrunbook.engines.mariadb.binlog import binlog_report
+    from dbrunbook.engines.mariadb.binlog import BinlogCheck, binlog_report
     from dbrunbook.engines.mariadb.binlog import number as binlog_number
     from dbrunbook.execution.command import SqlStatement
     from dbrunbook.tasks.fleet_report import ClusterReport
@@ -151,47 +154,45 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
         if m.extra.get("binlog") and m.extra.get("server_id") == f.server_id
     ]
     oldest = min(starts, key=binlog_number, default=None)
-    report: dict[str, Any] = {
-        "cluster": ctx.name,
-        "server_id": f.server_id,
-        **binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire),
-    }
-
-    human = _binlog_check_human(report)
-
+    report = BinlogCheck(
+        ctx.name, f.server_id, binlog_report(list(binlog_keys(ctx, f.server_id)), on_server, oldest, expire)
+    )
+    gaps = report.archive.gaps
     finding = None
-    if report["gaps"]:
-        g = report["gaps"][0]
+    if gaps:
+        g = gaps[0]
         finding = WalCheckFailed(
-            f"{ctx.name}: {len(report['gaps'])} gaps in the archived binlogs; first: {g['missing']} binlogs "
-            f"{g['from']}..{g['to']} were purged before they were archived; recovery cannot cross them",
+            f"{ctx.name}: {len(gaps)} gaps in the archived binlogs; first: {g.missing} binlogs "
+            f"{g.first}..{g.last} were purged before they were archived; recovery cannot cross them",
             hint="take a new full backup now, and run binlog.sync more often than the server's binlog expiry",
         )
-    return ClusterReport(report, human, finding)
+    return ClusterReport(report.as_dict(), _binlog_check_human(report), finding)
 
 
-def _binlog_check_human(report: dict[str, Any]) -> Callable[[Any], None]:
+def _binlog_check_human(report: BinlogCheck) -> Callable[[Any], None]:
+    archive = report.archive
+
     def human(console: Any) -> None:
         console.print(
-            f"{report['cluster']}: {report['archived']} binlogs archived from server {report['server_id']}, newest "
-            f"{report['newest_archived']}; recovery starts at {report['from'] or '(no backup)'}",
+            f"{report.cluster}: {archive.archived} binlogs archived from server {report.server_id}, newest "
+            f"{archive.newest_archived}; recovery starts at {archive.first or '(no backup)'}",
             markup=False,
         )
-        for g in report["gaps"]:
+        for g in archive.gaps:
             console.print(
-                f"  GAP: {g['missing']} binlogs neither archived nor on the server: {g['from']}..{g['to']}",
+                f"  GAP: {g.missing} binlogs neither archived nor on the server: {g.first}..{g.last}",
                 markup=False,
             )
-        if report["at_risk"]:
-            days = report["expiry_seconds"] / 86400
+        if archive.at_risk:
+            days = archive.expiry_seconds / 86400
             console.print(
-                f"  WARNING: {len(report['at_risk'])} closed binlogs are not archived and the server purges binlogs "
-                f"after {days:g} days: {', '.join(report['at_risk'])}",
+                f"  WARNING: {len(archive.at_risk)} closed binlogs are not archived and the server purges binlogs "
+                f"after {days:g} days: {', '.join(archive.at_risk)}",
                 markup=False,
             )
-        elif report["not_archived_yet"]:
-            console.print(f"  not archived yet: {', '.join(report['not_archived_yet'])}", markup=False)
-        if not report["gaps"]:
+        elif archive.not_archived_yet:
+            console.print(f"  not archived yet: {', '.join(archive.not_archived_yet)}", markup=False)
+        if not archive.gaps:
             console.print("  no gaps", markup=False)
 
     return human

@@ -258,7 +258,7 @@ def report(
                 "rto_target": settings.rto_target if settings else None,
                 "rpo_target": settings.rpo_target if settings else None,
                 "drills": load_history(ctx, last),
-                "backups": [_summary(m) for m in ctx.catalog().manifests],
+                "backups": [_summary(m).as_dict() for m in ctx.catalog().manifests],
             }
     finally:
         task_run.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,33 +11,32 @@ from invoke.context import Context
 from dbrunbook.tasks.common import CLUSTER, CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
 if TYPE_CHECKING:
+    from dbrunbook.backup.keys import KeyStatus
     from dbrunbook.context import ClusterContext
     from dbrunbook.tasks.fleet_report import ClusterReport
 
 
-def _status(run: TaskRun, cluster: str | None) -> dict[str, Any]:
+def _status(ctx: ClusterContext) -> KeyStatus:
     from dbrunbook.backup.keys import key_status
 
-    ctx = run.cluster_context(cluster)
-    report = key_status(ctx.storage, ctx.catalog(), ctx.identities(), ctx.recipients)
-    return {"cluster": ctx.name, **report}
+    return key_status(ctx.name, ctx.storage, ctx.catalog(), ctx.identities(), ctx.recipients)
 
 
-def _human(report: dict[str, Any]) -> Any:
+def _human(report: KeyStatus) -> Callable[[Any], None]:
     def render(console: Any) -> None:
-        console.print(f"{report['cluster']}: new objects are encrypted to {', '.join(report['recipients'])}")
-        for ident in report["identities"]:
+        console.print(f"{report.cluster}: new objects are encrypted to {', '.join(report.recipients)}")
+        for ident in report.identities:
             state = (
                 "REMOVABLE: nothing kept needs it"
-                if ident["removable"]
-                else (f"only key for {ident['only_key_for_backups']} backups and {ident['only_key_for_wal']} WAL files")
+                if ident.removable
+                else (f"only key for {ident.only_key_for_backups} backups and {ident.only_key_for_wal} WAL files")
             )
-            console.print(f"  identity {ident['recipient']}: {state}", markup=False)
-        for w in report["wal"]:
-            console.print(f"  WAL {w['first']}..{w['last']} ({w['count']}): {', '.join(w['opened_by'])}", markup=False)
-        for item in report["unreadable"]:
+            console.print(f"  identity {ident.recipient}: {state}", markup=False)
+        for w in report.wal:
+            console.print(f"  WAL {w.first}..{w.last} ({w.count}): {', '.join(w.opened_by)}", markup=False)
+        for item in report.unreadable:
             console.print(f"  NO IDENTITY OPENS {item}", markup=False)
-        for r in report["recipients_without_identity"]:
+        for r in report.recipients_without_identity:
             console.print(f"  warning: no identity in the keyring for recipient {r}", markup=False)
 
     return render
@@ -83,19 +83,18 @@ def _has_repository(ctx: ClusterContext) -> bool:
 
 
 def _status_one(ctx: ClusterContext) -> ClusterReport:
-    from dbrunbook.backup.keys import key_status
     from dbrunbook.errors import NoMatchingIdentityError
     from dbrunbook.tasks.fleet_report import ClusterReport
 
-    report = {"cluster": ctx.name, **key_status(ctx.storage, ctx.catalog(), ctx.identities(), ctx.recipients)}
+    report = _status(ctx)
     finding = None
-    if report["unreadable"]:
+    if report.unreadable:
         finding = NoMatchingIdentityError(
-            f"{len(report['unreadable'])} objects cannot be opened by any identity in the keyring; "
-            f"first: {report['unreadable'][0]}",
+            f"{len(report.unreadable)} objects cannot be opened by any identity in the keyring; "
+            f"first: {report.unreadable[0]}",
             hint="add the identity they were encrypted to (encryption.identities)",
         )
-    return ClusterReport(report, _human(report), finding)
+    return ClusterReport(report.as_dict(), _human(report), finding)
 
 
 @task(
@@ -121,7 +120,7 @@ def rotate(
     json: bool = False,
 ) -> None:
     """Encrypt new backups and WAL to a new recipient; old identities stay in the keyring to restore old backups."""
-    from dbrunbook.backup.keys import new_identity_file
+    from dbrunbook.backup.keys import Rotation, new_identity_file
     from dbrunbook.execution.command import Command
     from dbrunbook.inventory.edit import rotate_recipients
     from dbrunbook.output import confirm
@@ -154,10 +153,10 @@ def rotate(
         # archive_command reads this file for every segment: WAL is encrypted to the new key from now on.
         hostconfig.install(ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=False))
     try:
-        report = _status(run, cluster)
+        report = _status(ctx)
     finally:
         run.close()
-    result = {**report, "new_recipient": recipient, "retired": retired, "wal_host_config_updated": archiving}
+    result = Rotation(report, recipient, tuple(retired), archiving)
 
     def human(console: Any) -> None:
         console.print(f"{ctx.name}: new objects are now encrypted to {recipient}", markup=False)
@@ -165,14 +164,16 @@ def rotate(
             console.print(f"  WAL archiving on {primary_name} uses it from the next segment", markup=False)
         _human(report)(console)
 
-    run.out.result(result, human)
+    run.out.result(result.as_dict(), human)
 
 
 def _rotate_dry_run(run: TaskRun, ctx: ClusterContext, path: Path, *, keep_old: bool) -> None:
+    from dbrunbook.backup.keys import RotationPlan
+
     retire = [] if keep_old else ctx.recipients
-    result = {"cluster": ctx.name, "dry_run": True, "identity_file": str(path), "would_retire": retire}
+    plan = RotationPlan(ctx.name, str(path), tuple(retire))
     run.out.result(
-        result,
+        plan.as_dict(),
         lambda console: console.print(
             f"dry run: would encrypt new objects of {ctx.name} to the identity in {path} (created if missing), "
             f"retire {', '.join(retire) or 'no recipient'}, and edit {run.loaded.path}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from invoke.context import Context
@@ -10,6 +11,7 @@ from dbrunbook.inventory.loader import inventory_path
 from dbrunbook.output import confirm
 from dbrunbook.sandbox.layout import Layout
 from dbrunbook.sandbox.manager import Sandbox
+from dbrunbook.sandbox.state import SandboxDown, SandboxStatus
 from dbrunbook.tasks.common import TaskRun, guarded, task
 
 
@@ -27,7 +29,7 @@ def up(c: Context, env: str = "dev", json: bool = False) -> None:
     run = TaskRun.start("sandbox.up", env=env, json_mode=json)
     with run.out.steps("sandbox.up") as step:
         status = _sandbox(run, step).up()
-    run.out.result(status, lambda console: _render(console, status))
+    run.out.result(status.as_dict(), lambda console: _render(console, status))
 
 
 @task(help={"env": ENV_HELP, "json": "print JSON"})
@@ -36,7 +38,7 @@ def status(c: Context, env: str = "dev", json: bool = False) -> None:
     """Show the sandbox's clusters, ports, connection strings and what is running."""
     run = TaskRun.start("sandbox.status", env=env, json_mode=json)
     state = _sandbox(run).status()
-    run.out.result(state, lambda console: _render(console, state))
+    run.out.result(state.as_dict(), lambda console: _render(console, state))
 
 
 @task(
@@ -57,35 +59,33 @@ def down(
     sandbox = _sandbox(run)
     if purge:
         confirm(f"delete every sandbox database and key under {sandbox.layout.root}", yes=yes, dry_run=dry_run)
-    result = sandbox.down(purge=purge)
-    result["dry_run"] = dry_run
-    result["plan"] = run.settings.plan
-    run.out.result(result, lambda console: _render_plan(console, result))
+    result = replace(sandbox.down(purge=purge), dry_run=dry_run, plan=tuple(run.settings.plan))
+    run.out.result(result.as_dict(), lambda console: _render_plan(console, result))
 
 
-def _render_plan(console: Any, result: dict[str, Any]) -> None:
-    if result["dry_run"]:
+def _render_plan(console: Any, result: SandboxDown) -> None:
+    if result.dry_run:
         console.print("[bold]dry run[/]: nothing was changed. Plan:")
-        for line in result["plan"]:
+        for line in result.plan or ():
             console.print(f"  {line}", markup=False)
     else:
-        console.print("sandbox stopped" + (" and purged" if result["purged"] else ""))
+        console.print("sandbox stopped" + (" and purged" if result.purged else ""))
 
 
-def _render(console: Any, state: dict[str, Any]) -> None:
-    for cl in state["clusters"]:
-        console.print(f"[bold]{cl['name']}[/] ({cl['engine']})  primary: {cl['primary_dsn']}")
-        for h in cl["hosts"]:
-            mark = "[green]running[/]" if h["running"] else "[red]stopped[/]"
-            console.print(f"  {h['name']:<16} {h['role']:<8} port {h['port']:<6} via {h['via']:<8} {mark}")
-    running = state["running"]
+def _render(console: Any, state: SandboxStatus) -> None:
+    for cl in state.clusters:
+        console.print(f"[bold]{cl.name}[/] ({cl.engine})  primary: {cl.primary_dsn}")
+        for h in cl.hosts:
+            mark = "[green]running[/]" if h.running else "[red]stopped[/]"
+            console.print(f"  {h.name:<16} {h.role:<8} port {h.port:<6} via {h.via:<8} {mark}")
+    running = state.running
     s3 = "[green]running[/]" if running["s3"] else "[red]stopped[/]"
     ssh = "[green]running[/]" if running["sshd"] else "[red]stopped[/]"
-    console.print(f"S3: {state['s3_endpoint']} bucket {state['bucket']} {s3}")
-    console.print(f"sshd: {state['ssh']} {ssh}")
-    if state["ssh_sudo"]:
+    console.print(f"S3: {state.s3_endpoint} bucket {state.bucket} {s3}")
+    console.print(f"sshd: {state.ssh} {ssh}")
+    if state.ssh_sudo:
         ops = "[green]running[/]" if running.get("sshd-ops") else "[red]stopped[/]"
-        console.print(f"sshd (pg-main-2): {state['ssh_sudo']} {ops}")
-    for note in state["notes"]:
+        console.print(f"sshd (pg-main-2): {state.ssh_sudo} {ops}")
+    for note in state.notes:
         console.print(f"[yellow]note[/]: {note}")
-    console.print(f"passwords: {state['root']}/secrets/   inventory: {state['inventory']}")
+    console.print(f"passwords: {state.root}/secrets/   inventory: {state.inventory}")

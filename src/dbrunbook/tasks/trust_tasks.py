@@ -36,7 +36,7 @@ def sign(
     json: bool = False,
 ) -> None:
     """Sign backups an older dbrunbook wrote without a signature, after reading every object of each back."""
-    from dbrunbook.backup.trust import plan_signing, sign, verify_candidates
+    from dbrunbook.backup.trust import SignResult, plan_signing, sign, verify_candidates
     from dbrunbook.errors import VerifyFailed
     from dbrunbook.output import confirm
 
@@ -45,37 +45,37 @@ def sign(
     with ctx.lease("sign", exclusive=True, dry_run=dry_run):
         catalog = ctx.catalog(cached=False)
         plan = plan_signing(ctx.name, catalog, backup_id)
-        result: dict[str, Any] = {**plan.as_dict(), "dry_run": dry_run, "signed": [], "failed": []}
+        result = SignResult(plan, dry_run)
         if plan.candidates and not dry_run:
             reports = verify_candidates(ctx, catalog, plan, jobs)
-            result["failed"] = [r for r in reports if not r["ok"]]
-            good = {r["backup_id"] for r in reports if r["ok"]}
+            good = {r.backup_id for r in reports if r.ok}
+            result = SignResult(plan, dry_run, failed=tuple(r for r in reports if not r.ok))
             chosen = [r for r in plan.candidates if r.folder in good]
             if chosen:
                 confirm(f"sign {len(chosen)} backups of {ctx.name} as the controller's own", yes=yes)
-                result["signed"] = sign(ctx, chosen)
+                result = SignResult(plan, dry_run, tuple(sign(ctx, chosen)), result.failed)
 
     def human(console: Any) -> None:
-        for b in result["unsigned"]:
-            state = "signed" if b["backup_id"] in result["signed"] else ("dry run" if dry_run else "NOT signed")
+        for b in plan.unsigned:
+            state = "signed" if b.backup_id in result.signed else ("dry run" if dry_run else "NOT signed")
             console.print(
-                f"{ctx.name} {b['backup_id']} {b['kind']} ended {b['stop_time'][:19]} from {b['source_host']}, "
-                f"{b['objects']} objects: {state}",
+                f"{ctx.name} {b.backup_id} {b.kind} ended {b.stop_time[:19]} from {b.source_host}, "
+                f"{b.objects} objects: {state}",
                 markup=False,
             )
-        for f in result["failed"]:
-            console.print(f"  {f['backup_id']} failed its check: {f['problems'][0]['problem']}", markup=False)
-        for r in result["not_signable"]:
-            console.print(f"{ctx.name} REFUSED, not signable: {r['key']}: {r['reason']}", markup=False)
-        if not result["unsigned"] and not result["not_signable"]:
+        for f in result.failed:
+            console.print(f"  {f.backup_id} failed its check: {f.problems[0].what}", markup=False)
+        for r in plan.others:
+            console.print(f"{ctx.name} REFUSED, not signable: {r.key}: {r.reason}", markup=False)
+        if not plan.candidates and not plan.others:
             console.print(f"{ctx.name}: every manifest is signed")
 
-    run.out.result(result, human)
-    if result["failed"]:
-        first = result["failed"][0]
+    run.out.result(result.as_dict(), human)
+    if result.failed:
+        first = result.failed[0]
         failure = VerifyFailed(
-            f"{len(result['failed'])} unsigned backups failed their check and were not signed; first: "
-            f"{first['backup_id']}: {first['problems'][0]['problem']}"
+            f"{len(result.failed)} unsigned backups failed their check and were not signed; first: "
+            f"{first.backup_id}: {first.problems[0].what}"
         )
         failure.reported = True
         raise failure
@@ -88,6 +88,7 @@ def sign(
 @guarded
 def signing_init(c: Context, out: str, json: bool = False) -> None:
     """Make the controller's manifest signing key; prints the public key for encryption.signers."""
+    from dbrunbook.backup.trust import SigningKeyMade
     from dbrunbook.output import Output
     from dbrunbook.repository.signing import generate
 
@@ -101,11 +102,11 @@ def signing_init(c: Context, out: str, json: bool = False) -> None:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as fh:
         fh.write(pem)
-    doc = {"private_key": str(path.absolute()), "public_key": public}
+    made = SigningKeyMade(str(path.absolute()), public)
 
     def human(console: Any) -> None:
-        console.print(f"wrote {doc['private_key']} (keep it on the controller only; back it up with the identities)")
+        console.print(f"wrote {made.private_key} (keep it on the controller only; back it up with the identities)")
         console.print("add to every cluster's encryption section:", markup=False)
-        console.print(f"    signing_key: file:{doc['private_key']}\n    signers:\n      - {public}", markup=False)
+        console.print(f"    signing_key: file:{made.private_key}\n    signers:\n      - {public}", markup=False)
 
-    Output(json_mode=json).result(doc, human)
+    Output(json_mode=json).result(made.as_dict(), human)

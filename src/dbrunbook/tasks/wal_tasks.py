@@ -11,6 +11,7 @@ from dbrunbook.errors import DbrunbookError
 from dbrunbook.tasks.common import CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
 
 if TYPE_CHECKING:
+    from dbrunbook.backup.verify import WalCheck
     from dbrunbook.context import ClusterContext
     from dbrunbook.tasks.fleet_report import ClusterReport
 
@@ -41,7 +42,7 @@ def check(
 def _check_one(ctx: ClusterContext) -> ClusterReport:
     from collections import Counter
 
-    from dbrunbook.backup.verify import recorded_segment_size, wal_report
+    from dbrunbook.backup.verify import WalCheck, recorded_segment_size, wal_report
     from dbrunbook.engines.postgresql.lsn import segment_position
     from dbrunbook.repository.logs import name_of
     from dbrunbook.tasks.fleet_report import ClusterReport
@@ -75,33 +76,27 @@ def _check_one(ctx: ClusterContext) -> ClusterReport:
         since = datetime.now(UTC) - parse_window(retention.pitr_window)
         base = [m for m in physical if m.stop_time <= since] or physical[:1]
         window_from = base[-1].start_wal
-    report = {
-        "cluster": ctx.name,
-        **wal_report(names, start, seg_size, spans, window_from),
-        "wal_segment_size": seg_size,
-        "wal_segment_size_from": size_from,
-        "archived_twice": twice,
-    }
-
-    human = _wal_human(ctx.name, report, seg_size, twice)
-
-    return ClusterReport(report, human, _finding(ctx.name, report))
+    report = WalCheck(
+        ctx.name, wal_report(names, start, seg_size, spans, window_from), seg_size, size_from, tuple(twice)
+    )
+    return ClusterReport(report.as_dict(), _wal_human(report), _finding(report))
 
 
-def _finding(cluster: str, report: dict[str, Any]) -> DbrunbookError | None:
+def _finding(report: WalCheck) -> DbrunbookError | None:
     from dbrunbook.errors import WalCheckFailed
 
-    critical = [g for g in report["gaps"] if g["critical"]]
+    cluster = report.cluster
+    critical = [g for g in report.archive.gaps if g.critical]
     failure = None
     if critical:
         g = critical[0]
         failure = WalCheckFailed(
             f"{cluster}: {len(critical)} gaps in the archived WAL break a backup or recovery to now; "
-            f"first: {g['missing']} segments {g['from']}..{g['to']}; point-in-time recovery cannot cross it",
+            f"first: {g.missing} segments {g.first}..{g.last}; point-in-time recovery cannot cross it",
             hint="take a new full backup and check archive_command errors in the PostgreSQL log",
         )
-    elif report["archived_twice"]:
-        twice = report["archived_twice"]
+    elif report.archived_twice:
+        twice = report.archived_twice
         failure = WalCheckFailed(
             f"{cluster}: {len(twice)} WAL files are archived twice with different content, first {twice[0]}: "
             "something other than this cluster's archive_command wrote them; a restore stops there",
@@ -110,24 +105,27 @@ def _finding(cluster: str, report: dict[str, Any]) -> DbrunbookError | None:
     return failure
 
 
-def _wal_human(cluster: str, report: dict[str, Any], seg_size: int, twice: list[str]) -> Callable[[Any], None]:
+def _wal_human(report: WalCheck) -> Callable[[Any], None]:
+    archive = report.archive
+
     def human(console: Any) -> None:
         console.print(
-            f"{cluster}: WAL from {report['from']} to {report['newest']} ({seg_size >> 20} MiB segments)",
+            f"{report.cluster}: WAL from {archive.first} to {archive.newest} "
+            f"({report.wal_segment_size >> 20} MiB segments)",
             markup=False,
         )
-        for t in report["timelines"]:
-            history = "" if t["history_file"] else " (no history file!)"
+        for t in archive.timelines:
+            history = "" if t.history_file else " (no history file!)"
             console.print(
-                f"  timeline {t['timeline']}: {t['first']}..{t['last']}, {t['segments']} segments{history}",
+                f"  timeline {t.timeline}: {t.first}..{t.last}, {t.segments} segments{history}",
                 markup=False,
             )
-        for g in report["gaps"]:
-            what = "GAP" if g["critical"] else "old gap (only older backups cannot replay past it)"
-            console.print(f"  {what}: {g['missing']} segments missing, {g['from']}..{g['to']}", markup=False)
-        if not report["gaps"]:
+        for g in archive.gaps:
+            what = "GAP" if g.critical else "old gap (only older backups cannot replay past it)"
+            console.print(f"  {what}: {g.missing} segments missing, {g.first}..{g.last}", markup=False)
+        if not archive.gaps:
             console.print("  no gaps", markup=False)
-        for n in twice:
+        for n in report.archived_twice:
             console.print(f"  ARCHIVED TWICE with different content: {n} (a restore refuses it)", markup=False)
 
     return human

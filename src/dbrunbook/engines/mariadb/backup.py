@@ -280,9 +280,53 @@ def current_has_transactions(db: DbSession, current: str, gtid: str) -> bool:
     return before.strip("[]").replace(" ", "") != gtid.replace(" ", "")
 
 
+@dataclass(frozen=True)
+class BinlogSync:
+    """What ``binlog.sync`` did on one host: the binlogs it archived, those already there, the open one."""
+
+    cluster: str
+    host: str
+    server_id: int
+    rotated: bool  # the open binlog was closed first (it held a transaction)
+    open: str | None
+    archived: tuple[str, ...]
+    already_archived: tuple[str, ...]
+    gtid: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "host": self.host,
+            "server_id": self.server_id,
+            "rotated": self.rotated,
+            "open": self.open,
+            "archived": list(self.archived),
+            "already_archived": list(self.already_archived),
+            "gtid": self.gtid,
+        }
+
+
+@dataclass(frozen=True)
+class BinlogFollow:
+    """``binlog.sync --follow``: the catch-up sync, then what the follower streamed and archived."""
+
+    sync: BinlogSync
+    follower: str
+    streamed: tuple[str, ...]
+    streaming: str | None  # the file still open when it stopped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.sync.as_dict(),
+            "follower": self.follower,
+            "streamed": list(self.streamed),
+            "streaming": self.streaming,
+        }
+
+
 def binlog_sync(
     ctx: ClusterAccess, *, host_name: str | None = None, rotate: bool = True, step: Step = lambda _m: None
-) -> dict[str, Any]:
+) -> BinlogSync:
     """Archive every closed binlog the repository lacks; with ``rotate``, first close the open one when it
     holds a transaction, so a cron run bounds the RPO to its interval."""
     host_name = host_name or ctx.cluster.primary()[0]
@@ -321,16 +365,16 @@ def binlog_sync(
                 )
             )
         outcomes = _last_json(res.stdout, host_name, "binlog-push")
-    return {
-        "cluster": ctx.name,
-        "host": host_name,
-        "server_id": f.server_id,
-        "rotated": rotated,
-        "open": logs[-1][0] if logs else None,
-        "archived": [n for n, o in outcomes.items() if o == "archived"],
-        "already_archived": sorted(set(closed) & set(have)) + [n for n, o in outcomes.items() if o != "archived"],
-        "gtid": f.gtid,
-    }
+    return BinlogSync(
+        ctx.name,
+        host_name,
+        f.server_id,
+        rotated,
+        logs[-1][0] if logs else None,
+        tuple(n for n, o in outcomes.items() if o == "archived"),
+        tuple(sorted(set(closed) & set(have)) + [n for n, o in outcomes.items() if o != "archived"]),
+        f.gtid,
+    )
 
 
 def binlog_follow(
@@ -340,7 +384,7 @@ def binlog_follow(
     duration: float | None = None,
     interval: float = 1.0,
     step: Step = lambda _m: None,
-) -> dict[str, Any]:
+) -> BinlogFollow:
     """Catch up (:func:`binlog_sync`), then stream the open binlog from the primary on ``host_name`` (a
     replica host by default when there is one, so the copy lives off the primary) and archive each file as
     the server closes it."""
@@ -348,19 +392,19 @@ def binlog_follow(
     replicas = [n for n in ctx.cluster.hosts if n != primary_name]
     where = host_name or (replicas[0] if replicas else primary_name)
     caught_up = binlog_sync(ctx, step=step)
-    first = caught_up["open"]
+    first = caught_up.open
+    if first is None:  # binary logging is on (binlog_sync checked), so the server always has an open binlog
+        raise BackupError(f"{caught_up.host}: SHOW BINARY LOGS lists no binlog to follow")
     host, ex = ctx.host(where), ctx.executor(where)
     # The primary as the follower sees it: its own loopback address when they are one host.
     address = primary.address if where == primary_name else _network_address(ctx, primary_name)
-    spool = f"{ex.home()}/.local/state/dbrunbook/binlog-spool/{ctx.name}-{caught_up['server_id']}"
+    spool = f"{ex.home()}/.local/state/dbrunbook/binlog-spool/{ctx.name}-{caught_up.server_id}"
     step(f"streaming binlogs of {primary_name} from {first} on {where}")
     with (
         hostconfig.temporary(ex, ctx.name, ctx.cluster, ctx.resolver, with_identities=False) as config,
         _defaults(ctx, ex) as defaults,
     ):
-        argv = _driver(ctx).follow_argv(
-            host, defaults, address, primary.port, spool, first, int(caught_up["server_id"])
-        )
+        argv = _driver(ctx).follow_argv(host, defaults, address, primary.port, spool, first, caught_up.server_id)
         res = ex.run(
             Command(
                 (
@@ -369,7 +413,7 @@ def binlog_follow(
                     "--config",
                     config,
                     "--server-id",
-                    str(caught_up["server_id"]),
+                    str(caught_up.server_id),
                     "--spool",
                     spool,
                     "--interval",
@@ -383,7 +427,7 @@ def binlog_follow(
             )
         )
     streamed = _last_json(res.stdout, where, "binlog-follow")
-    return {**caught_up, "follower": where, "streamed": streamed["archived"], "streaming": streamed["streaming"]}
+    return BinlogFollow(caught_up, where, tuple(streamed["archived"]), streamed["streaming"])
 
 
 def _network_address(ctx: ClusterAccess, host_name: str) -> str:

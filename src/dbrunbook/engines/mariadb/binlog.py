@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.repository.logs import DIGEST_LEN, MARK
@@ -294,9 +295,57 @@ def files_to_replay(start: Coordinates, archive: Sequence[str], target: ReplayTa
     return wanted
 
 
+@dataclass(frozen=True)
+class BinlogGap:
+    """Binlogs ``first``..``last`` neither archived nor on the server: no recovery crosses them."""
+
+    first: str
+    last: str
+    missing: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.first, "to": self.last, "missing": self.missing}
+
+
+@dataclass(frozen=True)
+class BinlogArchive:
+    """A server's archived binlogs against what it still holds: gaps, and closed files not archived yet."""
+
+    archived: int
+    first: str | None  # where the oldest backup's recovery starts
+    newest_archived: str | None
+    gaps: tuple[BinlogGap, ...]
+    not_archived_yet: tuple[str, ...]
+    expiry_seconds: float
+    at_risk: tuple[str, ...]  # not archived, and the server's expiry will purge them
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "archived": self.archived,
+            "from": self.first,
+            "newest_archived": self.newest_archived,
+            "gaps": [g.as_dict() for g in self.gaps],
+            "not_archived_yet": list(self.not_archived_yet),
+            "expiry_seconds": self.expiry_seconds,
+            "at_risk": list(self.at_risk),
+        }
+
+
+@dataclass(frozen=True)
+class BinlogCheck:
+    """``binlog.check`` of one cluster: its primary's server id and that server's archive."""
+
+    cluster: str
+    server_id: int
+    archive: BinlogArchive
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "server_id": self.server_id, **self.archive.as_dict()}
+
+
 def binlog_report(
     archive: Sequence[str], on_server: Sequence[str], oldest_backup_file: str | None, expire_seconds: float
-) -> dict[str, object]:
+) -> BinlogArchive:
     """Gaps a recovery would hit, from names alone.
 
     ``archive``: archived binlog names of the server; ``on_server``: what SHOW BINARY LOGS lists (the last
@@ -310,7 +359,7 @@ def binlog_report(
     base = (on_server or archive or [oldest_backup_file or "x.000001"])[0].rsplit(".", 1)[0]
     start = number(oldest_backup_file) if oldest_backup_file else (min(have) if have else None)
     newest = max(have | server) if (have | server) else None
-    gaps: list[dict[str, object]] = []
+    gaps: list[BinlogGap] = []
     if start is not None and newest is not None:
         run: list[int] = []
         for n in range(start, newest + 1):
@@ -324,19 +373,19 @@ def binlog_report(
             gaps.append(_gap(base, run))
     closed = sorted(server)[:-1] if server else []
     pending = [f"{base}.{n:06d}" for n in closed if n not in have]
-    return {
-        "archived": len(have),
-        "from": oldest_backup_file,
-        "newest_archived": f"{base}.{max(have):06d}" if have else None,
-        "gaps": gaps,
-        "not_archived_yet": pending,
-        "expiry_seconds": expire_seconds,
-        "at_risk": pending if expire_seconds > 0 else [],
-    }
+    return BinlogArchive(
+        archived=len(have),
+        first=oldest_backup_file,
+        newest_archived=f"{base}.{max(have):06d}" if have else None,
+        gaps=tuple(gaps),
+        not_archived_yet=tuple(pending),
+        expiry_seconds=expire_seconds,
+        at_risk=tuple(pending) if expire_seconds > 0 else (),
+    )
 
 
-def _gap(base: str, run: list[int]) -> dict[str, object]:
-    return {"from": f"{base}.{run[0]:06d}", "to": f"{base}.{run[-1]:06d}", "missing": len(run)}
+def _gap(base: str, run: list[int]) -> BinlogGap:
+    return BinlogGap(f"{base}.{run[0]:06d}", f"{base}.{run[-1]:06d}", len(run))
 
 
 def expired_binlogs(archive: dict[str, str], keep_from: str | None) -> list[str]:
