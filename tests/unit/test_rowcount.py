@@ -153,8 +153,14 @@ def test_count_queries_round_trip_and_compare() -> None:
     got, seconds = parse_counts([f"dbrunbook-rows\t{i}\t{v}" for i, v in answers])
     assert got == {0: 0, 1: 3} and seconds == 2.25
     result = compare(tables, got, seconds)
-    assert result["mismatched"] == 1 and result["mismatches"] == ["shop.we`ird: 3 rows restored, the backup had 4"]
-    assert compare(tables, {0: 0, 1: 4}) == {"tables": 2, "rows": 4, "mismatched": 0, "mismatches": [], "seconds": 0}
+    assert result.mismatched == 1 and result.mismatches == ("shop.we`ird: 3 rows restored, the backup had 4",)
+    assert compare(tables, {0: 0, 1: 4}).as_dict() == {
+        "tables": 2,
+        "rows": 4,
+        "mismatched": 0,
+        "mismatches": [],
+        "seconds": 0,
+    }
 
 
 def test_a_data_section_that_never_closes_is_a_problem_not_a_wrong_count() -> None:
