@@ -46,7 +46,9 @@ def restore_host(fake: FakeExecutor) -> FakeExecutor:
     fake.on(r"^mariadb-admin .* ping$")
     fake.on(r"dbrunbook-host my-extract ")
     fake.on(r"^mariadb-backup --prepare ")
-    fake.on(r"dbrunbook-host my-replay ", Reply(stdout='{"binlogs_replayed": "as asked"}\n'))
+    # What the agent prints last (engines/mariadb/host.Replay): here, a replay that found nothing to read.
+    replayed = '{"binlogs_replayed": [], "stopped_in": null, "stop_reason": "end of the archived binlogs"}'
+    fake.on(r"dbrunbook-host my-replay ", Reply(stdout=replayed + "\n"))
     return fake
 
 

@@ -36,7 +36,7 @@ def restore(world: World, db: FakeDatabase, *, backup: str = "latest", **target:
     archive = binlog_keys(ctx, int(manifest.extra.get("server_id", 0)))
     _, target_cluster = world.find_host(TO)
     plan = plan_my_restore(ctx.name, manifest, chain, archive, TO, DATA, PORT, replay)
-    return run_my_restore(ctx, plan, target_cluster, force=False, confirm=lambda _q: None)
+    return run_my_restore(ctx, plan, target_cluster, force=False, confirm=lambda _q: None).as_dict()
 
 
 def values(ran: Ran, flag: str) -> list[str]:

@@ -38,7 +38,7 @@ def restore(world: World, server: FakePostgres, *, backup: str = "latest", **tar
     plan = plan_restore(
         manifest, ctx.name, TO, host.data_dir, host.port, recovery, chain, tablespaces=backup_tablespaces(ctx, chain)
     )
-    return run_restore(ctx, plan, target_cluster, force=False, confirm=lambda _q: None)
+    return run_restore(ctx, plan, target_cluster, force=False, confirm=lambda _q: None).as_dict()
 
 
 def chain_of_three(world: World) -> list[Manifest]:

@@ -153,8 +153,14 @@ def test_count_queries_round_trip_and_compare() -> None:
     got, seconds = parse_counts([f"dbrunbook-rows\t{i}\t{v}" for i, v in answers])
     assert got == {0: 0, 1: 3} and seconds == 2.25
     result = compare(tables, got, seconds)
-    assert result["mismatched"] == 1 and result["mismatches"] == ["shop.we`ird: 3 rows restored, the backup had 4"]
-    assert compare(tables, {0: 0, 1: 4}) == {"tables": 2, "rows": 4, "mismatched": 0, "mismatches": [], "seconds": 0}
+    assert result.mismatched == 1 and result.mismatches == ("shop.we`ird: 3 rows restored, the backup had 4",)
+    assert compare(tables, {0: 0, 1: 4}).as_dict() == {
+        "tables": 2,
+        "rows": 4,
+        "mismatched": 0,
+        "mismatches": [],
+        "seconds": 0,
+    }
 
 
 def test_a_data_section_that_never_closes_is_a_problem_not_a_wrong_count() -> None:
@@ -164,3 +170,16 @@ def test_a_data_section_that_never_closes_is_a_problem_not_a_wrong_count() -> No
     counter = DumpRowCounter()
     counter.feed(dump)
     assert counter.finish() is None and "no UNLOCK TABLES" in counter.problem
+
+
+def test_the_agents_replay_report_reads_back_as_it_was_printed() -> None:
+    import json
+
+    from dbrunbook.engines.mariadb.host import Replay
+
+    counted = compare([("shop", "a", 2)], {0: 1}, 0.5)
+    for done in (Replay(["b.000001", "b.000002"], "b.000002", "gtid 0-1-9", counted), Replay(reason="end")):
+        printed = json.loads(json.dumps(done.as_dict()))  # what the agent prints, as the controller reads it
+        assert Replay.from_json(printed) == done and Replay.from_json(printed).as_dict() == printed
+    assert "row_counts" not in Replay().as_dict()
+    assert counted.mismatch_line("differ") == "1 of 1 tables differ, first shop.a: 1 rows restored, the backup had 2"

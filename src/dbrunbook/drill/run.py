@@ -19,6 +19,7 @@ from dbrunbook.context import ClusterContext
 from dbrunbook.drill.place import LOCAL, local_place
 from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
 from dbrunbook.engines.capabilities import DrillSupport
+from dbrunbook.engines.restore_result import RestoreResult
 from dbrunbook.errors import (
     DbrunbookError,
     DrillError,
@@ -88,7 +89,7 @@ def _restore(
     chain: list[Manifest],
     place: tuple[str, Cluster, str, int],
     step: Step,
-) -> dict[str, Any]:
+) -> RestoreResult:
     return drills(ctx).restore_copy(ctx, choice.backup, chain, choice.target_time, place, step)
 
 
@@ -168,7 +169,7 @@ def _attempt(
     ex.run(Command(("touch", f"{data_dir}{MARKER}"), description="mark the directory as a drill's"))
     restored, rto_seconds = _timed_restore(ctx, choice, chain, (name, cluster, data_dir, port), step)
     result["rto_seconds"] = rto_seconds
-    result["reached"] = {k: v for k, v in restored.items() if k.startswith("reached") or k == "binlogs_replayed"}
+    result["reached"] = restored.reached.as_dict() if restored.reached is not None else {}
     result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
     result["checks"] += [c.as_dict() for c in drills(ctx).extra_checks(choice.backup, restored)]
     step("checking every table")
@@ -179,7 +180,7 @@ def _attempt(
 
 def _timed_restore(
     ctx: ClusterContext, choice: DrillChoice, chain: list[Manifest], place: tuple[str, Cluster, str, int], step: Step
-) -> tuple[dict[str, Any], float]:
+) -> tuple[RestoreResult, float]:
     """The drill's restore and its RTO in seconds; any failure of it is a DrillRestoreFailed."""
     clock = time.monotonic()
     try:
@@ -188,7 +189,7 @@ def _timed_restore(
         raise
     except DbrunbookError as exc:
         raise DrillRestoreFailed(f"restore of {choice.backup.backup_id} failed: {exc.one_line()}") from None
-    counting = float((restored.get("row_counts") or {}).get("seconds") or 0)
+    counting = restored.row_counts.seconds if restored.row_counts is not None else 0.0
     # The row count check runs inside the load session; it is proof, not restore time.
     return restored, round(time.monotonic() - clock - counting, 2)
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
+from dbrunbook.engines.restore_result import RestoreResult
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.execution.executor import HostExecutor
 from dbrunbook.inventory.model import Cluster, Host
@@ -56,20 +57,9 @@ class RestoreMethod(Protocol):
 
     def restore(
         self, ctx: ClusterAccess, request: RestoreRequest, find_host: FindHost, *, confirm: Confirm, step: Step
-    ) -> dict[str, Any]:
-        """Plan, then (unless a dry run) restore; the result is what ``--json`` prints."""
+    ) -> RestoreResult:
+        """Plan, then (unless a dry run) restore; the result prints itself (``summary_lines``, ``as_dict``)."""
         ...
-
-    def summary_lines(self, result: dict[str, Any]) -> list[str] | None:
-        """The human lines for a restore's result (None: print the result as it is)."""
-        ...
-
-
-def dry_run_lines(result: dict[str, Any]) -> list[str]:
-    """What a restore's dry run prints: where it would restore, then each step."""
-    return [f"dry run: restore {result['backup']} to {result['to']}:{result['data_dir']}"] + [
-        f"  - {s}" for s in result["steps"]
-    ]
 
 
 class LogArchive(Protocol):
@@ -121,7 +111,7 @@ class DrillSupport(Protocol):
         target_time: datetime | None,
         place: tuple[str, Cluster, str, int],
         step: Step,
-    ) -> dict[str, Any]:
+    ) -> RestoreResult:
         """Restore ``chain`` (ending with ``backup``) at ``place`` (host, its cluster, data directory, port) to
         ``target_time`` (None: the end of the archive)."""
         ...
@@ -134,7 +124,7 @@ class DrillSupport(Protocol):
         """The engine's own consistency check of every relation of the copy."""
         ...
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
+    def extra_checks(self, backup: Manifest, restored: RestoreResult) -> list[Check]:
         """Checks only this engine's restores can make (MariaDB: the dump's row counts)."""
         ...
 

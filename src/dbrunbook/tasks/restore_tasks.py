@@ -115,10 +115,10 @@ def _restore(
         result = method.restore(
             ctx, request, task_run.find_host, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run), step=step
         )
-    lines = method.summary_lines(result)
+    lines = result.summary_lines()
 
     def human(console: Any) -> None:
         for line in lines or ():
             console.print(line, markup=False)
 
-    task_run.out.result(result, human if lines is not None else None)
+    task_run.out.result(result.as_dict(), human if lines is not None else None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dbrunbook.engines.mariadb.binlog import ReplayTarget
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
-from dbrunbook.engines.capabilities import Check, RestoreRequest, dry_run_lines
+from dbrunbook.engines.capabilities import Check, RestoreRequest
+from dbrunbook.engines.restore_result import RestoreResult, RowCounts
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command
@@ -55,7 +56,7 @@ def _restore_chain(
     confirm: Confirm,
     jobs: int,
     step: Step,
-) -> dict[str, Any]:
+) -> RestoreResult:
     from dbrunbook.engines.mariadb.backup import binlog_keys
     from dbrunbook.engines.mariadb.restore import plan_my_restore, run_my_restore
 
@@ -70,9 +71,7 @@ class MyRestores:
 
     def restore(
         self, ctx: ClusterAccess, request: RestoreRequest, find_host: FindHost, *, confirm: Confirm, step: Step
-    ) -> dict[str, Any]:
-        from dbrunbook.engines.mariadb.rowcount import mismatch_line
-
+    ) -> RestoreResult:
         request.target.require(self.target_kinds, "MariaDB")
         replay = _replay_target(request.target)  # a malformed target fails before anything is read
         _, target_cluster = find_host(request.to)
@@ -98,26 +97,11 @@ class MyRestores:
             jobs=request.jobs,
             step=step,
         )
-        counted = result.get("row_counts") or {}
-        if counted.get("mismatched"):
-            line = mismatch_line(counted, "restored with other row counts than the dump recorded")
-            raise RestoreError(f"{line} (the server runs on port {result['port']})")
+        counted = result.row_counts
+        if counted is not None and counted.mismatched:
+            line = counted.mismatch_line("restored with other row counts than the dump recorded")
+            raise RestoreError(f"{line} (the server runs on port {place[3]})")
         return result
-
-    def summary_lines(self, result: dict[str, Any]) -> list[str] | None:
-        if result.get("dry_run"):
-            return dry_run_lines(result)
-        counted = result.get("row_counts") or {}
-        lines = (
-            [f"row counts of {counted['tables']} tables ({counted['rows']} rows) match the dump's"] if counted else []
-        )
-        return [
-            *lines,
-            f"restored {result['backup']} on {result['to']} port {result['port']} in {result['rto_seconds']}s; "
-            f"replayed {len(result.get('binlogs_replayed', []))} binlogs up to {result['target']}; "
-            f"reached GTID {result['reached_gtid'] or '-'}",
-            f"  socket {result['socket']}; stop it with: {result['stop']}",
-        ]
 
 
 class MyArchive:
@@ -152,7 +136,7 @@ class MyDrills:
         target_time: datetime | None,
         place: tuple[str, Cluster, str, int],
         step: Step,
-    ) -> dict[str, Any]:
+    ) -> RestoreResult:
         from dbrunbook.engines.mariadb.rowcount import uncounted
 
         when = target_time.isoformat() if target_time else None
@@ -207,15 +191,15 @@ class MyDrills:
         ok = res.ok and not problems
         return Check("mariadb-check", ok, "every table checked" if ok else (problems or [res.tail(2)])[0])
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
+    def extra_checks(self, backup: Manifest, restored: RestoreResult) -> list[Check]:
         if backup.kind != "logical":
             return []
-        return [row_check(backup, restored.get("row_counts"))]
+        return [row_check(backup, restored.row_counts)]
 
 
-def row_check(backup: Manifest, counted: dict[str, Any] | None) -> Check:
+def row_check(backup: Manifest, counted: RowCounts | None) -> Check:
     """The loaded dump's tables, counted before any binlog replay, against the counts the dump recorded."""
-    from dbrunbook.engines.mariadb.rowcount import mismatch_line, uncounted
+    from dbrunbook.engines.mariadb.rowcount import uncounted
 
     name = "row counts match the backup's snapshot"
     why = uncounted(backup)
@@ -223,11 +207,11 @@ def row_check(backup: Manifest, counted: dict[str, Any] | None) -> Check:
         return Check(name, True, f"not checked: {why}")
     if counted is None:
         return Check(name, False, "the restore did not count the rows")
-    ok = counted["mismatched"] == 0
+    ok = counted.mismatched == 0
     detail = (
-        f"{counted['tables']} table{'' if counted['tables'] == 1 else 's'}, {counted['rows']} rows "
-        f"(counted in {counted.get('seconds', 0)}s, not in the RTO)"
+        f"{counted.tables} table{'' if counted.tables == 1 else 's'}, {counted.rows} rows "
+        f"(counted in {counted.seconds}s, not in the RTO)"
         if ok
-        else mismatch_line(counted, "differ")
+        else counted.mismatch_line("differ")
     )
-    return Check(name, ok, detail, {"tables": counted["tables"], "rows": counted["rows"]})
+    return Check(name, ok, detail, {"tables": counted.tables, "rows": counted.rows})

@@ -12,7 +12,7 @@ import hashlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from dbrunbook.engines.mariadb.binlog import (
 from dbrunbook.engines.mariadb.binlog import number as binlog_number
 from dbrunbook.engines.mariadb.rowcount import MARK, DumpRowCounter, compare, count_sql, parse_counts
 from dbrunbook.engines.postgresql.dump_host import _stream
+from dbrunbook.engines.restore_result import RowCounts
 from dbrunbook.errors import BackupError, ObjectCorruptError, RestoreError
 from dbrunbook.repository import logs as wal
 from dbrunbook.repository.logs import digest_of
@@ -161,18 +162,30 @@ class _Drain(threading.Thread):
         return useful[-1] if useful else "no message"
 
 
-@dataclass
+@dataclass(slots=True)
 class Replay:
-    """What a replay did, for the restore report."""
+    """What a replay did, for the restore report: filled in as the replay goes, printed by the agent and read
+    back by the controller (:meth:`from_json`)."""
 
-    files: list[str] = field(default_factory=list)
-    stopped_in: str | None = None
+    files: list[str] = field(default_factory=list)  # the archived binlogs read, in order
+    stopped_in: str | None = None  # the binlog the target lies in (None: the archive's end)
     reason: str = ""
-    row_counts: dict[str, Any] | None = None
+    row_counts: RowCounts | None = None  # the loaded dump's tables counted before the replay (--check-rows)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"binlogs_replayed": self.files, "stopped_in": self.stopped_in, "stop_reason": self.reason}
-        return out if self.row_counts is None else {**out, "row_counts": self.row_counts}
+        return out if self.row_counts is None else {**out, "row_counts": self.row_counts.as_dict()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Replay:
+        """The agent's report, as :meth:`as_dict` printed it."""
+        counted = data.get("row_counts")
+        return cls(
+            [str(f) for f in data["binlogs_replayed"]],
+            None if data["stopped_in"] is None else str(data["stopped_in"]),
+            str(data["stop_reason"]),
+            None if counted is None else RowCounts.from_json(counted),
+        )
 
 
 def binlog_args(

@@ -16,7 +16,10 @@ from typing import Any
 from dbrunbook.engines.access import ClusterAccess
 from dbrunbook.engines.mariadb.binlog import Coordinates, Gtid, ReplayTarget, covers, files_to_replay, parse_gtid_state
 from dbrunbook.engines.mariadb.driver import MariaDB, client_defaults
+from dbrunbook.engines.mariadb.host import Replay
+from dbrunbook.engines.mariadb.restore_result import MyRestored
 from dbrunbook.engines.mariadb.rowcount import uncounted
+from dbrunbook.engines.restore_result import RestoreDryRun, dry_run_lines
 from dbrunbook.errors import RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
@@ -72,6 +75,9 @@ class MyRestorePlan:
         else:
             out.append("no binlog to replay: the server stays at the backup's own point")
         return out
+
+    def dry_run_lines(self) -> list[str]:
+        return dry_run_lines(self.backup_id, self.host, self.data_dir, self.steps())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -261,7 +267,7 @@ def run_my_restore(
     confirm: Confirm,
     jobs: int = 2,
     step: Step = lambda _m: None,
-) -> dict[str, Any]:
+) -> MyRestored | RestoreDryRun:
     host = target_cluster.hosts[plan.host]
     ex = ctx.executor_for(target_cluster, plan.host)
     agent = ctx.agent_on(ex, host)
@@ -290,8 +296,8 @@ def run_my_restore(
         step(f"starting MariaDB on port {plan.port}")
         _start(ex, host, plan)
         if ctx.settings.dry_run:
-            return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
-        replayed: dict[str, Any] = {}
+            return RestoreDryRun(plan, ctx.settings.plan)
+        replayed: Replay | None = None
         if plan.kind == "logical" or plan.binlogs:
             step(
                 ("loading the dump" if plan.kind == "logical" else "")
@@ -300,15 +306,15 @@ def run_my_restore(
             )
             replayed = _replay(ctx, ex, agent, config, host, plan, engine)
     reached = _reached(ctx, target_cluster, plan)
-    return {
-        **plan.as_dict(),
-        **replayed,
-        **reached,
-        "rto_seconds": round(time.monotonic() - started, 2),
-        "socket": f"{plan.data_dir}/{SOCKET}",
-        "log": f"{plan.data_dir}/{LOG}",
-        "stop": f"kill $(cat {shlex.quote(plan.data_dir)}/{PID_FILE})",
-    }
+    return MyRestored(
+        plan,
+        replayed,
+        reached,
+        rto_seconds=round(time.monotonic() - started, 2),
+        socket=f"{plan.data_dir}/{SOCKET}",
+        log=f"{plan.data_dir}/{LOG}",
+        stop=f"kill $(cat {shlex.quote(plan.data_dir)}/{PID_FILE})",
+    )
 
 
 def _unpack_chain(
@@ -355,7 +361,8 @@ def _unpack_chain(
 
 def _replay(
     ctx: ClusterAccess, ex: HostExecutor, agent: str, config: str, host: Host, plan: MyRestorePlan, engine: MariaDB
-) -> dict[str, Any]:
+) -> Replay | None:
+    """Load and replay through the agent; what it did, as it reports it (None: it reported nothing)."""
     import json
 
     socket = f"{plan.data_dir}/{SOCKET}"
@@ -405,10 +412,10 @@ def _replay(
         with ex.secret_file(text, "client.cnf") as defaults:
             res = ex.run(command(defaults))
     lines = res.stdout.strip().splitlines()
-    return dict(json.loads(lines[-1])) if lines else {}
+    return Replay.from_json(json.loads(lines[-1])) if lines else None
 
 
-def _reached(ctx: ClusterAccess, target_cluster: Cluster, plan: MyRestorePlan) -> dict[str, Any]:
+def _reached(ctx: ClusterAccess, target_cluster: Cluster, plan: MyRestorePlan) -> str:
     """Where the restored server stands: the backup's GTID state moved on by what the replay logged."""
     host = target_cluster.hosts[plan.host].model_copy(update={"port": plan.port})
     ex = ctx.executor_for(target_cluster, plan.host)
@@ -418,7 +425,7 @@ def _reached(ctx: ClusterAccess, target_cluster: Cluster, plan: MyRestorePlan) -
     for g in parse_gtid_state(str(logged or "")).values():
         if g.server != plan.port:  # the dump's own statements are logged under the restored server's id
             state[g.domain] = g
-    return {"reached_gtid": ",".join(str(g) for g in sorted(state.values(), key=lambda g: g.domain))}
+    return ",".join(str(g) for g in sorted(state.values(), key=lambda g: g.domain))
 
 
 __all__ = ["Gtid", "MyRestorePlan", "plan_my_restore", "run_my_restore", "stop_server"]

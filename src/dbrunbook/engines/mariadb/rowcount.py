@@ -19,7 +19,9 @@ counted by their top-level ``),(`` separators, outside quoted strings.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dbrunbook.engines.restore_result import RowCounts
 
 if TYPE_CHECKING:
     from dbrunbook.repository.manifest import Manifest
@@ -175,11 +177,6 @@ def uncounted(backup: Manifest) -> str | None:
     return None
 
 
-def mismatch_line(counted: Mapping[str, Any], verb: str) -> str:
-    """``N of M tables <verb>, first <the first difference>`` for a :func:`compare` summary."""
-    return f"{counted['mismatched']} of {counted['tables']} tables {verb}, first {counted['mismatches'][0]}"
-
-
 def checked_tables(counts: Mapping[str, Mapping[str, int]]) -> list[tuple[str, str, int]]:
     """The tables a restore compares, in a stable order."""
     return [
@@ -230,17 +227,17 @@ def parse_counts(lines: list[str]) -> tuple[dict[int, int], float]:
 
 def compare(
     tables: list[tuple[str, str, int]], got: Mapping[int, int], seconds: float = 0.0, shown: int = 5
-) -> dict[str, Any]:
+) -> RowCounts:
     """The restored tables' row counts against the backup's: a summary a drill result can hold."""
     wrong = [
         f"{db}.{t}: {got.get(i, 'no answer')} rows restored, the backup had {rows}"
         for i, (db, t, rows) in enumerate(tables)
         if got.get(i) != rows
     ]
-    return {
-        "tables": len(tables),
-        "rows": sum(r for _, _, r in tables),
-        "mismatched": len(wrong),
-        "mismatches": wrong[:shown],
-        "seconds": round(seconds, 3),
-    }
+    return RowCounts(
+        tables=len(tables),
+        rows=sum(r for _, _, r in tables),
+        mismatched=len(wrong),
+        mismatches=tuple(wrong[:shown]),
+        seconds=round(seconds, 3),
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from dbrunbook.engines.access import ClusterAccess, Confirm, FindHost, Step
-from dbrunbook.engines.capabilities import Check, RestoreRequest, dry_run_lines
+from dbrunbook.engines.capabilities import Check, RestoreRequest
+from dbrunbook.engines.restore_result import RestoreResult
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import DrillError, RestoreError
 from dbrunbook.execution.command import Command
@@ -35,7 +35,7 @@ class PgRestores:
 
     def restore(
         self, ctx: ClusterAccess, request: RestoreRequest, find_host: FindHost, *, confirm: Confirm, step: Step
-    ) -> dict[str, Any]:
+    ) -> RestoreResult:
         request.target.require(self.target_kinds, "PostgreSQL")
         _, target_cluster = find_host(request.to)
         catalog = ctx.catalog()
@@ -62,38 +62,23 @@ class PgRestores:
             ctx, plan, target_cluster, force=request.force, confirm=confirm, jobs=request.jobs, step=step
         )
 
-    def summary_lines(self, result: dict[str, Any]) -> list[str] | None:
-        if "database" in result:  # a logical restore: the result as it is
-            return None
-        if result.get("dry_run"):
-            return dry_run_lines(result)
-        state = "promoted" if result["promoted"] else "paused at the target"
-        return [
-            f"restored {result['backup']} on {result['to']} port {result['port']} ({state}) in "
-            f"{result['rto_seconds']}s; reached LSN {result['reached_lsn']}, last transaction {result['reached_time']}"
-        ]
-
 
 def _restore_logical(
     ctx: ClusterAccess, request: RestoreRequest, manifest: Manifest, target_cluster: Cluster, step: Step
-) -> dict[str, Any]:
+) -> RestoreResult:
     from dbrunbook.engines.postgresql.dump import restore_logical
     from dbrunbook.engines.postgresql.dump_host import dump_name
+    from dbrunbook.engines.postgresql.restore_result import PgLogicalPlan
 
     if manifest.kind != "logical" or not request.database:
         raise RestoreError("--database goes with a logical backup, and a logical backup needs --database")
     source_db, _, new_name = request.database.partition(":")
     if request.dry_run:
-        return {
-            "dry_run": True,
-            "backup": manifest.backup_id,
-            "to": request.to,
-            "database": new_name or source_db,
-            "steps": [
-                f"create database {new_name or source_db} on {request.to}",
-                f"stream {dump_name(source_db)} of {manifest.backup_id} into pg_restore",
-            ],
-        }
+        steps = (
+            f"create database {new_name or source_db} on {request.to}",
+            f"stream {dump_name(source_db)} of {manifest.backup_id} into pg_restore",
+        )
+        return PgLogicalPlan(manifest.backup_id, request.to, new_name or source_db, steps)
     return restore_logical(
         ctx, manifest, target_cluster, request.to, source_database=source_db, database=new_name or source_db, step=step
     )
@@ -142,7 +127,7 @@ class PgDrills:
         target_time: datetime | None,
         place: tuple[str, Cluster, str, int],
         step: Step,
-    ) -> dict[str, Any]:
+    ) -> RestoreResult:
         from dbrunbook.engines.postgresql.restore import backup_tablespaces, run_restore
         from dbrunbook.engines.postgresql.restore_plan import plan_restore
 
@@ -185,5 +170,5 @@ class PgDrills:
         detail = res.tail(2) if not res.ok else "every heap and B-tree index checked"
         return Check("pg_amcheck", res.ok, detail)
 
-    def extra_checks(self, backup: Manifest, restored: dict[str, Any]) -> list[Check]:
+    def extra_checks(self, backup: Manifest, restored: RestoreResult) -> list[Check]:
         return []  # drills restore physical copies only: no dump row counts to compare

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from dbrunbook import __version__
 from dbrunbook.engines import Login
 from dbrunbook.engines.access import ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.engines.postgresql.dump_host import dump_plan, restore_argv
+from dbrunbook.engines.postgresql.restore_result import PgLogicalRestored
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
 from dbrunbook.execution.executor import HostExecutor
@@ -100,7 +100,7 @@ def restore_logical(
     source_database: str,
     database: str,
     step: Step = lambda _m: None,
-) -> dict[str, Any]:
+) -> PgLogicalRestored:
     """Restore one database of a logical backup into a new database on the target host's server."""
     if source_database not in manifest.databases:
         raise RestoreError(
@@ -140,13 +140,7 @@ def restore_logical(
                 description="restore the database",
             )
         )
-    return {
-        "backup": manifest.backup_id,
-        "to": to,
-        "port": host.port,
-        "source_database": source_database,
-        "database": database,
-    }
+    return PgLogicalRestored(manifest.backup_id, to, host.port, source_database, database)
 
 
 def _create_database(

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
 
 from dbrunbook.engines import Login
 from dbrunbook.engines.access import ClusterAccess
 from dbrunbook.engines.postgresql.archive import restore_command
 from dbrunbook.engines.postgresql.driver import pgpass_line
 from dbrunbook.engines.postgresql.restore_plan import RestorePlan, recovery_settings
+from dbrunbook.engines.postgresql.restore_result import PgRestored, RecoveryStop
+from dbrunbook.engines.restore_result import RestoreDryRun, WalReached
 from dbrunbook.errors import DatabaseAuthError, DbrunbookError, RecoveryStoppedEarly, RestoreError
 from dbrunbook.execution.command import Command
 from dbrunbook.execution.executor import HostExecutor, redacted
@@ -124,7 +126,7 @@ def run_restore(
     jobs: int = 2,
     step: Step = lambda _m: None,
     timeout: float = 3600,
-) -> dict[str, Any]:
+) -> PgRestored | RestoreDryRun:
     host = target_cluster.hosts[plan.host]
     ex = ctx.executor_for(target_cluster, plan.host)
     agent = ctx.agent_on(ex, host)
@@ -132,40 +134,35 @@ def run_restore(
     step("checking the target")
     prepare_target(ex, host, plan, force=force, confirm=confirm)
     config_dir = f"{ex.home()}/.config/dbrunbook/restore-{plan.cluster}-{plan.port}"
-    # The private identities live on the target only while the copy replays WAL: a copy paused at its target
-    # still needs them, anything else (promoted, failed, dry run) loses them before this returns.
-    keep_keys = False
-    result: dict[str, Any] = {}
     # Read before anything starts: segments archived while the copy replays need not be in it, those
     # already there must (and a strange name in the archive fails the restore now, not after the unpack).
     archive_end = newest_archived(ctx, plan) if plan.target.kind == "latest" and not ctx.settings.dry_run else None
+    restored: PgRestored | RestoreDryRun | None = None
     try:
         config = hostconfig.install(
             ex, config_dir, hostconfig.build(ctx.name, ctx.cluster, ctx.resolver, with_identities=True)
         )
         log = _unpack_and_start(ex, host, agent, config, plan, jobs=jobs, step=step)
         if ctx.settings.dry_run:
-            return {**plan.as_dict(), "dry_run": True, "plan": ctx.settings.plan}
-        step(f"replaying WAL up to {plan.target.describe()}")
-        reached = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
-        keep_keys = bool(reached["paused"])
-        result.update(
-            {
-                **plan.as_dict(),
-                **reached,
-                "rto_seconds": round(time.monotonic() - started, 2),
-                "log": log,
-                "keys_on_host": config_dir if keep_keys else None,
-            }
-        )
-        if archive_end is not None:
-            check_reached_archive_end(plan, result, archive_end)
-        return result
+            restored = RestoreDryRun(plan, ctx.settings.plan)
+        else:
+            step(f"replaying WAL up to {plan.target.describe()}")
+            stop = wait_for_target(ctx, ex, host, plan, log, timeout=timeout)
+            rto = round(time.monotonic() - started, 2)
+            # The private identities stay on the target only while the copy replays WAL: a copy paused at its
+            # target still needs them, anything else (promoted, failed, dry run) loses them before this returns.
+            restored = PgRestored(plan, stop, rto, log, keys_on_host=None if stop.promoted else config_dir)
+            if archive_end is not None:
+                check_reached_archive_end(plan, stop.reached, archive_end)
     finally:
-        if not keep_keys and not _remove_keys(ex, config_dir) and not ctx.settings.dry_run:
-            # Said, not raised: an exception under way (86, a failed recovery) is the one to report.
-            result["keys_on_host"] = config_dir
-            result["warning"] = f"could not remove {config_dir} on {plan.host}: it holds private keys, remove it"
+        kept = isinstance(restored, PgRestored) and restored.keys_on_host is not None
+        removed = kept or _remove_keys(ex, config_dir)
+    assert restored is not None  # the try block either set it or raised
+    if removed or not isinstance(restored, PgRestored):
+        return restored
+    # Said, not raised: the restore itself worked.
+    warning = f"could not remove {config_dir} on {plan.host}: it holds private keys, remove it"
+    return replace(restored, keys_on_host=config_dir, warning=warning)
 
 
 def _unpack_and_start(
@@ -261,21 +258,20 @@ def newest_archived(ctx: ClusterAccess, plan: RestorePlan) -> tuple[str, int] | 
     return newest_segment_start([n for n in names if n[:8] in followed], plan.wal_segment_size)
 
 
-def check_reached_archive_end(plan: RestorePlan, restored: dict[str, Any], newest: tuple[str, int]) -> None:
+def check_reached_archive_end(plan: RestorePlan, reached: WalReached, newest: tuple[str, int]) -> None:
     """PostgreSQL ends recovery quietly at the first segment it cannot get and promotes. A restore to "latest"
     must show that replay got into the newest segment archived before it started, or a hole in the archive
     (or a fetch that failed as "not there") silently drops every later transaction. The copy is left running
     for a look."""
     from dbrunbook.engines.postgresql.lsn import parse_lsn, segment_name
 
-    reached = restored.get("reached_lsn")
-    if not reached:
+    if not reached.lsn:
         return
-    lsn = parse_lsn(str(reached))
+    lsn = parse_lsn(reached.lsn)
     if lsn < newest[1]:
         at = segment_name(int(newest[0][:8], 16), lsn, plan.wal_segment_size)
         raise RecoveryStoppedEarly(
-            f"recovery of {plan.backup_id} stopped at LSN {reached} (segment {at}), before the newest archived "
+            f"recovery of {plan.backup_id} stopped at LSN {reached.lsn} (segment {at}), before the newest archived "
             f"WAL segment {newest[0]}: later transactions are missing; the copy is left running on "
             f"{plan.host}:{plan.port} for inspection",
             hint="wal.check shows gaps in the archive; the server log shows which segment could not be restored",
@@ -308,13 +304,13 @@ def wait_for_target(
     *,
     timeout: float,
     clock: Clock = REAL,
-) -> dict[str, Any]:
+) -> RecoveryStop:
     """Poll the restored server from the host itself: one short command per second, no tunnel."""
     login: Login = ctx.login("postgres")
     pgpass = pgpass_line(plan.port, login.user, login.password.reveal() if login.password else "")
     with ex.secret_file(pgpass, "pgpass") as passfile:
 
-        def progress() -> dict[str, Any] | None:
+        def progress() -> RecoveryStop | None:
             out = ex.run(_poll_command(host, plan, passfile, login.user)).stdout.strip().splitlines()
             return _read_progress(ex, plan, log, login.user, out)
 
@@ -346,7 +342,7 @@ def _poll_command(host: Host, plan: RestorePlan, passfile: str, user: str) -> Co
     )
 
 
-def _read_progress(ex: HostExecutor, plan: RestorePlan, log: str, user: str, out: list[str]) -> dict[str, Any] | None:
+def _read_progress(ex: HostExecutor, plan: RestorePlan, log: str, user: str, out: list[str]) -> RecoveryStop | None:
     """What one poll says: where recovery stopped (promoted or paused at the target), None while it goes on;
     raises when the server stopped or refuses the login."""
     if out and out[0] == "status=3":  # not running: recovery failed and the server shut down
@@ -362,12 +358,7 @@ def _read_progress(ex: HostExecutor, plan: RestorePlan, log: str, user: str, out
     if len(fields) == 4:
         in_recovery = fields[0] == "t"
         if not in_recovery or (plan.target.action == "pause" and fields[1] == "paused"):
-            return {
-                "reached_lsn": fields[2] or None,
-                "reached_time": fields[3] or None,
-                "promoted": not in_recovery,
-                "paused": in_recovery,
-            }
+            return RecoveryStop(WalReached(fields[2] or None, fields[3] or None), promoted=not in_recovery)
     return None
 
 

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from dbrunbook.engines.postgresql.wal import segment_size
+from dbrunbook.engines.restore_result import dry_run_lines
 from dbrunbook.engines.target import RecoveryTarget
 from dbrunbook.errors import RestoreError
 from dbrunbook.repository.manifest import Manifest
@@ -64,6 +65,9 @@ class RestorePlan:
     remapped: frozenset[str] = frozenset()  # oids the operator placed with --tablespace
     wal_segment_size: int = 16 << 20  # the source's, from the manifest: names the segment recovery reached
     digests: dict[str, str] = field(default_factory=dict, repr=False)  # backup id -> Manifest.digest()
+
+    def dry_run_lines(self) -> list[str]:
+        return dry_run_lines(self.backup_id, self.host, self.data_dir, self.steps)
 
     def as_dict(self) -> dict[str, Any]:
         return {
