@@ -180,11 +180,11 @@ def plan(
         task_run.close()
 
 
-@task(help={**_COMMON, "run_id": "one run (default: every run)"})
+@task(help={**_COMMON, "run": "one run id (default: every run)"})
 @guarded
 def status(
     c: Context,
-    run_id: str | None = None,
+    run: str | None = None,
     env: str | None = None,
     cluster: str | None = None,
     database: str | None = None,
@@ -193,7 +193,7 @@ def status(
     """Shadow migration runs: phase, rows copied, backlog, whether a process works on each."""
     task_run = TaskRun.start("migrate.shadow.status", env=env, json_mode=json)
     try:
-        report = manage.status(task_run.cluster_context(cluster), database, run_id)
+        report = manage.status(task_run.cluster_context(cluster), database, run)
         task_run.out.result(report, _lines(manage.status_lines(report)))
     finally:
         task_run.close()
@@ -227,7 +227,7 @@ def _lifecycle(
 
 _LIFE = {
     **_COMMON,
-    "run_id": "the run",
+    "run": "the run id (migrate.shadow.status lists them)",
     "yes": "do not ask",
     "dry_run": "say what would happen, change nothing",
     "lock_timeout": "longest wait for the lock per try (default 100ms)",
@@ -239,7 +239,7 @@ _LIFE = {
 @guarded
 def cutover(
     c: Context,
-    run_id: str,
+    run: str,
     env: str | None = None,
     cluster: str | None = None,
     database: str | None = None,
@@ -250,14 +250,14 @@ def cutover(
     tries: int = 30,
 ) -> None:
     """Cut over a run that is ready (after --postpone-cutover, or a cut-over that did not get its lock)."""
-    _lifecycle("cutover", "cut over", c, run_id, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
+    _lifecycle("cutover", "cut over", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
 
 
 @task(help=_LIFE)
 @guarded
 def rollback(
     c: Context,
-    run_id: str,
+    run: str,
     env: str | None = None,
     cluster: str | None = None,
     database: str | None = None,
@@ -268,14 +268,14 @@ def rollback(
     tries: int = 30,
 ) -> None:
     """Swap the old table back after a cut-over, while the reverse sync has kept it complete."""
-    _lifecycle("rollback", "roll back", c, run_id, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
+    _lifecycle("rollback", "roll back", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
 
 
 @task(help=_LIFE)
 @guarded
 def cleanup(
     c: Context,
-    run_id: str,
+    run: str,
     env: str | None = None,
     cluster: str | None = None,
     database: str | None = None,
@@ -286,7 +286,7 @@ def cleanup(
     tries: int = 30,
 ) -> None:
     """Remove a run's triggers, then its tables (the shadow, or the old table after a cut-over: no rollback after)."""
-    _lifecycle("cleanup", "clean up", c, run_id, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
+    _lifecycle("cleanup", "clean up", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
 
 
 def _summary(doc: dict[str, Any]) -> list[str]:
