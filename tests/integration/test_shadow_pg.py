@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def db(dev: LoadedInventory) -> Iterator[Target]:
     drop_database(admin, name)
 
 
-def shadow(task: str, db: Target, *args: str, timeout: float = 600) -> tuple[int, dict, str]:
+def shadow(task: str, db: Target, *args: str, timeout: float = 600) -> tuple[int, dict[str, Any], str]:
     res = run_cli(
         f"migrate.shadow.{task}", "--cluster", "pg-main", "--database", db.database, "--json", *args, timeout=timeout
     )
@@ -90,7 +91,8 @@ def test_pgbench_keeps_writing_while_its_accounts_change_type(db: Target, dev: L
     )
     report = probe.report()
     print(
-        f"cut-over {doc['cutover_seconds']}s; probe longest stall {report.longest_stall_ms:.0f} ms, p99 {report.p99_ms:.0f} ms"
+        f"cut-over {doc['cutover_seconds']}s; probe longest stall {report.longest_stall_ms:.0f} ms, "
+        f"p99 {report.p99_ms:.0f} ms"
     )
     assert doc["cutover_seconds"] < 1.0
     code, _, err = shadow("cleanup", db, "--run", doc["run"], "--yes")
@@ -108,11 +110,13 @@ CREATE TABLE "Sales Ops"."Orders ""2026"" é" (
   owner_name text NOT NULL DEFAULT current_user
 );
 COMMENT ON TABLE "Sales Ops"."Orders ""2026"" é" IS 'orders, with a comment';
-CREATE TABLE "Sales Ops".lines (id int PRIMARY KEY, order_id bigint NOT NULL REFERENCES "Sales Ops"."Orders ""2026"" é"(id));
+CREATE TABLE "Sales Ops".lines (id int PRIMARY KEY,
+  order_id bigint NOT NULL REFERENCES "Sales Ops"."Orders ""2026"" é"(id));
 CREATE TABLE "Sales Ops".audit (n bigserial PRIMARY KEY, order_id bigint);
 CREATE FUNCTION "Sales Ops".audit_it() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO "Sales Ops".audit (order_id) VALUES (NEW.id); RETURN NEW; END $$;
-CREATE TRIGGER audit_insert AFTER INSERT ON "Sales Ops"."Orders ""2026"" é" FOR EACH ROW EXECUTE FUNCTION "Sales Ops".audit_it();
+CREATE TRIGGER audit_insert AFTER INSERT ON "Sales Ops"."Orders ""2026"" é"
+  FOR EACH ROW EXECUTE FUNCTION "Sales Ops".audit_it();
 CREATE VIEW "Sales Ops".big AS SELECT id, qty FROM "Sales Ops"."Orders ""2026"" é" WHERE qty > 5;
 CREATE VIEW "Sales Ops".bigger AS SELECT id FROM "Sales Ops".big WHERE qty > 8;
 GRANT SELECT ON "Sales Ops"."Orders ""2026"" é" TO dbr_shadow_reader;
