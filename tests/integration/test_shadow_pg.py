@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +20,18 @@ import pytest
 
 from dbrunbook.inventory import LoadedInventory
 
-from .conftest import run_cli
-from .load import LatencyProbe, Target, drop_database, ensure_database, pgbench
+from .conftest import BIN, REPO, run_cli
+from .load import (
+    LatencyProbe,
+    LedgerWriter,
+    Target,
+    compare,
+    drop_database,
+    ensure_database,
+    pgbench,
+    read_ledger,
+    replay,
+)
 from .test_load_harness import admin_target
 
 
@@ -230,4 +244,64 @@ def test_an_idle_transaction_blocks_the_cutover_by_name_and_a_second_run_is_refu
     assert code == 0 and doc["phase"] == "swapped", err
     assert db.execute("SELECT count(*), count(x) FROM t") == [(5000, 0)]
     shadow("cleanup", db, "--run", run["run"], "--yes")
+    assert leftovers(db) == []
+
+
+def test_killed_mid_copy_resumes_from_its_checkpoint_and_loses_no_write(db: Target) -> None:
+    writer = LedgerWriter(db)
+    seed = 10_000_000  # rows of the table the writer never touches, so that the copy takes a while
+    db.execute(f"INSERT INTO dbr_ledger SELECT g, 'seed' FROM generate_series({seed + 1}, {seed + 300_000}) g")
+    argv = [
+        str(BIN / "invoke"),
+        "migrate.shadow.run",
+        "--cluster",
+        "pg-main",
+        "--database",
+        db.database,
+        "--table",
+        "dbr_ledger",
+        "--alter",
+        "ADD COLUMN seen boolean",
+        "--chunk-time",
+        "0.05s",
+        "--yes",
+    ]
+    with writer:
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            copied = 0
+            while time.monotonic() < deadline and copied < 30_000:
+                rows = (
+                    db.execute("SELECT coalesce(max(rows_copied), 0) FROM dbrunbook.shadow_runs")
+                    if db.execute("SELECT to_regclass('dbrunbook.shadow_runs') IS NOT NULL")[0][0]
+                    else [(0,)]
+                )
+                copied = int(rows[0][0])
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(30)
+        assert 30_000 <= copied < 300_000
+        code, status, _ = shadow("status", db)
+        (run,) = status["runs"]
+        assert run["phase"] == "copy" and run["held_by_session"] is None, run
+        time.sleep(0.5)  # writes while no process works: capture keeps them
+        code, doc, err = shadow("run", db, "--resume", run["run"], "--yes")
+        assert code == 0 and doc["phase"] == "swapped", err
+        assert doc["rows_copied"] < 300_000  # from the checkpoint, not from the start
+    assert not writer.errors, writer.errors[:3]
+    table = {i: v for i, v in read_ledger(db).items() if i <= seed}
+    diff = compare(replay(writer.acknowledged), table, writer.in_doubt_ids())
+    assert diff.ok, list(diff.lost.items())[:5]
+    assert db.execute(f"SELECT count(*) FROM dbr_ledger WHERE id > {seed}") == [(300_000,)]
+    code, _, err = shadow("cleanup", db, "--run", run["run"], "--yes")
+    assert code == 0, err
     assert leftovers(db) == []
