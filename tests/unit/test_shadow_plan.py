@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from dbrunbook.engines.mariadb.shadow import split_name as my_split
 from dbrunbook.engines.postgresql.shadow import split_name
-from dbrunbook.engines.shadow_base import Column
+from dbrunbook.engines.shadow_base import CatalogFacts, Column
 from dbrunbook.errors import MigrationError, PreflightFailed
 from dbrunbook.migrate.shadow.plan import (
-    CatalogFacts,
     Phase,
     advance,
     column_map,
@@ -115,7 +115,8 @@ def test_durations_and_table_names() -> None:
     )
     with pytest.raises(PreflightFailed, match="--lock-timeout"):
         seconds("soon", "--lock-timeout")
-    assert split_name("orders") == ("public", "orders")
+    assert split_name("orders") == ("", "orders")  # the session's current schema
+    assert my_split("`shop`.`odd``name`") == ("shop", "odd`name") and my_split("t") == ("", "t")
     assert split_name('"Sales Ops"."Orders ""2026"" é"') == ("Sales Ops", 'Orders "2026" é')
     assert split_name('app."a.b"') == ("app", "a.b")
     with pytest.raises(PreflightFailed):

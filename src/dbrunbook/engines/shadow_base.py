@@ -70,6 +70,15 @@ class ColumnMap:
 
 
 @dataclass(frozen=True)
+class CatalogFacts:
+    """What the server says exists, read back after a crash: the truth when the recorded phase is stale."""
+
+    table_is_shadow: bool  # the table's name now belongs to the relation created as the shadow
+    old_exists: bool
+    shadow_exists: bool
+
+
+@dataclass(frozen=True)
 class TableInfo:
     """One table as the catalog shows it before a run: enough to plan, refuse, and rebuild what depends on it."""
 
@@ -153,6 +162,14 @@ class ShadowDialect(Protocol):
 
     def split_name(self, table: str) -> tuple[str, str]:
         """``schema.table`` (or a bare name) as (schema, table); quoted parts allowed."""
+        ...
+
+    def default_schema(self, db: DbSession) -> str:
+        """Where a bare table name is: PostgreSQL's current schema, MariaDB's current database."""
+        ...
+
+    def catalog_facts(self, db: DbSession, run: RunTable) -> CatalogFacts:
+        """Which relation holds the table's name now: the truth after a crash during a swap."""
         ...
 
     def inspect(self, db: DbSession, schema: str, table: str) -> TableInfo:

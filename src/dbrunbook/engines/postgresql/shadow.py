@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dbrunbook.engines.postgresql import shadow_catalog as cat
 from dbrunbook.engines.postgresql import shadow_sql as S
 from dbrunbook.engines.postgresql.shadow_swap import ddl, index_pairs, reverse_sync, swap
-from dbrunbook.engines.shadow_base import Blocker, Chunk, Column, RangeSum, Record, RunTable, TableInfo
+from dbrunbook.engines.shadow_base import Blocker, CatalogFacts, Chunk, Column, RangeSum, Record, RunTable, TableInfo
 from dbrunbook.errors import DbrunbookError, PreflightFailed
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -46,8 +46,8 @@ def split_name(text: str) -> tuple[str, str]:
         if i < n and text[i] == ".":
             i += 1
     if len(parts) == 1:
-        parts.insert(0, "public")
-    if len(parts) != 2 or not all(parts):
+        parts.insert(0, "")  # the session's current schema
+    if len(parts) != 2 or not parts[1] or (not parts[0] and "." in text):
         raise PreflightFailed(f"table name {text!r}: give SCHEMA.TABLE (quote names with dots in double quotes)")
     return parts[0], parts[1]
 
@@ -128,6 +128,17 @@ class PgShadow:
 
     def split_name(self, table: str) -> tuple[str, str]:
         return split_name(table)
+
+    def default_schema(self, db: DbSession) -> str:
+        return str(db.scalar(cat.q("SELECT current_schema()")))
+
+    def catalog_facts(self, db: DbSession, run: RunTable) -> CatalogFacts:
+        # The swap and the record of it are one transaction here: the names only confirm the record.
+        def exists(name: str) -> bool:
+            return bool(db.scalar(cat.q("SELECT to_regclass(%s) IS NOT NULL", S.qi(run.info.schema, name))))
+
+        old, shadow = exists(run.names.old), exists(run.names.shadow)
+        return CatalogFacts(old and not shadow, old, shadow)
 
     def inspect(self, db: DbSession, schema: str, table: str) -> TableInfo:
         rel = cat.relation(db, schema, table)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dbrunbook.engines.shadow_base import Column, ColumnMap, Mapped, Names
+from dbrunbook.engines.shadow_base import CatalogFacts, Column, ColumnMap, Mapped, Names
 from dbrunbook.errors import MigrationError, PreflightFailed
 
 RUN_ID = re.compile(r"[a-z0-9]{1,12}")
@@ -143,15 +143,6 @@ def cutover_readiness(phase: Phase, backlog: int, max_backlog: int, checksum_ok:
     if backlog > max_backlog:
         return Readiness(False, f"{backlog} captured changes wait (at most {max_backlog} are drained under the lock)")
     return Readiness(True, f"checksum passed, {backlog} captured changes to drain under the lock")
-
-
-@dataclass(frozen=True)
-class CatalogFacts:
-    """What the server says exists, read back after a crash: the truth when the recorded phase is stale."""
-
-    table_is_shadow: bool  # the table's name now belongs to the relation created as the shadow
-    old_exists: bool
-    shadow_exists: bool
 
 
 def derive_phase(recorded: Phase, facts: CatalogFacts) -> Phase:

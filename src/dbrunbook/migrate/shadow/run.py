@@ -146,7 +146,7 @@ def prepare_plan(
     """Preflight and plan; changes nothing (the shadow is made and rolled back, or dropped, to prove the ALTER)."""
     dialect = dialect_of(ctx)
     schema, table = dialect.split_name(options.table)
-    info = dialect.inspect(db, schema, table)
+    info = dialect.inspect(db, schema or dialect.default_schema(db), table)
     if info.refusals:
         raise PreflightFailed(f"{info.qualified}: refused: {'; '.join(info.refusals)}")
     if not options.alter.strip():
@@ -196,6 +196,7 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
                 db.execute(state.claim(dialect.runs_table, record.run_id))
                 return _work(ctx, db, dialect, record.run, record.phase, record.checkpoint, options, step)
         schema, table = dialect.split_name(options.table)
+        schema = schema or dialect.default_schema(db)
         with table_lock(db, ctx, dialect, schema, table):
             open_runs = [
                 r for r in state.runs(db, dialect.runs_table, open_only=True) if (r.schema, r.table) == (schema, table)
