@@ -6,6 +6,7 @@ The run (``migrate/shadow/``) decides; the engine's :class:`ShadowDialect` knows
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -146,6 +147,8 @@ class RunTable:
 
 
 Record = Callable[[DbSession], None]
+#: a second session to the same server, for a cut-over that needs one
+Opener = Callable[[], AbstractContextManager[DbSession]]
 
 
 class ShadowDialect(Protocol):
@@ -153,9 +156,14 @@ class ShadowDialect(Protocol):
 
     #: longest identifier in bytes
     max_identifier: int
+    #: how the names of the objects a run creates begin
+    name_prefix: str
     #: the tool state's tables for runs and their events, qualified
     runs_table: str
     events_table: str
+    #: False when one tool state serves the whole server (MariaDB's ``_dbrunbook``): status then lists the runs
+    #: of the tables in the database asked for
+    state_per_database: bool
     #: True when captured changes wait in a log for :meth:`apply` (PostgreSQL); False when triggers write the
     #: shadow in the application's transaction (MariaDB)
     logs_changes: bool
@@ -211,8 +219,9 @@ class ShadowDialect(Protocol):
         """Copy one range again from the original."""
         ...
 
-    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record) -> None:
-        """Swap the shadow in, atomically; ``record`` marks the run swapped in the same transaction."""
+    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record, open_session: Opener) -> None:
+        """Swap the shadow in, atomically, and start the reverse sync with no write in between; ``record`` marks
+        the run swapped (in the same transaction where the engine has transactional DDL)."""
         ...
 
     def rollback(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record) -> None:
@@ -240,6 +249,11 @@ class ShadowDialect(Protocol):
 
     def load(self, db: DbSession) -> tuple[int, list[float | None]]:
         """Active sessions other than this one, and each streaming replica's lag in seconds (None: unknown)."""
+        ...
+
+    def in_sync(self, db: DbSession, run: RunTable) -> bool:
+        """After a cut-over: does the old table still hold what the new one holds (in one snapshot)? What a
+        rollback checks before it swaps back."""
         ...
 
     def after_cutover(self, db: DbSession, run: RunTable) -> None:

@@ -4,11 +4,25 @@ with ``INSERT IGNORE … LOCK IN SHARE MODE`` checked by ``SHOW WARNINGS``, one 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 
 from dbrunbook.engines.mariadb import shadow_sql as S
-from dbrunbook.engines.shadow_base import Blocker, CatalogFacts, Chunk, Column, RangeSum, Record, RunTable, TableInfo
-from dbrunbook.errors import DbrunbookError, PreflightFailed, QueryFailed
+from dbrunbook.engines.mariadb.shadow_sql import PREFIX
+from dbrunbook.engines.shadow_base import (
+    Blocker,
+    CatalogFacts,
+    Chunk,
+    Column,
+    Opener,
+    RangeSum,
+    Record,
+    RunTable,
+    TableInfo,
+)
+from dbrunbook.errors import DbrunbookError, MigrationError, PreflightFailed, QueryFailed
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
 
@@ -57,6 +71,12 @@ OLD_XACTS = (
     "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
     "WHERE p.ID <> CONNECTION_ID() AND t.trx_started < NOW() - INTERVAL %s SECOND ORDER BY t.trx_started"
 )
+TRIGGER_NAMES = "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
+AUTO_INCREMENT = "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+RENAME_WAITING = (
+    "SELECT COUNT(*) > 0 FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for table metadata lock%%' "
+    "AND INFO LIKE %s"
+)
 STREAMING = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND IN ('Binlog Dump', 'Binlog Dump GTID')"
 # A session with an open transaction, or one waiting for the table's metadata lock, is what a RENAME waits for.
 BLOCKERS = (
@@ -65,6 +85,12 @@ BLOCKERS = (
     "FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t ON p.ID = t.trx_mysql_thread_id "
     "WHERE p.ID <> CONNECTION_ID() AND (t.trx_started IS NOT NULL OR p.STATE LIKE 'Waiting for table metadata lock%%') "
     "AND p.COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') ORDER BY t.trx_started IS NULL, t.trx_started"
+)
+
+
+# The copy's own transactions take no gap locks: fewer waits for the application's inserts.
+READ_COMMITTED = SqlStatement(
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED", description="no gap locks", mutating=False
 )
 
 
@@ -97,8 +123,13 @@ def split_name(text: str) -> tuple[str, str]:
 
 class MyShadow:
     max_identifier = 64
+    # The cut-over's RENAME takes its metadata locks in name order. Names that sort after the application's make
+    # it wait for the table first, and only then take the shadow and the flag, which the application's
+    # triggers need: the other order deadlocks with a transaction that holds the table and waits for the shadow.
+    name_prefix = PREFIX
     logs_changes = False
     runs_table = "`_dbrunbook`.shadow_runs"
+    state_per_database = False
     events_table = "`_dbrunbook`.shadow_events"
 
     def split_name(self, table: str) -> tuple[str, str]:
@@ -178,29 +209,16 @@ class MyShadow:
 
     def install_capture(self, db: DbSession, run: RunTable, lock_timeout: float) -> None:
         """Idempotent: a try that lost the lock halfway is finished by the next."""
-        have = {
-            r[0]
-            for r in db.execute(
-                q("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", S.STATE_DB)
-            )
-        }
-        if f"__dbr_{run.run_id}_flag" not in have:
-            for stmt in S.flag_tables(run):
-                db.execute(stmt)
-        existing = {
-            r[0]
-            for r in db.execute(
-                q("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", run.info.schema)
-            )
-        }
-        with db.limits(lock_timeout=lock_timeout):
-            for suffix, stmt in zip(S.TRIGGER_SUFFIXES, S.triggers(run), strict=True):
-                if S.trigger_name(run, suffix) not in existing:
+        existing = {r[0] for r in db.execute(q(TRIGGER_NAMES, run.info.schema))}
+        with _lenient(db), db.limits(lock_timeout=lock_timeout):
+            for stmt in S.capture_triggers(run):
+                if _trigger_of(stmt) not in existing:
                     db.execute(stmt)
 
     def copy_chunk(
         self, db: DbSession, run: RunTable, after: tuple[str, ...] | None, rows: int, record: Callable[[Chunk], None]
     ) -> Chunk:
+        db.execute(READ_COMMITTED)  # the next transaction only
         with db.transaction():
             end = db.execute(S.chunk_end(run, after, rows))
             upto = tuple(str(v) for v in end[0]) if end else None
@@ -248,51 +266,75 @@ class MyShadow:
     def recopy(self, db: DbSession, run: RunTable, bad: RangeSum) -> None:
         with db.transaction():
             db.execute(S.delete_range(run, bad.after, bad.upto))
-            db.execute(S.copy_range(run, bad.after, bad.upto))
+            db.execute(S.copy_range(run, bad.after, bad.upto, skip_locked=False))
             _check_warnings(db)
 
-    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record) -> None:
-        db.execute(S.swap(run, lock_timeout, forward=True))
-        record(db)  # after the RENAME: a crash in between is read back from the flag (catalog_facts)
+    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record, open_session: Opener) -> None:
+        """This session locks the table and the shadow (writes wait), moves the triggers (capture off the table,
+        reverse sync onto the shadow: no write can pass in between, and they never chain), then a second session
+        issues the RENAME, which queues behind the lock; the unlock lets the RENAME through before any waiting
+        write (an exclusive metadata lock request goes first). Killed anywhere, the lock goes with the session
+        and the waiting RENAME still completes the swap, with the triggers already in place."""
+        counter = db.scalar(q(AUTO_INCREMENT, run.info.schema, run.info.name))
+        if counter is not None:
+            # The new table hands out ids after every id the old one gave, deleted rows' included.
+            db.execute(ddl(f"ALTER TABLE {S.shadow(run)} AUTO_INCREMENT = {int(counter) + 1000}", "carry the ids on"))
+        db.execute(S.lock_both(run, lock_timeout))
+        renamed: list[BaseException | None] = []
+        try:
+            for stmt in S.drop_triggers(run, "capture"):
+                db.execute(stmt)
+            with _lenient(db):
+                for stmt in S.reverse_triggers(run):
+                    db.execute(stmt)
+            with open_session() as renamer:
+                worker = threading.Thread(target=_rename, args=(renamer, run, renamed), daemon=True)
+                worker.start()
+                if not _waiting(db, run):
+                    raise MigrationError(f"{run.info.qualified}: the swap's RENAME never queued behind the lock")
+                db.execute(UNLOCK)
+                worker.join(60)
+        except BaseException:
+            _undo_triggers(db, run, renamed)
+            raise
+        if not renamed or renamed[0] is not None:
+            raise MigrationError(
+                f"{run.info.qualified}: the swap's RENAME failed: {renamed[0] if renamed else 'no answer'}"
+            )
+        record(db)
 
     def rollback(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record) -> None:
         db.execute(S.swap(run, lock_timeout, forward=False))
         record(db)
+        for stmt in S.drop_triggers(run, "reverse"):
+            db.execute(stmt)
+
+    def in_sync(self, db: DbSession, run: RunTable) -> bool:
+        new_cols = [S.qi(m.target) for m in run.columns.mapped]
+        old_cols = [S.qi(m.source) for m in run.columns.mapped]
+        with db.transaction():
+            a = db.execute(q(f"SELECT {S._row_hash(new_cols)} FROM {S.table(run)}"))[0]
+            b = db.execute(q(f"SELECT {S._row_hash(old_cols)} FROM {S.old(run)}"))[0]
+        return (int(a[0]), int(a[1])) == (int(b[0]), int(b[1]))
 
     def after_cutover(self, db: DbSession, run: RunTable) -> None:
         return None
 
     def catalog_facts(self, db: DbSession, run: RunTable) -> CatalogFacts:
-        names = {
-            r[0]
-            for r in db.execute(
-                q("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", run.info.schema)
-            )
-        }
-        flag = db.execute(q(f"SELECT v FROM {S.flag(run)}")) if f"__dbr_{run.run_id}_flag" in _state_tables(db) else []
-        return CatalogFacts(bool(flag) and flag[0][0] == 1, run.names.old in names, run.names.shadow in names)
+        names = _tables(db, run.info.schema)
+        old, shadow = run.names.old in names, run.names.shadow in names
+        return CatalogFacts(old and not shadow, old, shadow)
 
     def cleanup(self, db: DbSession, run: RunTable) -> list[str]:
-        dropped = []
-        for suffix in S.TRIGGER_SUFFIXES:
-            db.execute(
-                ddl(f"DROP TRIGGER IF EXISTS {S.qi(run.info.schema, S.trigger_name(run, suffix))}", "remove a trigger")
-            )
-        dropped.append("triggers")
-        state = _state_tables(db)
-        names = {
-            r[0]
-            for r in db.execute(
-                q("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", run.info.schema)
-            )
-        }
+        for kind in ("capture", "reverse"):
+            for stmt in S.drop_triggers(run, kind):
+                db.execute(stmt)
+        dropped = ["triggers"]
+        names = _tables(db, run.info.schema)
         for rel, there in ((S.shadow(run), run.names.shadow in names), (S.old(run), run.names.old in names)):
             if there:
                 db.execute(ddl(f"DROP TABLE {rel}", "remove a table of the run"))
                 dropped.append(f"table {rel}")
-        for which in ("", "_on", "_off"):
-            if f"__dbr_{run.run_id}_flag{which}" in state:
-                db.execute(ddl(f"DROP TABLE {S.flag(run, which)}", "remove a flag"))
         return dropped
 
     def blockers(self, db: DbSession, run: RunTable) -> list[Blocker]:
@@ -302,10 +344,61 @@ class MyShadow:
         ]
 
 
-def _state_tables(db: DbSession) -> set[str]:
+@contextmanager
+def _lenient(db: DbSession) -> Iterator[None]:
+    """Triggers created here keep a sql_mode without strict mode (see shadow_sql.capture_triggers)."""
+    mode = db.scalar(q("SELECT @@SESSION.sql_mode"))
+    db.execute(q(S.LENIENT))
+    try:
+        yield
+    finally:
+        db.execute(
+            SqlStatement("SET SESSION sql_mode = %s", params=(mode,), description="restore sql_mode", mutating=False)
+        )
+
+
+def _trigger_of(stmt: SqlStatement) -> str:
+    return stmt.text.split("CREATE TRIGGER ", 1)[1].split(" ", 1)[0].rsplit(".", 1)[-1].strip("`")
+
+
+UNLOCK = SqlStatement("UNLOCK TABLES", description="let the RENAME through", mutating=False)
+
+
+def _rename(renamer: DbSession, run: RunTable, out: list[BaseException | None]) -> None:
+    try:
+        renamer.execute(S.swap(run, 30, forward=True))
+        out.append(None)
+    except BaseException as exc:  # reported by the locking session
+        out.append(exc)
+
+
+def _waiting(db: DbSession, run: RunTable, seconds: float = 5.0) -> bool:
+    """Is the RENAME queued for the table's metadata lock yet?"""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if db.scalar(q(RENAME_WAITING, f"%RENAME TABLE {S.table(run)}%")):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _undo_triggers(db: DbSession, run: RunTable, renamed: list[BaseException | None]) -> None:
+    """Before the RENAME ran, put capture back on the table (it is still locked, nothing was written)."""
+    if renamed and renamed[0] is None:
+        return
+    with suppress(DbrunbookError):
+        for stmt in S.drop_triggers(run, "reverse"):
+            db.execute(stmt)
+        with _lenient(db):
+            for stmt in S.capture_triggers(run):
+                db.execute(stmt)
+    with suppress(DbrunbookError):
+        db.execute(UNLOCK)
+
+
+def _tables(db: DbSession, schema: str) -> set[str]:
     return {
-        r[0]
-        for r in db.execute(q("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", S.STATE_DB))
+        r[0] for r in db.execute(q("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", schema))
     }
 
 

@@ -3,20 +3,24 @@
 Capture is synchronous, as pt-online-schema-change does it: AFTER triggers write each change into the shadow in
 the application's own transaction, so there is no backlog to apply and a snapshot always sees both tables agree.
 
-The cut-over is one ``RENAME TABLE`` (MariaDB refuses RENAME under LOCK TABLES, error 1192, so the swap cannot be
-prepared under a lock). To make the reverse sync start in that same atomic statement, every trigger of the run
-asks a one-row *flag* table first: capture writes while the flag says 0, the reverse sync while it says 1, and the
-RENAME that swaps the tables also swaps the flag table for one holding 1. A trigger branch that is not taken may
-name a table that does not exist (the shadow's name after the swap): MariaDB opens it only when it runs."""
+The cut-over is one ``RENAME TABLE`` (MariaDB refuses RENAME under LOCK TABLES, error 1192). Right after it, the
+capture triggers leave the old table and the reverse-sync triggers join the new one. That cannot be one atomic
+step, and triggers must never chain (a trigger on the table writing a table with triggers of its own): a statement
+the application prepared before the inner trigger existed does not notice it and fails with 1146 naming one of
+its tables (seen with sysbench's prepared statements on 10.11). Writes in the few milliseconds between the RENAME
+and the reverse triggers do not reach the old table: the rollback's checksum finds any and refuses."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from dbrunbook.engines.shadow_base import RunTable
 from dbrunbook.execution.command import SqlStatement
 
 STATE_DB = "_dbrunbook"
+#: after every ASCII name (see MyShadow.name_prefix)
+PREFIX = "~dbr_"
 _INTEGER = ("tinyint", "smallint", "mediumint", "int", "bigint")
 
 
@@ -34,10 +38,6 @@ def shadow(run: RunTable) -> str:
 
 def old(run: RunTable) -> str:
     return qi(run.info.schema, run.names.old)
-
-
-def flag(run: RunTable, which: str = "") -> str:
-    return qi(STATE_DB, f"__dbr_{run.run_id}_flag{which}")
 
 
 def cast_param(column_type: str) -> str:
@@ -98,15 +98,23 @@ def chunk_end(run: RunTable, after: Sequence[str] | None, rows: int) -> SqlState
     )
 
 
-def copy_range(run: RunTable, after: Sequence[str] | None, upto: Sequence[str] | None) -> SqlStatement:
+def copy_range(
+    run: RunTable, after: Sequence[str] | None, upto: Sequence[str] | None, *, skip_locked: bool = True
+) -> SqlStatement:
     """INSERT IGNORE skips the keys a trigger wrote already; SHOW WARNINGS afterwards tells those (a duplicate of
-    the primary key) from anything else IGNORE would have swallowed."""
+    the primary key) from anything else IGNORE would have swallowed.
+
+    The rows are read with a shared lock (a row deleted between the read and the insert would otherwise come back),
+    but SKIP LOCKED: a row the application holds is being written by it, and its trigger writes the shadow in the
+    same transaction. Never waiting for the application's locks is what keeps the copy out of deadlocks with it
+    (a multi-row transaction that locks rows of the chunk in another order). A skipped row whose writer rolls
+    back is missing from the shadow: the checksum finds it and the range is copied again, waiting this time."""
     where, params = _range(run, key_cols(run), after, upto)
     targets = ", ".join(qi(m.target) for m in run.columns.mapped)
     sources = ", ".join(qi(m.source) for m in run.columns.mapped)
     return SqlStatement(
         f"INSERT IGNORE INTO {shadow(run)} ({targets}) SELECT {sources} FROM {table(run)} "
-        f"WHERE {where} ORDER BY {key_cols(run)} LOCK IN SHARE MODE",
+        f"WHERE {where} ORDER BY {key_cols(run)} LOCK IN SHARE MODE{' SKIP LOCKED' if skip_locked else ''}",
         params=params,
         description="copy a chunk",
     )
@@ -145,101 +153,103 @@ def checksum_sql(
     )
 
 
-def _when(run: RunTable, value: int, body: str) -> str:
-    return f"IF (SELECT v FROM {flag(run)} LIMIT 1) = {value} THEN {body} END IF;"
+def _upsert(into: str, cols: str, values: Sequence[str], names: Sequence[str]) -> str:
+    # ON DUPLICATE KEY UPDATE locks only the duplicate primary key record; REPLACE takes a next-key lock (the gap
+    # before it too), which blocks the copy's and other sessions' inserts there.
+    sets = ", ".join(f"{n} = VALUES({n})" for n in names)
+    return f"INSERT INTO {into} ({cols}) VALUES ({', '.join(values)}) ON DUPLICATE KEY UPDATE {sets};"
 
 
-def _event(run: RunTable, what: str) -> str:
-    return (
-        f"DECLARE CONTINUE HANDLER FOR SQLEXCEPTION INSERT INTO {qi(STATE_DB, 'shadow_events')} (run_id, what) "
-        f"VALUES ('{run.run_id}', '{what}');"
-    )
+def _delete(table_: str, match: str) -> str:
+    # Only a row that is there: a DELETE that finds nothing would lock the gap (the application runs in
+    # REPEATABLE READ) and block inserts across it. The row cannot appear meanwhile: whoever copies it holds a
+    # lock on the original row, which this transaction holds for its own write.
+    return f"IF EXISTS (SELECT 1 FROM {table_} WHERE {match}) THEN DELETE FROM {table_} WHERE {match}; END IF;"
 
 
-def triggers(run: RunTable) -> list[SqlStatement]:
-    """Capture on the table (flag 0: write the shadow) and the reverse sync on the shadow (flag 1: write the old
-    table), both made before the copy; the flag decides which one works."""
+def _triggers(run: RunTable, *, reverse: bool) -> list[SqlStatement]:
     m = run.columns.mapped
-    fwd_cols = ", ".join(qi(x.target) for x in m)
-    fwd_new = ", ".join(f"NEW.{qi(x.source)}" for x in m)
-    rev_cols = ", ".join(qi(x.source) for x in m)
-    rev_new = ", ".join(f"NEW.{qi(x.target)}" for x in m)
-    keys = run.info.key
     target = {x.source: x.target for x in m}
-    fwd_match = " AND ".join(f"{qi(target[k])} = OLD.{qi(k)}" for k in keys)
-    rev_match = " AND ".join(f"{qi(k)} = OLD.{qi(target[k])}" for k in keys)
-    fwd_moved = " OR ".join(f"NOT (NEW.{qi(k)} <=> OLD.{qi(k)})" for k in keys)
-    rev_moved = " OR ".join(f"NOT (NEW.{qi(target[k])} <=> OLD.{qi(target[k])})" for k in keys)
-    sh, ol = shadow(run), old(run)
+    keys = run.info.key
+    if reverse:  # on the shadow (made before the swap; the trigger goes with it), into the old table
+        on, into = shadow(run), old(run)
+        names, new = [qi(x.source) for x in m], [f"NEW.{qi(x.target)}" for x in m]
+        match = " AND ".join(f"{qi(k)} = OLD.{qi(target[k])}" for k in keys)
+        moved = " OR ".join(f"NOT (NEW.{qi(target[k])} <=> OLD.{qi(target[k])})" for k in keys)
+    else:  # on the table, into the shadow
+        on, into = table(run), shadow(run)
+        names, new = [qi(x.target) for x in m], [f"NEW.{qi(x.source)}" for x in m]
+        match = " AND ".join(f"{qi(target[k])} = OLD.{qi(k)}" for k in keys)
+        moved = " OR ".join(f"NOT (NEW.{qi(k)} <=> OLD.{qi(k)})" for k in keys)
+    put = _upsert(into, ", ".join(names), new, names)
+    kind = "reverse" if reverse else "capture"
     bodies = {
-        ("capture_ins", "INSERT", False): _when(run, 0, f"REPLACE INTO {sh} ({fwd_cols}) VALUES ({fwd_new});"),
-        ("capture_upd", "UPDATE", False): _when(
-            run,
-            0,
-            f"IF {fwd_moved} THEN DELETE IGNORE FROM {sh} WHERE {fwd_match}; END IF; "
-            f"REPLACE INTO {sh} ({fwd_cols}) VALUES ({fwd_new});",
-        ),
-        ("capture_del", "DELETE", False): _when(run, 0, f"DELETE IGNORE FROM {sh} WHERE {fwd_match};"),
-        ("reverse_ins", "INSERT", True): _when(run, 1, f"REPLACE INTO {ol} ({rev_cols}) VALUES ({rev_new});"),
-        ("reverse_upd", "UPDATE", True): _when(
-            run,
-            1,
-            f"IF {rev_moved} THEN DELETE IGNORE FROM {ol} WHERE {rev_match}; END IF; "
-            f"REPLACE INTO {ol} ({rev_cols}) VALUES ({rev_new});",
-        ),
-        ("reverse_del", "DELETE", True): _when(run, 1, f"DELETE IGNORE FROM {ol} WHERE {rev_match};"),
+        "INSERT": put,
+        "UPDATE": f"IF {moved} THEN {_delete(into, match)} END IF; {put}",
+        "DELETE": _delete(into, match),
     }
-    out = []
-    for (suffix, event, reverse), body in bodies.items():
-        on = sh if reverse else table(run)
-        # A write the other table refuses must not fail the application's: the event says so (a capture failure
-        # shows in the checksum, a reverse-sync failure closes the rollback window).
-        handler = _event(run, f"{'reverse sync' if reverse else 'capture'} failed on {event.lower()}")
-        out.append(
-            SqlStatement(
-                f"CREATE TRIGGER {qi(run.info.schema, trigger_name(run, suffix))} AFTER {event} ON {on} "
-                f"FOR EACH ROW BEGIN {handler} {body} END",
-                description=f"create trigger {suffix}",
-            )
-        )
-    return out
-
-
-def trigger_name(run: RunTable, suffix: str) -> str:
-    return f"__dbr_{run.run_id}_{suffix}"
-
-
-TRIGGER_SUFFIXES = ("capture_ins", "capture_upd", "capture_del", "reverse_ins", "reverse_upd", "reverse_del")
-
-
-def flag_tables(run: RunTable) -> list[SqlStatement]:
     return [
-        SqlStatement(f"CREATE TABLE {flag(run)} (v TINYINT NOT NULL) ENGINE=InnoDB", description="create the flag"),
-        SqlStatement(f"INSERT INTO {flag(run)} VALUES (0)", description="capture on"),
         SqlStatement(
-            f"CREATE TABLE {flag(run, '_on')} (v TINYINT NOT NULL) ENGINE=InnoDB", description="create the swap flag"
-        ),
-        SqlStatement(f"INSERT INTO {flag(run, '_on')} VALUES (1)", description="reverse sync on, once swapped in"),
+            f"CREATE TRIGGER {qi(run.info.schema, trigger_name(run, f'{kind}_{event.lower()[:3]}'))} AFTER {event} "
+            f"ON {on} FOR EACH ROW BEGIN {body} END",
+            description=f"create the {kind} trigger on {event.lower()}",
+        )
+        for event, body in bodies.items()
     ]
 
 
+def capture_triggers(run: RunTable) -> list[SqlStatement]:
+    """The table's writes, written into the shadow in the same transaction. Created without strict mode (a
+    trigger keeps the sql_mode it was created with): a value the shadow cannot hold is stored as the server
+    converts it, with a warning, and never fails the application's write; the checksum finds it."""
+    return _triggers(run, reverse=False)
+
+
+def reverse_triggers(run: RunTable) -> list[SqlStatement]:
+    """On the shadow, under the cut-over's lock: once it is the table, its writes go back into the old one (a
+    rollback loses nothing)."""
+    return _triggers(run, reverse=True)
+
+
+def drop_triggers(run: RunTable, kind: str) -> list[SqlStatement]:
+    return [
+        SqlStatement(
+            f"DROP TRIGGER IF EXISTS {qi(run.info.schema, trigger_name(run, f'{kind}_{e}'))}",
+            description=f"remove the {kind} trigger on {e}",
+        )
+        for e in ("ins", "upd", "del")
+    ]
+
+
+LENIENT = (
+    "SET SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, 'STRICT_TRANS_TABLES', ''), 'STRICT_ALL_TABLES', '')"
+)
+
+
+def trigger_name(run: RunTable, suffix: str) -> str:
+    return f"{PREFIX}{run.run_id}_{suffix}"
+
+
 def swap(run: RunTable, wait: float, *, forward: bool) -> SqlStatement:
-    """The one atomic statement of a cut-over (forward) or rollback: tables and flags together."""
-    w = f"WAIT {max(wait, 0.001):g}"
-    if forward:
-        pairs = [
-            (table(run), old(run)),
-            (shadow(run), table(run)),
-            (flag(run), flag(run, "_off")),
-            (flag(run, "_on"), flag(run)),
-        ]
-    else:
-        pairs = [
-            (table(run), shadow(run)),
-            (old(run), table(run)),
-            (flag(run), flag(run, "_on")),
-            (flag(run, "_off"), flag(run)),
-        ]
-    first, *rest = pairs
-    text = f"RENAME TABLE {first[0]} {w} TO {first[1]}" + "".join(f", {a} TO {b}" for a, b in rest)
+    """The one atomic statement of a cut-over (forward) or rollback.
+
+    ``WAIT n`` counts whole seconds (a fraction is read as 0, NOWAIT); the statement timer, which takes
+    fractions, ends the wait sooner (error 1969; nothing was renamed, RENAME is atomic)."""
+    w = f"WAIT {max(1, math.ceil(wait))}"
+    t, sh, ol = table(run), shadow(run), old(run)
+    pairs = [(t, ol), (sh, t)] if forward else [(t, sh), (ol, t)]
+    text = f"RENAME TABLE {pairs[0][0]} {w} TO {pairs[0][1]}, {pairs[1][0]} TO {pairs[1][1]}"
+    if wait < 1:
+        text = f"SET STATEMENT max_statement_time = {wait:.3f} FOR {text}"
     return SqlStatement(text, description="swap the tables" if forward else "swap the tables back")
+
+
+def lock_both(run: RunTable, wait: float) -> SqlStatement:
+    """The table and the shadow locked for writing, waiting at most ``wait`` seconds (the statement timer takes
+    fractions of a second, ``lock_wait_timeout`` only whole ones)."""
+    text = f"LOCK TABLES {table(run)} WRITE, {shadow(run)} WRITE"
+    if wait < 1:
+        text = f"SET STATEMENT max_statement_time = {wait:.3f} FOR {text}"
+    else:
+        text = f"SET STATEMENT lock_wait_timeout = {math.ceil(wait)} FOR {text}"
+    return SqlStatement(text, description="lock the table and the shadow", mutating=False)

@@ -10,7 +10,17 @@ from collections.abc import Callable
 from dbrunbook.engines.postgresql import shadow_catalog as cat
 from dbrunbook.engines.postgresql import shadow_sql as S
 from dbrunbook.engines.postgresql.shadow_swap import ddl, index_pairs, reverse_sync, swap
-from dbrunbook.engines.shadow_base import Blocker, CatalogFacts, Chunk, Column, RangeSum, Record, RunTable, TableInfo
+from dbrunbook.engines.shadow_base import (
+    Blocker,
+    CatalogFacts,
+    Chunk,
+    Column,
+    Opener,
+    RangeSum,
+    Record,
+    RunTable,
+    TableInfo,
+)
 from dbrunbook.errors import DbrunbookError, PreflightFailed
 from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
@@ -78,8 +88,10 @@ ACTIVE = (
 
 class PgShadow:
     max_identifier = 63
+    name_prefix = "__dbr_"
     logs_changes = True
     runs_table = "dbrunbook.shadow_runs"
+    state_per_database = True
     events_table = "dbrunbook.shadow_events"
 
     def prepare(self, db: DbSession, info: TableInfo, run_id: str) -> dict[str, str]:
@@ -259,7 +271,8 @@ class PgShadow:
             db.execute(S.delete_range(run, bad.after, bad.upto))
             db.execute(S.copy_range(run, bad.after, bad.upto))
 
-    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record) -> None:
+    def cutover(self, db: DbSession, run: RunTable, lock_timeout: float, record: Record, open_session: Opener) -> None:
+        del open_session  # one transaction does it all here
         with db.transaction():
             with db.limits(lock_timeout=lock_timeout):
                 db.execute(
@@ -279,6 +292,17 @@ class PgShadow:
             db.execute(ddl(f"DROP TRIGGER {S.qi(run.names.reverse)} ON {S.table(run)}", "stop the reverse sync"))
             swap(db, run, forward=False)
             record(db)
+
+    def in_sync(self, db: DbSession, run: RunTable) -> bool:
+        types = {c.name: c.type for c in run.info.columns}
+        back = ", ".join(f"CAST(t.{S.qi(m.target)} AS {types[m.source]})" for m in run.columns.mapped)
+        olds = ", ".join(f"o.{S.qi(m.source)}" for m in run.columns.mapped)
+        digest = "count(*), coalesce(sum(hashtextextended(ROW({})::text, 0)), 0)::text"
+        with db.transaction():
+            db.execute(S.repeatable_read())
+            a = db.execute(cat.q(f"SELECT {digest.format(back)} FROM {S.table(run)} t"))[0]
+            b = db.execute(cat.q(f"SELECT {digest.format(olds)} FROM {S.old(run)} o"))[0]
+        return (int(a[0]), int(a[1])) == (int(b[0]), int(b[1]))
 
     def cleanup(self, db: DbSession, run: RunTable) -> list[str]:
         dropped: list[str] = []

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dbrunbook.engines.shadow_base import RunTable, ShadowDialect
-from dbrunbook.errors import DbrunbookError, LockTimeout, is_lock_timeout
+from dbrunbook.errors import DbrunbookError, LockTimeout, is_lock_timeout, is_statement_timeout
 from dbrunbook.execution.sql import DbSession
 
 
@@ -39,7 +39,8 @@ def with_lock_retries(
             attempt()
             return n, time.monotonic() - start
         except DbrunbookError as exc:
-            if not is_lock_timeout(exc):
+            # MariaDB bounds a sub-second wait with the statement timer: its timeout is a lock timeout here.
+            if not (is_lock_timeout(exc) or is_statement_timeout(exc)):
                 raise
         if n < limits.tries:
             sleep(limits.pause * (0.5 + rng.random()))

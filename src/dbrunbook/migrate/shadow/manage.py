@@ -18,6 +18,7 @@ from dbrunbook.migrate.shadow.run import (
     cut_over,
     dialect_of,
     lock_name,
+    plain_session,
     preflight,
     prepare_plan,
     primary_session,
@@ -74,6 +75,8 @@ def status(ctx: ClusterContext, database: str | None, run_id: str | None) -> dic
     dialect = dialect_of(ctx)
     with primary_session(ctx, database) as db:
         records = [_load(db, dialect, run_id)] if run_id else state.runs(db, dialect.runs_table)
+        if database and not dialect.state_per_database:
+            records = [r for r in records if r.schema == database]
         tool = ctx.engine.tool_state()
         out = []
         for r in records:
@@ -113,7 +116,7 @@ def cutover(ctx: ClusterContext, database: str | None, run_id: str, locks: LockA
             return {"run": run_id, "phase": "ready", "dry_run": True}
         with table_lock(db, ctx, dialect, record.schema, record.table):
             options = ShadowOptions(table=record.run.info.qualified, locks=locks)
-            tries, secs = cut_over(db, dialect, record.run, options, step)
+            tries, secs = cut_over(db, dialect, record.run, options, step, lambda: plain_session(ctx, database))
     return {"run": run_id, "phase": Phase.SWAPPED.value, "cutover_tries": tries, "cutover_seconds": round(secs, 3)}
 
 
@@ -128,9 +131,15 @@ def rollback(ctx: ClusterContext, database: str | None, run_id: str, locks: Lock
                 f"run {run_id}: the rollback window is closed: {failures[0]}",
                 hint="the old table missed that write; fix forward instead",
             )
+        run = record.run
+        step("checking that the old table still holds what the new one holds")
+        if not dialect.in_sync(db, run):
+            raise ChecksumMismatch(
+                f"run {run_id}: the rollback window is closed: the old table differs from the new one",
+                hint="a write did not reach the old table; fix forward instead",
+            )
         if ctx.settings.dry_run:
             return {"run": run_id, "phase": record.phase.value, "dry_run": True}
-        run = record.run
 
         def record_phase(s: Any) -> None:
             s.execute(state.set_phase(dialect.runs_table, run_id, Phase.ROLLED_BACK))

@@ -30,16 +30,17 @@ def _fit(prefix: str, table: str, max_len: int) -> str:
     return f"{prefix}{head}_{digest}"
 
 
-def names_for(run_id: str, table: str, max_len: int) -> Names:
-    """Names for run ``run_id`` on ``table``, each at most ``max_len`` bytes (63 on PostgreSQL, 64 on MariaDB)."""
+def names_for(run_id: str, table: str, max_len: int, prefix: str = "__dbr_") -> Names:
+    """Names for run ``run_id`` on ``table``, each at most ``max_len`` bytes (63 on PostgreSQL, 64 on MariaDB),
+    all starting with the engine's ``prefix``."""
     if not RUN_ID.fullmatch(run_id):
         raise ValueError(f"run id {run_id!r}: 1 to 12 of a-z 0-9")
     return Names(
-        shadow=_fit(f"__dbr_{run_id}_", table, max_len),
-        old=_fit(f"__dbr_{run_id}_old_", table, max_len),
-        log=f"__dbr_{run_id}_log",
-        capture=f"__dbr_{run_id}_capture",
-        reverse=f"__dbr_{run_id}_reverse",
+        shadow=_fit(f"{prefix}{run_id}_", table, max_len),
+        old=_fit(f"{prefix}{run_id}_old_", table, max_len),
+        log=f"{prefix}{run_id}_log",
+        capture=f"{prefix}{run_id}_capture",
+        reverse=f"{prefix}{run_id}_reverse",
     )
 
 

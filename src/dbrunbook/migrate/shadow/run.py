@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dbrunbook.context import ClusterContext
-from dbrunbook.engines.shadow_base import Chunk, RunTable, ShadowDialect
+from dbrunbook.engines.shadow_base import Chunk, Opener, RunTable, ShadowDialect
 from dbrunbook.errors import (
     ChecksumMismatch,
+    LockTimeout,
     MigrationBusy,
     MigrationError,
     PreflightFailed,
@@ -102,9 +103,15 @@ def dialect_of(ctx: ClusterContext) -> ShadowDialect:
 
 
 @contextmanager
-def primary_session(ctx: ClusterContext, database: str | None) -> Iterator[DbSession]:
+def plain_session(ctx: ClusterContext, database: str | None) -> Iterator[DbSession]:
     name, host = ctx.cluster.primary()
     with ctx.engine.session(ctx.executor(name), host, ctx.login(database)) as db:
+        yield db
+
+
+@contextmanager
+def primary_session(ctx: ClusterContext, database: str | None) -> Iterator[DbSession]:
+    with plain_session(ctx, database) as db:
         bootstrap(db, ctx.engine.tool_state())
         yield db
 
@@ -151,7 +158,7 @@ def prepare_plan(
         raise PreflightFailed(f"{info.qualified}: refused: {'; '.join(info.refusals)}")
     if not options.alter.strip():
         raise PreflightFailed("--alter is empty: say what to change (ADD COLUMN ..., ALTER COLUMN ... TYPE ...)")
-    names = names_for(run_id, table, dialect.max_identifier)
+    names = names_for(run_id, table, dialect.max_identifier, dialect.name_prefix)
     trial = RunTable(info, names, column_map(info.columns, info.columns, info.key), run_id, dialect.runs_table)
     trial = replace(trial, extra=dialect.prepare(db, info, run_id))
     new_columns = dialect.discard_shadow(db, trial, options.alter)
@@ -205,7 +212,7 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
                 r = open_runs[-1]
                 raise MigrationBusy(
                     f"{schema}.{table}: run {r.run_id} (phase {r.phase}, started by {r.started_by}) is not finished",
-                    hint=f"go on with --resume {r.run_id}, or remove it with migrate.shadow.cleanup {r.run_id}",
+                    hint=f"go on with --resume {r.run_id}, or remove it with migrate.shadow.cleanup --run {r.run_id}",
                 )
             run_id = secrets.token_hex(3)
             plan, run = prepare_plan(ctx, db, options, run_id)
@@ -214,14 +221,20 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
             dialect.create_shadow(db, run, options.alter)
             db.execute(state.insert(dialect.runs_table, run, options.alter))
             step("installing capture")
-            with_lock_retries(
-                db,
-                dialect,
-                run,
-                "installing capture",
-                lambda: dialect.install_capture(db, run, options.locks.timeout),
-                options.locks,
-            )
+            try:
+                with_lock_retries(
+                    db,
+                    dialect,
+                    run,
+                    "installing capture",
+                    lambda: dialect.install_capture(db, run, options.locks.timeout),
+                    options.locks,
+                    hint="nothing was left behind; run it again once the blocker is gone",
+                )
+            except LockTimeout:
+                dialect.cleanup(db, run)
+                db.execute(state.set_phase(dialect.runs_table, run.run_id, Phase.CLEANED, "capture not installed"))
+                raise
             return _work(ctx, db, dialect, run, Phase.CAPTURE, None, options, step)
 
 
@@ -283,7 +296,7 @@ def _work(
             ) from None
         raise
     if phase is Phase.READY and not options.postpone_cutover:
-        tries, seconds = cut_over(db, dialect, run, options, step)
+        tries, seconds = cut_over(db, dialect, run, options, step, lambda: plain_session(ctx, options.database))
         progress.tries, progress.cutover_seconds = tries, seconds
         phase = Phase.SWAPPED
     return ShadowResult(
@@ -388,7 +401,7 @@ def _checksum(
 
 
 def cut_over(
-    db: DbSession, dialect: ShadowDialect, run: RunTable, options: ShadowOptions, step: Step
+    db: DbSession, dialect: ShadowDialect, run: RunTable, options: ShadowOptions, step: Step, open_session: Opener
 ) -> tuple[int, float]:
     """Swap under a short lock, retried; the run stays ready (for ``migrate.shadow.cutover``) when it never gets it."""
     left = drain(db, dialect, run, options.max_backlog)
@@ -402,7 +415,7 @@ def cut_over(
 
     def attempt() -> None:
         drain(db, dialect, run, options.max_backlog)
-        dialect.cutover(db, run, options.locks.timeout, record)
+        dialect.cutover(db, run, options.locks.timeout, record, open_session)
 
     tries, seconds = with_lock_retries(
         db,
@@ -411,7 +424,7 @@ def cut_over(
         "the cut-over",
         attempt,
         options.locks,
-        hint=f"the run stays ready: invoke migrate.shadow.cutover {run.run_id} once the blocker is gone",
+        hint=f"the run stays ready: invoke migrate.shadow.cutover --run {run.run_id} once the blocker is gone",
     )
     step(f"swapped in {seconds * 1000:.0f} ms (try {tries}); validating re-pointed foreign keys")
     dialect.after_cutover(db, run)
