@@ -205,9 +205,7 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
         schema, table = dialect.split_name(options.table)
         schema = schema or dialect.default_schema(db)
         with table_lock(db, ctx, dialect, schema, table):
-            open_runs = [
-                r for r in state.runs(db, dialect.runs_table, open_only=True) if (r.schema, r.table) == (schema, table)
-            ]
+            open_runs = _open_runs(db, dialect, schema, table)
             if open_runs:
                 r = open_runs[-1]
                 raise MigrationBusy(
@@ -236,6 +234,21 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
                 db.execute(state.set_phase(dialect.runs_table, run.run_id, Phase.CLEANED, "capture not installed"))
                 raise
             return _work(ctx, db, dialect, run, Phase.CAPTURE, None, options, step)
+
+
+def _open_runs(db: DbSession, dialect: ShadowDialect, schema: str, table: str) -> list[state.RunRecord]:
+    """Unfinished runs on this table. One whose tables are all gone (the database was dropped and made again)
+    holds nothing any more: it is marked cleaned instead of blocking the table forever."""
+    found = []
+    for r in state.runs(db, dialect.runs_table, open_only=True):
+        if (r.schema, r.table) != (schema, table):
+            continue
+        facts = dialect.catalog_facts(db, r.run)
+        if not (facts.old_exists or facts.shadow_exists):
+            db.execute(state.set_phase(dialect.runs_table, r.run_id, Phase.CLEANED, "its tables are gone"))
+            continue
+        found.append(r)
+    return found
 
 
 def _load(db: DbSession, dialect: ShadowDialect, run_id: str) -> state.RunRecord:
