@@ -315,6 +315,41 @@ class DrillTargetMissed(DrillError):
     exit_code = 93
 
 
+# --- migrations ------------------------------------------------------------------------------------
+
+
+class MigrationError(DbrunbookError):
+    """A schema migration failed; the message says what was left where (the original table never loses data)."""
+
+    exit_code = 100
+    domain = "migrate"
+
+
+class PreflightFailed(MigrationError):
+    """A migration refused to start: no usable key, a refused table kind, too little disk, a sick replica, an
+    ALTER the server rejects. Nothing was changed."""
+
+    exit_code = 101
+
+
+class ChecksumMismatch(MigrationError):
+    """The shadow table's rows differ from the original's after the recopies allowed, or a rollback window closed."""
+
+    exit_code = 102
+
+
+class LockTimeout(MigrationError):
+    """A lock the migration needs (trigger install, cut-over) was not granted in time; the blocker is named."""
+
+    exit_code = 103
+
+
+class MigrationBusy(MigrationError):
+    """Another migration run holds this table."""
+
+    exit_code = 104
+
+
 # --- sandbox -------------------------------------------------------------------------------------
 
 

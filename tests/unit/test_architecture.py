@@ -18,7 +18,7 @@ LAYERS = (
     "tasks",
     "output",
     "metrics",
-    grimp.Layer("backup", "drill", "fleet", "schedule", "sandbox", independent=False),
+    grimp.Layer("backup", "drill", "fleet", "schedule", "sandbox", "migrate", independent=False),
     "context",
     "hosts",
     "agent",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
+from dbrunbook.engines.shadow_base import ShadowDialect
 from dbrunbook.engines.toolstate_base import ToolStateDialect
 from dbrunbook.errors import DbrunbookError, EngineNotSupported
 from dbrunbook.execution.command import Command
@@ -78,6 +79,10 @@ class EngineDriver(ABC):
 
     @property
     def drills(self) -> DrillSupport | None:
+        return None
+
+    @property
+    def shadow(self) -> ShadowDialect | None:
         return None
 
     @contextmanager

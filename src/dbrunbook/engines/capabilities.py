@@ -137,11 +137,6 @@ class SchemaIntrospection(Protocol):
     the driver (``psycopg.sql`` / backticks). Filled in by shadow migrations; used by migrations and health."""
 
 
-class ShadowDialect(Protocol):
-    """Shadow-table migrations: the shadow's DDL, change-capture triggers, chunked copy, apply, checksum and the
-    atomic swap SQL. ``engines/<engine>/shadow.py``."""
-
-
 class ReplicaMethod(Protocol):
     """Replica provisioning: seed from the repository or the primary, standby settings, slots or GTID
     positions, promote, rewind or rejoin, lag. ``engines/<engine>/replica.py``."""

@@ -14,6 +14,7 @@ from dbrunbook.tasks import (
     hosts_tasks,
     inventory_tasks,
     keys_tasks,
+    migrate_tasks,
     restore_tasks,
     sandbox_tasks,
     schedule_tasks,
@@ -39,3 +40,6 @@ namespace.add_collection(Collection.from_module(drill_tasks, name="drill"))
 namespace.add_collection(Collection.from_module(schedule_tasks, name="schedule"))
 
 __all__ = ["namespace"]
+migrate = Collection("migrate")
+migrate.add_collection(Collection.from_module(migrate_tasks, name="shadow"))
+namespace.add_collection(migrate)

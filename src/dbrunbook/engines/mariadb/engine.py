@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
 from dbrunbook.engines.mariadb.driver import MariaDB, MySQL
+from dbrunbook.engines.shadow_base import ShadowDialect
 
 
 class MariaDBEngine(MariaDB):
@@ -34,6 +35,12 @@ class MariaDBEngine(MariaDB):
 
         return MyDrills()
 
+    @property
+    def shadow(self) -> ShadowDialect | None:
+        from dbrunbook.engines.mariadb.shadow import MyShadow
+
+        return MyShadow()
+
 
 class MySQLEngine(MySQL, MariaDBEngine):
     """MySQL's backups are not built yet (``backup.full`` skips its clusters); binlogs, restores and drills
@@ -42,3 +49,7 @@ class MySQLEngine(MySQL, MariaDBEngine):
     @property
     def backups(self) -> BackupMethods | None:
         return None
+
+    @property
+    def shadow(self) -> ShadowDialect | None:
+        return None  # RENAME TABLE ... WAIT is MariaDB's; MySQL needs its own cut-over

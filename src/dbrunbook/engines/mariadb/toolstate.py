@@ -28,6 +28,39 @@ STEPS: tuple[BootstrapStep, ...] = (
             ),
         ),
     ),
+    BootstrapStep(
+        2,
+        "shadow-table migration runs and their events",
+        (
+            SqlStatement(
+                f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.shadow_runs ("
+                "run_id VARCHAR(12) NOT NULL PRIMARY KEY, "
+                "table_schema VARCHAR(64) NOT NULL, "
+                "table_name VARCHAR(64) NOT NULL, "
+                "alter_sql TEXT NOT NULL, "
+                "phase VARCHAR(16) NOT NULL, "
+                "checkpoint TEXT NULL, "
+                "rows_copied BIGINT NOT NULL DEFAULT 0, "
+                "checksum_ok BOOLEAN NOT NULL DEFAULT FALSE, "
+                "plan LONGTEXT NOT NULL, "
+                "started_by VARCHAR(255) NOT NULL, "
+                "started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), "
+                "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), "
+                "message TEXT NULL"
+                ") ENGINE=InnoDB CHARACTER SET utf8mb4",
+                description="create the shadow migration runs table",
+            ),
+            SqlStatement(
+                f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.shadow_events ("
+                "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                "run_id VARCHAR(12) NOT NULL, "
+                "at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), "
+                "what TEXT NOT NULL"
+                ") ENGINE=InnoDB CHARACTER SET utf8mb4",
+                description="create the shadow migration events table",
+            ),
+        ),
+    ),
 )
 
 

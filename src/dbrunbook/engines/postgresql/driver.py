@@ -62,6 +62,10 @@ def map_error(exc: Exception, host: str) -> DatabaseError:
         # 'syntax error at or near "<token>"': with client-side binding the token can be a parameter, quoted
         # and escaped ('' for '), where the redactor, which knows only the raw secret, cannot see it.
         reason = reason.split(" at or near ", 1)[0] + " (statement not shown; it is in the audit log)"
+    detail = getattr(getattr(exc, "diag", None), "message_detail", None)
+    if state and state.startswith("23") and detail:
+        # Which key collides or which row a constraint refuses: what the operator has to go and fix.
+        reason += ": " + REDACTOR.redact(" ".join(str(detail).split()))
     return QueryFailed(f"{host}: PostgreSQL error {state or ''}: {reason}".replace("  ", " "), code=state)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dbrunbook.engines.capabilities import BackupMethods, DrillSupport, LogArchive, RestoreMethod
 from dbrunbook.engines.postgresql.driver import PostgreSQL
+from dbrunbook.engines.shadow_base import ShadowDialect
 
 
 class PostgreSQLEngine(PostgreSQL):
@@ -33,3 +34,9 @@ class PostgreSQLEngine(PostgreSQL):
         from dbrunbook.engines.postgresql.capabilities import PgDrills
 
         return PgDrills()
+
+    @property
+    def shadow(self) -> ShadowDialect:
+        from dbrunbook.engines.postgresql.shadow import PgShadow
+
+        return PgShadow()

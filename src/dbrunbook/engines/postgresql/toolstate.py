@@ -28,6 +28,36 @@ STEPS: tuple[BootstrapStep, ...] = (
             ),
         ),
     ),
+    BootstrapStep(
+        2,
+        "shadow-table migration runs and their events",
+        (
+            SqlStatement(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.shadow_runs ("
+                "run_id text PRIMARY KEY, "
+                "table_schema text NOT NULL, "
+                "table_name text NOT NULL, "
+                "alter_sql text NOT NULL, "
+                "phase text NOT NULL, "
+                "checkpoint text, "  # JSON list of the last copied key's columns, as text
+                "rows_copied bigint NOT NULL DEFAULT 0, "
+                "checksum_ok boolean NOT NULL DEFAULT false, "
+                "plan text NOT NULL, "  # JSON: names, column map, key, what the swap renames
+                "started_by text NOT NULL, "
+                "started_at timestamptz NOT NULL DEFAULT now(), "
+                "updated_at timestamptz NOT NULL DEFAULT now(), "
+                "message text)",
+                description="create the shadow migration runs table",
+            ),
+            SqlStatement(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.shadow_events ("
+                "run_id text NOT NULL, "
+                "at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+                "what text NOT NULL)",
+                description="create the shadow migration events table",
+            ),
+        ),
+    ),
 )
 
 

@@ -1,0 +1,1 @@
+"""Schema migrations: online shadow-table changes (``migrate.shadow``), later versioned migrations."""
