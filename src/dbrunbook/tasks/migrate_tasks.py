@@ -128,7 +128,7 @@ def run(
         confirm(what + (" (the cut-over swaps the table)" if not postpone_cutover else ""), yes=yes)
         with task_run.out.steps("migrate.shadow.run") as step:
             result = run_shadow(ctx, options, step)
-        task_run.out.result(result.as_dict(), _lines(_summary(result.as_dict())))
+        task_run.out.result(result.as_dict(), _lines(result.lines()))
     finally:
         task_run.close()
 
@@ -194,7 +194,7 @@ def status(
     task_run = TaskRun.start("migrate.shadow.status", env=env, json_mode=json)
     try:
         report = manage.status(task_run.cluster_context(cluster), database, run)
-        task_run.out.result(report, _lines(manage.status_lines(report)))
+        task_run.out.result(report.as_dict(), _lines(report.lines()))
     finally:
         task_run.close()
 
@@ -219,8 +219,8 @@ def _lifecycle(
         confirm(f"{verb} run {run_id} on {ctx.name}", yes=yes, dry_run=dry_run)
         locks = LockAttempts(tries=tries, timeout=seconds(lock_timeout, "--lock-timeout"))
         with task_run.out.steps(f"migrate.shadow.{name}") as step:
-            report = getattr(manage, name)(ctx, database, run_id, locks, step)
-        task_run.out.result(report, _lines([f"run {run_id}: {report['phase']}"]))
+            done: manage.StepResult = getattr(manage, name)(ctx, database, run_id, locks, step)
+        task_run.out.result(done.as_dict(), _lines([f"run {run_id}: {done.phase.value}"]))
     finally:
         task_run.close()
 
@@ -287,13 +287,6 @@ def cleanup(
 ) -> None:
     """Remove a run's triggers, then its tables (the shadow, or the old table after a cut-over: no rollback after)."""
     _lifecycle("cleanup", "clean up", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
-
-
-def _summary(doc: dict[str, Any]) -> list[str]:
-    line = f"run {doc['run']}: {doc['table']} {doc['phase']}; {doc['rows_copied']} rows in {doc['copy_seconds']}s"
-    if doc["cutover_seconds"] is not None:
-        line += f"; cut over in {doc['cutover_seconds'] * 1000:.0f} ms (try {doc['cutover_tries']})"
-    return [line]
 
 
 def _lines(lines: list[str]) -> Any:

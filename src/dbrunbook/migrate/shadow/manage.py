@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dbrunbook.context import ClusterContext
+from dbrunbook.engines.shadow_base import ShadowDialect
 from dbrunbook.errors import ChecksumMismatch, MigrationError
+from dbrunbook.execution.sql import DbSession
 from dbrunbook.migrate.shadow import state
 from dbrunbook.migrate.shadow.cutover import LockAttempts, with_lock_retries
-from dbrunbook.migrate.shadow.plan import Phase, ShadowPlan, advance
+from dbrunbook.migrate.shadow.plan import Phase, ShadowPlan, advance, derive_phase
 from dbrunbook.migrate.shadow.run import (
     ShadowOptions,
     _load,
@@ -71,7 +73,81 @@ def plan(ctx: ClusterContext, options: ShadowOptions) -> PlanReport:
     return PlanReport(ctx.name, found, verdict)
 
 
-def status(ctx: ClusterContext, database: str | None, run_id: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunStatus:
+    record: state.RunRecord
+    phase: Phase  # what the catalog proves, when the record is behind (a run killed during a swap)
+    held_by_session: int | None
+    backlog: int
+    events: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.record.as_dict(),
+            "phase": self.phase.value,
+            "held_by_session": self.held_by_session,
+            "backlog": self.backlog,
+            "events": list(self.events),
+        }
+
+    def line(self) -> str:
+        r = self.record
+        who = f"worked on by server session {self.held_by_session}" if self.held_by_session else "no process holds it"
+        return (
+            f"{r.run_id}  {r.schema}.{r.table}  {self.phase.value}  {r.rows_copied} rows copied, backlog "
+            f"{self.backlog}; {who}" + (f"; {r.message}" if r.message else "")
+        )
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    cluster: str
+    runs: tuple[RunStatus, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "runs": [r.as_dict() for r in self.runs]}
+
+    def lines(self) -> list[str]:
+        if not self.runs:
+            return [f"{self.cluster}: no shadow migration runs"]
+        out = []
+        for r in self.runs:
+            out.append(r.line())
+            out += [f"    event: {e}" for e in r.events[-3:]]
+        return out
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What ``cutover``, ``rollback`` or ``cleanup`` did to one run."""
+
+    run_id: str
+    phase: Phase
+    dry_run: bool = False
+    tries: int | None = None
+    seconds: float | None = None
+    dropped: tuple[str, ...] | None = None
+    #: the JSON names of tries and seconds (``cutover_tries`` for a cut-over)
+    prefix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"run": self.run_id, "phase": self.phase.value}
+        if self.dry_run:
+            doc["dry_run"] = True
+        if self.tries is not None and self.seconds is not None:
+            doc[f"{self.prefix}tries"] = self.tries
+            doc[f"{self.prefix}seconds"] = round(self.seconds, 3)
+        if self.dropped is not None:
+            doc["dropped"] = list(self.dropped)
+        return doc
+
+
+def current_phase(db: DbSession, dialect: ShadowDialect, record: state.RunRecord) -> Phase:
+    """The recorded phase, corrected by the catalog (MariaDB records a swap after its RENAME)."""
+    return derive_phase(record.phase, dialect.catalog_facts(db, record.run))
+
+
+def status(ctx: ClusterContext, database: str | None, run_id: str | None) -> StatusReport:
     dialect = dialect_of(ctx)
     with primary_session(ctx, database) as db:
         records = [_load(db, dialect, run_id)] if run_id else state.runs(db, dialect.runs_table)
@@ -81,50 +157,37 @@ def status(ctx: ClusterContext, database: str | None, run_id: str | None) -> dic
         out = []
         for r in records:
             holder = db.scalar(tool.lock_holder(full_lock_name(lock_name(r.schema, r.table))))
-            doc = r.as_dict()
-            doc["held_by_session"] = holder
-            doc["backlog"] = dialect.backlog(db, r.run) if r.phase in _CAPTURING and dialect.logs_changes else 0
-            doc["events"] = state.events(db, dialect.events_table, r.run_id)
-            out.append(doc)
-    return {"cluster": ctx.name, "runs": out}
+            phase = current_phase(db, dialect, r) if r.phase is not Phase.CLEANED else r.phase
+            backlog = dialect.backlog(db, r.run) if phase in _CAPTURING and dialect.logs_changes else 0
+            events = tuple(state.events(db, dialect.events_table, r.run_id))
+            out.append(RunStatus(r, phase, None if holder is None else int(holder), backlog, events))
+    return StatusReport(ctx.name, tuple(out))
 
 
 _CAPTURING = (Phase.CAPTURE, Phase.COPY, Phase.INDEX, Phase.CHECKSUM, Phase.READY)
 
 
-def status_lines(report: dict[str, Any]) -> list[str]:
-    if not report["runs"]:
-        return [f"{report['cluster']}: no shadow migration runs"]
-    lines = []
-    for r in report["runs"]:
-        who = f"worked on by server session {r['held_by_session']}" if r["held_by_session"] else "no process holds it"
-        lines.append(
-            f"{r['run']}  {r['table']}  {r['phase']}  {r['rows_copied']} rows copied, backlog {r['backlog']}; {who}"
-            + (f"; {r['message']}" if r["message"] else "")
-        )
-        lines += [f"    event: {e}" for e in r["events"][-3:]]
-    return lines
-
-
-def cutover(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> dict[str, Any]:
+def cutover(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> StepResult:
     dialect = dialect_of(ctx)
     with primary_session(ctx, database) as db:
         record = _load(db, dialect, run_id)
-        if record.phase is not Phase.READY:
-            raise MigrationError(f"run {run_id} is in phase {record.phase}: only a ready run cuts over")
+        phase = current_phase(db, dialect, record)
+        if phase is not Phase.READY:
+            raise MigrationError(f"run {run_id} is in phase {phase}: only a ready run cuts over")
         if ctx.settings.dry_run:
-            return {"run": run_id, "phase": "ready", "dry_run": True}
+            return StepResult(run_id, Phase.READY, dry_run=True)
         with table_lock(db, ctx, dialect, record.schema, record.table):
             options = ShadowOptions(table=record.run.info.qualified, locks=locks)
             tries, secs = cut_over(db, dialect, record.run, options, step, lambda: plain_session(ctx, database))
-    return {"run": run_id, "phase": Phase.SWAPPED.value, "cutover_tries": tries, "cutover_seconds": round(secs, 3)}
+    return StepResult(run_id, Phase.SWAPPED, tries=tries, seconds=secs, prefix="cutover_")
 
 
-def rollback(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> dict[str, Any]:
+def rollback(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> StepResult:
     dialect = dialect_of(ctx)
     with primary_session(ctx, database) as db:
         record = _load(db, dialect, run_id)
-        advance(record.phase, Phase.ROLLED_BACK)
+        phase = current_phase(db, dialect, record)
+        advance(phase, Phase.ROLLED_BACK)
         failures = [e for e in state.events(db, dialect.events_table, run_id) if e.startswith("reverse sync failed")]
         if failures:
             raise ChecksumMismatch(
@@ -139,9 +202,9 @@ def rollback(ctx: ClusterContext, database: str | None, run_id: str, locks: Lock
                 hint="a write did not reach the old table; fix forward instead",
             )
         if ctx.settings.dry_run:
-            return {"run": run_id, "phase": record.phase.value, "dry_run": True}
+            return StepResult(run_id, phase, dry_run=True)
 
-        def record_phase(s: Any) -> None:
+        def record_phase(s: DbSession) -> None:
             s.execute(state.set_phase(dialect.runs_table, run_id, Phase.ROLLED_BACK))
 
         with table_lock(db, ctx, dialect, record.schema, record.table):
@@ -150,18 +213,18 @@ def rollback(ctx: ClusterContext, database: str | None, run_id: str, locks: Lock
                 db, dialect, run, "the rollback", lambda: dialect.rollback(db, run, locks.timeout, record_phase), locks
             )
             dialect.after_cutover(db, run)
-    return {"run": run_id, "phase": Phase.ROLLED_BACK.value, "tries": tries, "seconds": round(secs, 3)}
+    return StepResult(run_id, Phase.ROLLED_BACK, tries=tries, seconds=secs)
 
 
-def cleanup(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> dict[str, Any]:
+def cleanup(ctx: ClusterContext, database: str | None, run_id: str, locks: LockAttempts, step: Step) -> StepResult:
     dialect = dialect_of(ctx)
     with primary_session(ctx, database) as db:
         record = _load(db, dialect, run_id)
         if ctx.settings.dry_run:
-            return {"run": run_id, "phase": record.phase.value, "dry_run": True}
+            return StepResult(run_id, record.phase, dry_run=True)
         with table_lock(db, ctx, dialect, record.schema, record.table):
             step("removing triggers, then tables")
             dropped = dialect.cleanup(db, record.run)
             db.execute(state.set_phase(dialect.runs_table, run_id, Phase.CLEANED, f"cleaned up from {record.phase}"))
     del locks
-    return {"run": run_id, "phase": Phase.CLEANED.value, "dropped": dropped}
+    return StepResult(run_id, Phase.CLEANED, dropped=tuple(dropped))

@@ -94,6 +94,14 @@ class ShadowResult:
             "throttled_seconds": round(self.throttled_seconds, 2),
         }
 
+    def lines(self) -> list[str]:
+        line = (
+            f"run {self.run_id}: {self.table} {self.phase.value}; {self.rows_copied} rows in {self.copy_seconds:.2f}s"
+        )
+        if self.cutover_seconds is not None:
+            line += f"; cut over in {self.cutover_seconds * 1000:.0f} ms (try {self.cutover_tries})"
+        return [line]
+
 
 def dialect_of(ctx: ClusterContext) -> ShadowDialect:
     found = ctx.engine.shadow
