@@ -176,6 +176,10 @@ def history(
     finally:
         task_run.close()
 
+    task_run.out.result({"clusters": out}, _history_human(out))
+
+
+def _history_human(out: dict[str, list[dict[str, Any]]]) -> Callable[[Any], None]:
     def human(console: Any) -> None:
         for name, rows in out.items():
             console.print(f"{name}: {len(rows)} drills", markup=False)
@@ -186,7 +190,7 @@ def history(
                     markup=False,
                 )
 
-    task_run.out.result({"clusters": out}, human)
+    return human
 
 
 def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
