@@ -21,11 +21,9 @@ DAY = timedelta(days=1)
 
 
 def printed(human: Any) -> list[str]:
-    console = Console(file=io.StringIO(), width=400, highlight=False, soft_wrap=True)
-    human(console)
-    out = console.file.getvalue()
-    assert isinstance(out, str)
-    return out.splitlines()
+    buffer = io.StringIO()
+    human(Console(file=buffer, width=400, highlight=False, soft_wrap=True))
+    return buffer.getvalue().splitlines()
 
 
 def two_drills(world: World) -> tuple[Any, Any]:

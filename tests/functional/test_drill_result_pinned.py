@@ -27,7 +27,10 @@ def document(result: object) -> dict[str, Any]:
     as_dict = getattr(result, "as_dict", None)
     doc = as_dict() if callable(as_dict) else result
     assert isinstance(doc, dict)
-    return json.loads(json.dumps(doc))  # what --json prints: tuples become lists, nothing else changes
+    printed: dict[str, Any] = json.loads(
+        json.dumps(doc)
+    )  # what --json prints: tuples become lists, nothing else changes
+    return printed
 
 
 def unclocked(doc: dict[str, Any]) -> list[tuple[str, Any]]:
