@@ -11,7 +11,7 @@ from rich.console import Console
 
 from dbrunbook.drill.run import history, run_drill
 from dbrunbook.metrics import metrics_text
-from dbrunbook.tasks.drill_tasks import _drill_human, _history_human, report_data
+from dbrunbook.tasks.drill_tasks import Busy, _drill_human, _history_human, report_cluster
 
 from .servers import FakePostgres, drill_host
 from .test_drill_result_pinned import document
@@ -45,7 +45,7 @@ def test_drill_run_prints_these_lines(world: World) -> None:
     passed, failed = two_drills(world)
     p, f = document(passed), document(failed)
 
-    lines = printed(_drill_human([passed, failed], [{"cluster": "orders-my", "reason": "held by drill.run"}]))
+    lines = printed(_drill_human([passed, failed], [Busy("orders-my", "held by drill.run")]))
 
     assert lines == [
         "orders-my: drill NOT RUN: held by drill.run",
@@ -102,18 +102,9 @@ def test_drill_metrics_of_real_results(world: World) -> None:
 
 
 def report_input(world: World, name: str) -> Any:
-    """What drill.report gathers for one cluster (the report's input, in today's form)."""
-    from dbrunbook.backup.summary import summary
-
+    """What drill.report gathers for one cluster and draws (the report's input)."""
     ctx = world.context(name)
-    settings = ctx.cluster.drill
-    return {
-        "engine": ctx.cluster.engine.value,
-        "rto_target": settings.rto_target if settings else None,
-        "rpo_target": settings.rpo_target if settings else None,
-        "drills": history(ctx),
-        "backups": [summary(m) for m in ctx.catalog().manifests],
-    }
+    return report_cluster(name, ctx.cluster, history(ctx), ctx.catalog().manifests).as_dict()
 
 
 def test_drill_report_draws_this_data(world: World) -> None:
@@ -121,7 +112,7 @@ def test_drill_report_draws_this_data(world: World) -> None:
     p, f = document(passed), document(failed)
     pg, stg = world.context("orders-pg").catalog().manifests, world.context("orders-stg").catalog().manifests
 
-    data = report_data({"orders-pg": report_input(world, "orders-pg"), "orders-stg": report_input(world, "orders-stg")})
+    data = {"clusters": [report_input(world, "orders-pg"), report_input(world, "orders-stg")]}
 
     keep = ("started", "ok", "backup", "target_time", "rto_seconds", "rpo_seconds", "reason")
     assert data == {

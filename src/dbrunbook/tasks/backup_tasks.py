@@ -14,6 +14,7 @@ from dbrunbook.fleet import FleetResult
 
 if TYPE_CHECKING:
     from dbrunbook.context import ClusterContext
+    from dbrunbook.repository.catalog import Catalog
     from dbrunbook.tasks.fleet_report import ClusterReport
 
 from dbrunbook.tasks.common import CLUSTER, CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
@@ -185,15 +186,13 @@ def list_(
     c: Context, env: str | None = None, cluster: str | None = None, metrics_file: str | None = None, json: bool = False
 ) -> None:
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
-    import time
-
     from dbrunbook.repository.lease import held as held_leases
 
     run = TaskRun.start("backup.list", env=env, json_mode=json)
     rows: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     leases: list[dict[str, Any]] = []
-    newest_log: dict[str, float | None] = {}
+    listed: list[tuple[ClusterContext, Catalog]] = []
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
         if ctx.cluster.repository is None:
@@ -202,15 +201,9 @@ def list_(
         rows += [summary(m) for m in catalog.manifests]
         refused += [{"cluster": name, **r.as_dict(), "no_identity": r.no_identity} for r in catalog.refused]
         leases += [{"cluster": name, **held} for held in held_leases(ctx.storage)]
-        if metrics_file:
-            from dbrunbook.drill.run import newest_point
-
-            when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
-            newest_log[name] = when.timestamp() if when else None
+        listed.append((ctx, catalog))
     if metrics_file:
-        from dbrunbook.metrics import backup_metrics_text, write_metrics
-
-        write_metrics(metrics_file, backup_metrics_text(rows, newest_log, time.time(), refused))
+        _write_backup_metrics(metrics_file, listed)
 
     def human(console: Any) -> None:
         if not rows:
@@ -239,6 +232,24 @@ def list_(
         )
         failure.reported = True
         raise failure
+
+
+def _write_backup_metrics(path: str, listed: list[tuple[ClusterContext, Catalog]]) -> None:
+    """``backup.list --metrics-file``: each listed cluster's backups, refused manifests and newest archived log."""
+    import time
+
+    from dbrunbook.drill.run import newest_point
+    from dbrunbook.metrics import BackupPoint, backup_metrics_text, write_metrics
+
+    points: list[BackupPoint] = []
+    refused: list[str] = []
+    newest_log: dict[str, float | None] = {}
+    for ctx, catalog in listed:
+        points += [BackupPoint.of(m) for m in catalog.manifests]
+        refused += [ctx.name] * len(catalog.refused)
+        when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
+        newest_log[ctx.name] = when.timestamp() if when else None
+    write_metrics(path, backup_metrics_text(points, newest_log, time.time(), refused))
 
 
 @task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})
