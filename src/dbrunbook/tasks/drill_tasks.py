@@ -14,7 +14,7 @@ from dbrunbook.tasks.common import CLUSTERS, ENV, LIMIT, TaskRun, guarded, task
 
 if TYPE_CHECKING:
     from dbrunbook.drill.plan import DrillAsk
-    from dbrunbook.drill.result import DrillResult, ReportCluster
+    from dbrunbook.drill.result import DrillPick, DrillResult, ReportCluster
     from dbrunbook.inventory.model import Cluster
     from dbrunbook.repository.manifest import Manifest
 
@@ -154,7 +154,7 @@ def _drill_human(results: Sequence[DrillResult], busy: Sequence[Busy]) -> Callab
         for r in results:
             console.print(f"{r.cluster}: drill {'PASSED' if r.ok else 'FAILED'}: {r.reason}", markup=False)
             if r.pick is not None and r.pick.backup:
-                console.print(_pick_line(r), markup=False)
+                console.print(_pick_line(r, r.pick), markup=False)
             for check in r.checks:
                 console.print(f"  {'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}", markup=False)
             where = "torn down" if r.torn_down else f"left running: {r.place.data_dir if r.place else None}"
@@ -163,12 +163,11 @@ def _drill_human(results: Sequence[DrillResult], busy: Sequence[Busy]) -> Callab
     return human
 
 
-def _pick_line(r: DrillResult) -> str:
-    """The chosen backup, its place, and the RTO and RPO against their targets."""
-    assert r.pick is not None
-    pick, place = r.pick, r.place
+def _pick_line(r: DrillResult, pick: DrillPick) -> str:
+    """The chosen backup, where it was restored, and the RTO and RPO against their targets."""
+    place = r.place
     rpo = f"{pick.rpo_seconds:.0f}s" if pick.rpo_seconds is not None else "unknown"
-    on = f"{place.host}:{place.port}" if place else "None:None"
+    on = f"{place.host}:{place.port}" if place else "?"  # a drill chooses only once it has a place
     return (
         f"  backup {pick.backup} ({pick.kind}) to {pick.target} on {on}; "
         f"RTO {r.recovery.rto_seconds if r.recovery else '-'}s (target {r.rto_target or 'none'}), "
