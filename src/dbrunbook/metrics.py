@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from dbrunbook.drill.plan import parse_duration
+from dbrunbook.drill.result import DrillResult
+from dbrunbook.repository.manifest import Manifest
 
 
 def write_metrics(path: str, text: str) -> None:
@@ -20,7 +22,7 @@ def write_metrics(path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
-def metrics_text(results: Sequence[dict[str, Any]]) -> str:
+def metrics_text(results: Sequence[DrillResult]) -> str:
     """Prometheus textfile-collector lines for drill results (one per cluster), newest result wins."""
     lines = [
         "# HELP dbrunbook_drill_success 1 when the cluster's last restore drill passed.",
@@ -43,23 +45,24 @@ def metrics_text(results: Sequence[dict[str, Any]]) -> str:
         "# TYPE dbrunbook_drill_rpo_target_seconds gauge",
     ]
     for r in results:
-        label = f'cluster="{_escape(r["cluster"])}"'
-        ended = datetime.fromisoformat(r["ended"]).timestamp()
-        lines.append(f"dbrunbook_drill_success{{{label}}} {1 if r['ok'] else 0}")
+        label = f'cluster="{_escape(r.cluster)}"'
+        ended = r.ended.timestamp()
+        lines.append(f"dbrunbook_drill_success{{{label}}} {1 if r.ok else 0}")
         lines.append(f"dbrunbook_drill_last_run_timestamp_seconds{{{label}}} {ended:.0f}")
-        if r["ok"]:
+        if r.ok:
             lines.append(f"dbrunbook_drill_last_success_timestamp_seconds{{{label}}} {ended:.0f}")
-        for name, key in (
-            ("rto_seconds", "rto_seconds"),
-            ("rpo_seconds", "rpo_seconds"),
-            ("backup_age_seconds", "backup_age_seconds"),
-            ("backup_size_bytes", "backup_size_bytes"),
+        pick, recovery = r.pick, r.recovery
+        for name, value in (
+            ("rto_seconds", recovery.rto_seconds if recovery else None),
+            ("rpo_seconds", pick.rpo_seconds if pick else None),
+            ("backup_age_seconds", pick.backup_age_seconds if pick else None),
+            ("backup_size_bytes", pick.backup_size_bytes if pick else None),
         ):
-            if r.get(key) is not None:
-                lines.append(f"dbrunbook_drill_{name}{{{label}}} {float(r[key]):.3f}")
-        for name, key in (("rto_target_seconds", "rto_target"), ("rpo_target_seconds", "rpo_target")):
-            if r.get(key):
-                lines.append(f"dbrunbook_drill_{name}{{{label}}} {parse_duration(r[key]).total_seconds():.0f}")
+            if value is not None:
+                lines.append(f"dbrunbook_drill_{name}{{{label}}} {float(value):.3f}")
+        for name, target in (("rto_target_seconds", r.rto_target), ("rpo_target_seconds", r.rpo_target)):
+            if target:
+                lines.append(f"dbrunbook_drill_{name}{{{label}}} {parse_duration(target).total_seconds():.0f}")
     return "\n".join(lines) + "\n"
 
 
@@ -67,15 +70,30 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+@dataclass(frozen=True)
+class BackupPoint:
+    """What the backup metrics read of one complete backup."""
+
+    cluster: str
+    kind: str
+    stop_time: datetime
+    stored_bytes: int
+
+    @classmethod
+    def of(cls, m: Manifest) -> BackupPoint:
+        return cls(m.cluster, m.kind, m.stop_time, m.total_size)
+
+
 def backup_metrics_text(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[BackupPoint],
     newest_log: dict[str, float | None],
     now: float,
-    refused: Sequence[dict[str, Any]] = (),
+    refused: Sequence[str] = (),
 ) -> str:
     """Backup freshness per cluster and kind, for ``backup.list --metrics-file``: the newest backup's end
     time and size, how many there are, when the newest WAL segment or binlog was archived, and how many
-    manifests the repository holds that are not trusted (forged, or unsigned and waiting for backup.sign)."""
+    manifests the repository holds that are not trusted (forged, or unsigned and waiting for backup.sign):
+    ``refused`` names each one's cluster."""
     lines = [
         "# HELP dbrunbook_backup_last_timestamp_seconds When the newest complete backup of this kind ended.",
         "# TYPE dbrunbook_backup_last_timestamp_seconds gauge",
@@ -90,24 +108,24 @@ def backup_metrics_text(
         "# HELP dbrunbook_manifests_refused Manifests in the repository that are not trusted (unsigned, forged).",
         "# TYPE dbrunbook_manifests_refused gauge",
     ]
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    newest: dict[tuple[str, str], BackupPoint] = {}
     counts: dict[tuple[str, str], int] = {}
     for r in rows:
-        key = (r["cluster"], r["kind"])
+        key = (r.cluster, r.kind)
         counts[key] = counts.get(key, 0) + 1
-        if key not in newest or r["stop_time"] > newest[key]["stop_time"]:
+        if key not in newest or r.stop_time > newest[key].stop_time:
             newest[key] = r
-    for (cluster, kind), r in sorted(newest.items()):
+    for (cluster, kind), r in sorted(newest.items(), key=lambda item: item[0]):
         label = f'cluster="{_escape(cluster)}",kind="{kind}"'
-        ended = datetime.fromisoformat(r["stop_time"]).timestamp()
+        ended = r.stop_time.timestamp()
         lines.append(f"dbrunbook_backup_last_timestamp_seconds{{{label}}} {ended:.0f}")
-        lines.append(f"dbrunbook_backup_last_size_bytes{{{label}}} {r['stored_bytes']}")
+        lines.append(f"dbrunbook_backup_last_size_bytes{{{label}}} {r.stored_bytes}")
         lines.append(f"dbrunbook_backup_count{{{label}}} {counts[(cluster, kind)]}")
     for cluster, when in sorted(newest_log.items()):
         if when is not None:
             lines.append(f'dbrunbook_log_archive_last_timestamp_seconds{{cluster="{_escape(cluster)}"}} {when:.0f}')
     for cluster in sorted({c for c, _ in newest} | set(newest_log)):
         lines.append(f'dbrunbook_backup_metrics_timestamp_seconds{{cluster="{_escape(cluster)}"}} {now:.0f}')
-        count = sum(1 for r in refused if r["cluster"] == cluster)
+        count = sum(1 for c in refused if c == cluster)
         lines.append(f'dbrunbook_manifests_refused{{cluster="{_escape(cluster)}"}} {count}')
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ import getpass
 import json
 from datetime import datetime, timedelta
 
+from dbrunbook.drill.result import DrillPlace
 from dbrunbook.drill.run import run_drill
 from dbrunbook.errors import DrillError
 from dbrunbook.repository.manifest import manifest_key
@@ -34,10 +35,14 @@ def test_a_drill_restores_the_newest_physical_backup_on_its_drill_host(world: Wo
 
     result, failure = run_drill(world.context("orders-pg"), world.find_host)
 
-    assert failure is None and result["ok"] is True
-    assert (result["backup"], result["kind"], result["target_time"]) == (inc.backup_id, "incremental", "latest")
-    assert result["why"] == "the newest backup; recovered to the newest restorable point"
-    assert (result["host"], result["data_dir"], result["port"]) == ("pg1-restore", PG_PLACE, 6432)
+    assert failure is None and result.ok is True
+    assert result.pick and (result.pick.backup, result.pick.kind, result.pick.target) == (
+        inc.backup_id,
+        "incremental",
+        "latest",
+    )
+    assert result.pick.why == "the newest backup; recovered to the newest restorable point"
+    assert result.place == DrillPlace("pg1-restore", PG_PLACE, 6432)
     (unpack,) = fake.find(r"restore-files ")
     keys = [unpack.argv[i + 1] for i, a in enumerate(unpack.argv) if a == "--manifest-key"]
     assert keys == [manifest_key(full.backup_id), manifest_key(inc.backup_id)]
@@ -47,7 +52,7 @@ def test_a_drill_restores_the_newest_physical_backup_on_its_drill_host(world: Wo
     assert amcheck.env_names == ("PGPASSFILE",) and "6432" in amcheck.argv
     # Torn down at the end, only its own directory; the result is kept in the repository.
     assert fake.lines()[-1] == f"rm -rf {PG_PLACE} {PG_PLACE}-tblspc {PG_PLACE}.dbrunbook-drill"
-    assert result["torn_down"] is True and str(result["stored_as"]).endswith("-ok.json.zst.age")
+    assert result.torn_down is True and str(result.stored_as).endswith("-ok.json.zst.age")
     assert [r["backup"] for r in stored(world, "orders-pg")] == [inc.backup_id]
 
 
@@ -61,11 +66,13 @@ def test_a_random_target_lies_inside_the_recovery_window_and_reaches_the_server(
     result, failure = run_drill(world.context("orders-pg"), world.find_host, target="random", seed=7)
 
     assert failure is None
-    when = datetime.fromisoformat(str(result["target_time"]))
+    assert result.pick is not None
+    when = result.pick.target_time
+    assert when is not None
     assert chosen.stop_time < when < datetime.now(chosen.stop_time.tzinfo)
     assert f"recovery_target_time = '{when.isoformat()}'" in server.settings[0]
     again, _ = run_drill(world.context("orders-pg"), world.find_host, target="random", seed=7)
-    assert again["target_time"] == result["target_time"]  # the seed makes the choice repeatable
+    assert again.pick is not None and again.pick.target_time == when  # the seed makes the choice repeatable
 
 
 def test_no_drillable_backup_is_a_failed_drill_that_restores_nothing(world: World) -> None:
@@ -77,9 +84,9 @@ def test_no_drillable_backup_is_a_failed_drill_that_restores_nothing(world: Worl
 
     assert isinstance(failure, DrillError)
     assert "no backup a drill can restore (PostgreSQL drills need a physical backup)" in failure.message
-    assert result["ok"] is False and result["exit_code"] == failure.exit_code
+    assert result.ok is False and result.exit_code == failure.exit_code
     assert not fake.find(r"restore-files|pg_ctl start|touch ")
-    assert str(result["stored_as"]).endswith("-failed.json.zst.age")
+    assert str(result.stored_as).endswith("-failed.json.zst.age")
     assert stored(world, "orders-pg")[0]["reason"] == failure.one_line()
 
 
@@ -95,7 +102,7 @@ def test_a_local_drill_places_the_copy_on_this_machine(world: World) -> None:
 
     assert failure is None
     place = "/home/local/dbrunbook-drill-orders-stg"
-    assert (result["host"], result["data_dir"], result["port"]) == ("local", place, 6432)
+    assert result.place == DrillPlace("local", place, 6432)
     assert fake.find(rf"^/opt/pg15/bin/pg_ctl start -D {place} ")
     assert world.fake("stg1").ran == []  # the live primary's host is never touched
 
@@ -110,16 +117,16 @@ def test_a_mariadb_drill_of_kind_logical_skips_newer_physical_backups(world: Wor
     result, failure = run_drill(world.context("orders-my", database=db), world.find_host, kind="logical")
 
     assert failure is None, failure
-    assert (result["backup"], result["why"]) == (
+    assert result.pick and (result.pick.backup, result.pick.why) == (
         dump.backup_id,
         "the newest logical backup; recovered to the newest restorable point",
     )
     place = "/home/my1-restore/dbrunbook-drill-orders-my"
-    assert (result["data_dir"], result["port"]) == (place, 4306)
+    assert result.place and (result.place.data_dir, result.place.port) == (place, 4306)
     (replay,) = fake.find(r"dbrunbook-host my-replay ")
     assert [replay.argv[i + 1] for i, a in enumerate(replay.argv) if a == "--binlog-key"] == keys[1:]
     assert db.connections[0]["port"] == 4306
-    assert [c["name"] for c in result["checks"]] == [
+    assert [c.name for c in result.checks] == [
         "server started and reached the target",
         "row counts match the backup's snapshot",
         "mariadb-check",

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from dbrunbook.context import ClusterContext
+from dbrunbook.drill.result import DrillPick, DrillRecovery, DrillResult
 from dbrunbook.drill.run import save_result
 from dbrunbook.inventory import LoadedInventory
 
@@ -30,18 +31,23 @@ def test_report_charts_hold_the_stored_drills(dev: LoadedInventory, tmp_path: Pa
             ok = rto < 90
             save_result(
                 ctx,
-                {
-                    "cluster": "pg-main",
-                    "started": started.isoformat(),
-                    "ended": (started + timedelta(seconds=rto + 5)).isoformat(),
-                    "ok": ok,
-                    "backup": f"2026110{day + 1}T020000Z-F",
-                    "target_time": "latest",
-                    "rto_seconds": rto,
-                    "rpo_seconds": 60.0 + day,
-                    "reason": "restored and validated" if ok else "RTO 97s is above the target 1m",
-                    "checks": [],
-                },
+                DrillResult(
+                    cluster="pg-main",
+                    engine="postgresql",
+                    started=started,
+                    rto_target="10m",
+                    rpo_target=None,
+                    tool_version="test",
+                    checks=(),
+                    place=None,
+                    pick=DrillPick(f"2026110{day + 1}T020000Z-F", "physical", None, "asked", 3600.0, 1, 60.0 + day),
+                    recovery=DrillRecovery(rto, None),
+                    reason="restored and validated" if ok else "RTO 97s is above the target 1m",
+                    torn_down=True,
+                    ok=ok,
+                    ended=started + timedelta(seconds=rto + 5),
+                    duration_seconds=rto + 5,
+                ),
             )
         out = tmp_path / "report.html"
         res = run_cli("drill.report", f"--env={forged.inventory}", f"--out={out}")

@@ -4,18 +4,22 @@ the Prometheus metrics and the 'reached the archive's end' rule."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from dbrunbook.drill.plan import choose, judge, parse_duration, verdict
+from dbrunbook.drill.result import DrillCheck, Validation
 from dbrunbook.engines import get_engine
-from dbrunbook.engines.capabilities import DrillSupport
+from dbrunbook.engines.capabilities import Check, DrillSupport
 from dbrunbook.engines.postgresql.restore import newest_segment_start
 from dbrunbook.errors import DrillError
 from dbrunbook.metrics import metrics_text
 from dbrunbook.repository.manifest import Manifest
+
+from .test_metrics_pinned import drill
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
@@ -118,8 +122,8 @@ def test_judge_compares_numbers_as_numbers() -> None:
 
 
 def test_verdict_first_failure_wins_then_targets() -> None:
-    good = [{"name": "pg_amcheck", "ok": True, "detail": "fine"}]
-    bad = [*good, {"name": "validation orders", "ok": False, "detail": "got 0, expected > 0"}]
+    good: list[DrillCheck] = [Check("pg_amcheck", True, "fine")]
+    bad = [*good, Validation("validation orders", False, 0, "got 0, expected > 0")]
     assert verdict(bad, 10, 5, "1m", "1m") == (False, "validation orders: got 0, expected > 0")
     assert verdict(good, 120, 5, "1m", None) == (False, "RTO 120s is above the target 1m")
     assert verdict(good, 10, 7200, "1m", "1h") == (False, "RPO 7200s is above the target 1h")
@@ -130,18 +134,8 @@ def test_verdict_first_failure_wins_then_targets() -> None:
 
 
 def test_metrics_text_is_prometheus_exposition() -> None:
-    ok = {
-        "cluster": 'pg"main',
-        "ok": True,
-        "ended": T0.isoformat(),
-        "rto_seconds": 12.5,
-        "rpo_seconds": 30,
-        "backup_age_seconds": 600,
-        "backup_size_bytes": 1024,
-        "rto_target": "15m",
-        "rpo_target": None,
-    }
-    failed = {**ok, "cluster": "maria", "ok": False}
+    ok = drill('pg"main', T0.isoformat(), True, rto=12.5, rpo=30, age=600, size=1024, rto_target="15m")
+    failed = replace(ok, cluster="maria", ok=False)
     text = metrics_text([ok, failed])
     assert 'dbrunbook_drill_success{cluster="pg\\"main"} 1' in text
     assert 'dbrunbook_drill_success{cluster="maria"} 0' in text

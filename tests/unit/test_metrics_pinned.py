@@ -4,27 +4,65 @@ any change to them is a change for operators, never a side effect of a refactori
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
-from dbrunbook.metrics import backup_metrics_text, metrics_text
+from dbrunbook.drill.result import DrillPick, DrillRecovery, DrillResult
+from dbrunbook.metrics import BackupPoint, backup_metrics_text, metrics_text
+
+
+def drill(
+    cluster: str,
+    ended: str,
+    ok: bool,
+    *,
+    rto: float | None = None,
+    rpo: float | None = None,
+    age: float | None = None,
+    size: int | None = None,
+    rto_target: str | None = None,
+    rpo_target: str | None = None,
+) -> DrillResult:
+    """A drill's result with only what the metrics read: a pick when the backup's age is known, a recovery
+    when the RTO is."""
+    at = datetime.fromisoformat(ended)
+    pick = None if age is None else DrillPick("B", "physical", None, "why", age, size or 0, rpo)
+    return DrillResult(
+        cluster=cluster,
+        engine="postgresql",
+        started=at,
+        rto_target=rto_target,
+        rpo_target=rpo_target,
+        tool_version="test",
+        checks=(),
+        place=None,
+        pick=pick,
+        recovery=None if rto is None else DrillRecovery(rto, None),
+        reason="",
+        torn_down=True,
+        ok=ok,
+        ended=at,
+        duration_seconds=1.0,
+    )
+
 
 DRILLS = [
-    {
-        "cluster": 'orders"pg',
-        "ended": "2026-12-01T03:00:00+00:00",
-        "ok": True,
-        "rto_seconds": 12.5,
-        "rpo_seconds": 30,
-        "backup_age_seconds": 3600,
-        "backup_size_bytes": 1048576,
-        "rto_target": "15m",
-        "rpo_target": "1h",
-    },
-    {"cluster": "shop-my", "ended": "2026-12-01T04:00:00+00:00", "ok": False, "rto_seconds": None},
+    drill(
+        'orders"pg',
+        "2026-12-01T03:00:00+00:00",
+        True,
+        rto=12.5,
+        rpo=30,
+        age=3600,
+        size=1048576,
+        rto_target="15m",
+        rpo_target="1h",
+    ),
+    drill("shop-my", "2026-12-01T04:00:00+00:00", False),
 ]
 BACKUPS = [
-    {"cluster": "orders", "kind": "physical", "stop_time": "2026-12-01T01:00:00+00:00", "stored_bytes": 10},
-    {"cluster": "orders", "kind": "physical", "stop_time": "2026-12-01T02:00:00+00:00", "stored_bytes": 20},
-    {"cluster": "orders", "kind": "logical", "stop_time": "2026-12-01T00:30:00+00:00", "stored_bytes": 5},
+    BackupPoint("orders", "physical", datetime(2026, 12, 1, 1, 0, tzinfo=UTC), 10),
+    BackupPoint("orders", "physical", datetime(2026, 12, 1, 2, 0, tzinfo=UTC), 20),
+    BackupPoint("orders", "logical", datetime(2026, 12, 1, 0, 30, tzinfo=UTC), 5),
 ]
 
 
@@ -48,7 +86,7 @@ def test_drill_metrics_are_pinned() -> None:
 
 
 def test_backup_metrics_are_pinned() -> None:
-    text = backup_metrics_text(BACKUPS, {"orders": 1764554400.4, "idle": None}, 1764558000.0, [{"cluster": "orders"}])
+    text = backup_metrics_text(BACKUPS, {"orders": 1764554400.4, "idle": None}, 1764558000.0, ["orders"])
     assert text.splitlines()[12:] == [
         'dbrunbook_backup_last_timestamp_seconds{cluster="orders",kind="logical"} 1796085000',
         'dbrunbook_backup_last_size_bytes{cluster="orders",kind="logical"} 5',

@@ -162,24 +162,16 @@ def test_alert_rules_use_emitted_metrics_and_link_existing_runbooks() -> None:
     import re
     from datetime import UTC, datetime
 
-    from dbrunbook.metrics import backup_metrics_text, metrics_text
+    from dbrunbook.metrics import BackupPoint, backup_metrics_text, metrics_text
+
+    from .test_metrics_pinned import drill
 
     root = Path(__file__).resolve().parents[2]
     rules = yaml.safe_load((root / "templates/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    drill = {
-        "cluster": "c",
-        "ok": True,
-        "ended": now.isoformat(),
-        "rto_seconds": 1,
-        "rpo_seconds": 1,
-        "backup_age_seconds": 1,
-        "backup_size_bytes": 1,
-        "rto_target": "1m",
-        "rpo_target": "1m",
-    }
-    backup = {"cluster": "c", "kind": "physical", "stop_time": now.isoformat(), "stored_bytes": 5}
-    emitted = metrics_text([drill]) + backup_metrics_text([backup], {"c": now.timestamp()}, now.timestamp())
+    result = drill("c", now.isoformat(), True, rto=1, rpo=1, age=1, size=1, rto_target="1m", rpo_target="1m")
+    backup = BackupPoint("c", "physical", now, 5)
+    emitted = metrics_text([result]) + backup_metrics_text([backup], {"c": now.timestamp()}, now.timestamp())
     names = {ln.split("{")[0] for ln in emitted.splitlines() if not ln.startswith("#")}
     assert {r["alert"] for r in rules} >= {
         "DbrunbookNoSuccessfulDrill",

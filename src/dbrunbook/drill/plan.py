@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from dbrunbook.drill.result import DrillCheck
 from dbrunbook.engines.capabilities import DrillSupport
 from dbrunbook.errors import DrillError
 from dbrunbook.repository.manifest import Manifest
@@ -35,18 +35,23 @@ def consistent_at(m: Manifest) -> datetime:
 
 
 @dataclass(frozen=True)
+class DrillAsk:
+    """What the operator asked a drill for: ``latest``, ``random`` or an id; ``latest`` or ``random``; a kind;
+    the seed that repeats a random choice."""
+
+    backup: str = "latest"
+    target: str = "latest"
+    kind: str = "any"
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class DrillChoice:
+    """The backup a drill restores and its target, and why."""
+
     backup: Manifest
     target_time: datetime | None  # None: the newest restorable point
     why: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "backup": self.backup.backup_id,
-            "kind": self.backup.kind,
-            "target_time": self.target_time.isoformat() if self.target_time else "latest",
-            "why": self.why,
-        }
 
 
 def choose(
@@ -120,12 +125,12 @@ def judge(actual: object, compare: str, expect: object) -> bool:
 
 
 def verdict(
-    checks: Sequence[dict[str, Any]], rto: float, rpo: float | None, rto_target: str | None, rpo_target: str | None
+    checks: Sequence[DrillCheck], rto: float, rpo: float | None, rto_target: str | None, rpo_target: str | None
 ) -> tuple[bool, str]:
     """The drill's outcome and the one line that says why; the first failure wins."""
     for check in checks:
-        if not check["ok"]:
-            return False, f"{check['name']}: {check['detail']}"
+        if not check.ok:
+            return False, f"{check.name}: {check.detail}"
     if rto_target and rto > parse_duration(rto_target).total_seconds():
         return False, f"RTO {rto:.0f}s is above the target {rto_target}"
     if rpo_target and rpo is not None and rpo > parse_duration(rpo_target).total_seconds():

@@ -11,14 +11,23 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from dbrunbook import __version__
 from dbrunbook.context import ClusterContext
 from dbrunbook.drill.place import LOCAL, local_place
-from dbrunbook.drill.plan import DrillChoice, choose, consistent_at, judge, verdict
-from dbrunbook.engines.capabilities import DrillSupport
+from dbrunbook.drill.plan import DrillAsk, DrillChoice, choose, consistent_at, judge, verdict
+from dbrunbook.drill.result import (
+    DrillCheck,
+    DrillPick,
+    DrillPlace,
+    DrillRecovery,
+    DrillResult,
+    Plain,
+    Validation,
+)
+from dbrunbook.engines.capabilities import Check, DrillSupport
 from dbrunbook.engines.restore_result import RestoreResult
 from dbrunbook.errors import (
     DbrunbookError,
@@ -93,9 +102,9 @@ def _restore(
     return drills(ctx).restore_copy(ctx, choice.backup, chain, choice.target_time, place, step)
 
 
-def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, data_dir: str) -> dict[str, Any]:
+def _integrity(ctx: ClusterContext, ex: HostExecutor, host: Host, port: int, data_dir: str) -> Check:
     """pg_amcheck of every relation (PostgreSQL) or CHECK TABLE of every table (MariaDB) on the copy."""
-    return drills(ctx).integrity(ctx, ex, host, port, data_dir).as_dict()
+    return drills(ctx).integrity(ctx, ex, host, port, data_dir)
 
 
 def drills(ctx: ClusterContext) -> DrillSupport:
@@ -106,13 +115,13 @@ def drills(ctx: ClusterContext) -> DrillSupport:
     return support
 
 
-def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[dict[str, Any]]:
+def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) -> list[Validation]:
     settings = ctx.cluster.drill_settings()
     if not settings.validations:
         return []
     host = cluster.hosts[name].model_copy(update={"port": port})
     ex = ctx.executor_for(cluster, name)
-    out: list[dict[str, Any]] = []
+    out: list[Validation] = []
     for v in settings.validations:
         try:
             with ctx.engine.session(ex, host, ctx.login(v.database)) as db:
@@ -122,60 +131,79 @@ def _validations(ctx: ClusterContext, cluster: Cluster, name: str, port: int) ->
             detail = f"got {actual!r}, expected {v.compare} {v.expect!r}"
         except DbrunbookError as exc:
             ok, actual, detail = False, None, exc.one_line()
-        out.append({"name": f"validation {v.name}", "ok": ok, "actual": _plain(actual), "detail": detail})
+        out.append(Validation(f"validation {v.name}", ok, _plain(actual), detail))
     return out
 
 
-def _plain(value: object) -> object:
+def _plain(value: object) -> Plain:
     return value if isinstance(value, int | float | str | type(None)) else str(value)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a drill has learnt so far: a failure at any step keeps everything before it in the result."""
+
+    place: DrillPlace | None = None
+    pick: DrillPick | None = None
+    recovery: DrillRecovery | None = None
+    checks: list[DrillCheck] = field(default_factory=list)
+    reason: str = ""
+
+
+def _pick(choice: DrillChoice, chain: list[Manifest], started: datetime, newest: datetime | None) -> DrillPick:
+    """The choice with what it measures at the drill's start: the backup's age and size, and the RPO."""
+    return DrillPick(
+        backup=choice.backup.backup_id,
+        kind=choice.backup.kind,
+        target_time=choice.target_time,
+        why=choice.why,
+        backup_age_seconds=round((started - consistent_at(choice.backup)).total_seconds(), 1),
+        backup_size_bytes=sum(m.total_size for m in chain),
+        rpo_seconds=round((started - newest).total_seconds(), 1) if newest else None,
+    )
 
 
 def _attempt(
     ctx: ClusterContext,
-    result: dict[str, Any],
-    name: str,
-    cluster: Cluster,
-    data_dir: str,
-    port: int,
-    ask: dict[str, Any],
+    progress: _Progress,
+    started: datetime,
+    place: tuple[str, Cluster, str, int],
+    ask: DrillAsk,
     step: Step,
 ) -> DbrunbookError | None:
-    """Choose (``ask``: backup, target, kind, seed), restore, check; fills ``result``. Returns a failed
-    check's error; raises on a failed restore."""
+    """Choose (what the operator asked), restore, check; fills ``progress``. Returns a failed check's error;
+    raises on a failed restore."""
+    name, cluster, data_dir, port = place
     ex = ctx.executor_for(cluster, name)
     host = cluster.hosts[name]
-    started = datetime.fromisoformat(result["started"])
     catalog = ctx.catalog()
-    rng = random.Random(ask["seed"])  # noqa: S311 - picks a drill, not a key
+    rng = random.Random(ask.seed)  # noqa: S311 - picks a drill, not a key
     last = catalog.manifests[-1] if catalog.manifests else None
     newest = newest_point(ctx, last)
     choice = choose(
         catalog.manifests,
         drills(ctx),
-        backup=ask["backup"],
-        target=ask["target"],
-        kind=ask["kind"],
+        backup=ask.backup,
+        target=ask.target,
+        kind=ask.kind,
         newest_point=newest,
         rng=rng,
     )
     chain = catalog.chain(choice.backup)
-    result.update(choice.as_dict())
-    result["backup_age_seconds"] = round((started - consistent_at(choice.backup)).total_seconds(), 1)
-    result["backup_size_bytes"] = sum(m.total_size for m in chain)
-    result["rpo_seconds"] = round((started - newest).total_seconds(), 1) if newest else None
+    progress.pick = pick = _pick(choice, chain, started, newest)
     step(f"restoring {choice.backup.backup_id} on {name}:{port} ({choice.why})")
     _teardown(ctx, ex, host, data_dir)  # a drill killed earlier may have left its server behind
     # Beside the directory, not in it: the restore wants an empty directory.
     ex.run(Command(("touch", f"{data_dir}{MARKER}"), description="mark the directory as a drill's"))
     restored, rto_seconds = _timed_restore(ctx, choice, chain, (name, cluster, data_dir, port), step)
-    result["rto_seconds"] = rto_seconds
-    result["reached"] = restored.reached.as_dict() if restored.reached is not None else {}
-    result["checks"].append({"name": "server started and reached the target", "ok": True, "detail": choice.why})
-    result["checks"] += [c.as_dict() for c in drills(ctx).extra_checks(choice.backup, restored)]
+    progress.recovery = DrillRecovery(rto_seconds, restored.reached)
+    progress.checks.append(Check("server started and reached the target", True, choice.why))
+    progress.checks += drills(ctx).extra_checks(choice.backup, restored)
     step("checking every table")
-    result["checks"].append(_integrity(ctx, ex, host, port, data_dir))
-    result["checks"] += _validations(ctx, cluster, name, port)
-    return _conclude(ctx, result)
+    progress.checks.append(_integrity(ctx, ex, host, port, data_dir))
+    progress.checks += _validations(ctx, cluster, name, port)
+    progress.reason, failure = _conclude(ctx, progress.checks, rto_seconds, pick.rpo_seconds)
+    return failure
 
 
 def _timed_restore(
@@ -194,18 +222,17 @@ def _timed_restore(
     return restored, round(time.monotonic() - clock - counting, 2)
 
 
-def _conclude(ctx: ClusterContext, result: dict[str, Any]) -> DbrunbookError | None:
-    """The verdict on the checks and the RTO/RPO targets, as ``result["reason"]``; the error when it failed."""
+def _conclude(
+    ctx: ClusterContext, checks: list[DrillCheck], rto_seconds: float, rpo_seconds: float | None
+) -> tuple[str, DbrunbookError | None]:
+    """The verdict on the checks and the RTO/RPO targets: its one line, and the error when it failed."""
     settings = ctx.cluster.drill_settings()
-    ok, reason = verdict(
-        result["checks"], result["rto_seconds"], result["rpo_seconds"], settings.rto_target, settings.rpo_target
-    )
+    ok, reason = verdict(checks, rto_seconds, rpo_seconds, settings.rto_target, settings.rpo_target)
     failure: DbrunbookError | None = None
     if not ok:
-        failed_check = any(not c["ok"] for c in result["checks"])
+        failed_check = any(not c.ok for c in checks)
         failure = (DrillValidationFailed if failed_check else DrillTargetMissed)(f"{ctx.name}: {reason}")
-    result["reason"] = reason
-    return failure
+    return reason, failure
 
 
 def run_drill(
@@ -218,62 +245,67 @@ def run_drill(
     keep: bool = False,
     seed: int | None = None,
     step: Step = lambda _m: None,
-) -> tuple[dict[str, Any], DbrunbookError | None]:
+) -> tuple[DrillResult, DbrunbookError | None]:
     """One drill of one cluster: its result (stored in the repository, passed or failed) and the failure
     the task exits with, if any."""
     started = datetime.now(UTC)
     clock = time.monotonic()
     settings = ctx.cluster.drill_settings()
-    result: dict[str, Any] = {
-        "cluster": ctx.name,
-        "engine": ctx.cluster.engine.value,
-        "started": started.isoformat(),
-        "rto_target": settings.rto_target,
-        "rpo_target": settings.rpo_target,
-        "tool_version": __version__,
-        "checks": [],
-    }
+    progress = _Progress()
     failure: DbrunbookError | None = None
     place: tuple[str, Cluster, str, int] | None = None
+    torn_down, teardown_problem = False, None
     try:
         # Inside the try: a place that cannot be set up (no binaries here) is a failed drill with a stored
         # result and metrics, and the next cluster is still drilled.
         place = drill_place(ctx, find_host)
-        name, cluster, data_dir, port = place
-        result.update(host=name, data_dir=data_dir, port=port)
-        ask = {"backup": backup, "target": target, "kind": kind, "seed": seed}
-        failure = _attempt(ctx, result, name, cluster, data_dir, port, ask, step)
+        name, _, data_dir, port = place
+        progress.place = DrillPlace(name, data_dir, port)
+        failure = _attempt(ctx, progress, started, place, DrillAsk(backup, target, kind, seed), step)
     except DbrunbookError as exc:
         failure = exc if isinstance(exc, DrillError) else DrillError(exc.one_line())
-        result["reason"] = failure.one_line()
+        progress.reason = failure.one_line()
     finally:
-        result["torn_down"] = False
         if place is not None and not keep:
             name, cluster, data_dir, _ = place
             step(f"tearing down {data_dir} on {name}")
             try:
                 _teardown(ctx, ctx.executor_for(cluster, name), cluster.hosts[name], data_dir)
-                result["torn_down"] = True
+                torn_down = True
             except DbrunbookError as exc:
-                result["teardown_problem"] = exc.one_line()
-    ended = datetime.now(UTC)
-    result.update(ok=failure is None, ended=ended.isoformat(), duration_seconds=round(time.monotonic() - clock, 2))
-    if failure is not None:
-        result["exit_code"] = failure.exit_code
-    result["stored_as"] = save_result(ctx, result)
-    return result, failure
+                teardown_problem = exc.one_line()
+    result = DrillResult(
+        cluster=ctx.name,
+        engine=ctx.cluster.engine.value,
+        started=started,
+        rto_target=settings.rto_target,
+        rpo_target=settings.rpo_target,
+        tool_version=__version__,
+        checks=tuple(progress.checks),
+        place=progress.place,
+        pick=progress.pick,
+        recovery=progress.recovery,
+        reason=progress.reason,
+        torn_down=torn_down,
+        teardown_problem=teardown_problem,
+        ok=failure is None,
+        ended=datetime.now(UTC),
+        duration_seconds=round(time.monotonic() - clock, 2),
+        exit_code=failure.exit_code if failure is not None else None,
+    )
+    return replace(result, stored_as=save_result(ctx, result)), failure
 
 
-def save_result(ctx: ClusterContext, result: dict[str, Any]) -> str:
+def save_result(ctx: ClusterContext, result: DrillResult) -> str:
     """Append the result to the repository (never overwritten: the key holds the start time)."""
-    stamp = datetime.fromisoformat(result["started"]).strftime("%Y%m%dT%H%M%S.%fZ")
-    key = f"{RESULTS}{stamp}{'-ok' if result.get('ok') else '-failed'}.json{SUFFIX}"
-    store(ctx.storage, "drill", key, [json.dumps(result, indent=2).encode()], ctx.recipients)
+    stamp = result.started.strftime("%Y%m%dT%H%M%S.%fZ")
+    key = f"{RESULTS}{stamp}{'-ok' if result.ok else '-failed'}.json{SUFFIX}"
+    store(ctx.storage, "drill", key, [json.dumps(result.as_dict(), indent=2).encode()], ctx.recipients)
     return key
 
 
-def history(ctx: ClusterContext, limit: int = 200) -> list[dict[str, Any]]:
+def history(ctx: ClusterContext, limit: int = 200) -> list[DrillResult]:
     """Stored drill results, oldest first (the newest ``limit``)."""
     keys = sorted(i.key for i in ctx.storage.list(RESULTS))[-limit:]
     identities = ctx.identities()
-    return [json.loads(load_bytes(ctx.storage, k, identities)) for k in keys]
+    return [DrillResult.from_dict(json.loads(load_bytes(ctx.storage, k, identities))) for k in keys]

@@ -15,6 +15,7 @@ from dbrunbook.fleet import FleetResult
 if TYPE_CHECKING:
     from dbrunbook.backup.prune import PruneReport
     from dbrunbook.context import ClusterContext
+    from dbrunbook.repository.catalog import Catalog
     from dbrunbook.tasks.fleet_report import ClusterReport
 
 from dbrunbook.tasks.common import CLUSTER, CLUSTERS, ENV, FORKS, LIMIT, TaskRun, guarded, task
@@ -182,8 +183,6 @@ def list_(
     c: Context, env: str | None = None, cluster: str | None = None, metrics_file: str | None = None, json: bool = False
 ) -> None:
     """List complete backups (those with a manifest), oldest first, read from the repository itself."""
-    import time
-
     from dbrunbook.backup.summary import HeldLease, RefusedManifest
     from dbrunbook.repository.lease import held as held_leases
 
@@ -191,7 +190,7 @@ def list_(
     rows: list[BackupSummary] = []
     refused: list[RefusedManifest] = []
     leases: list[HeldLease] = []
-    newest_log: dict[str, float | None] = {}
+    listed: list[tuple[ClusterContext, Catalog]] = []
     for name in run.clusters(cluster):
         ctx = run.cluster_context(name)
         if ctx.cluster.repository is None:
@@ -203,17 +202,10 @@ def list_(
             HeldLease(name, str(h["purpose"]), str(h["mode"]), str(h["lease_id"]), str(h["holder"]))
             for h in held_leases(ctx.storage)
         ]
-        if metrics_file:
-            from dbrunbook.drill.run import newest_point
-
-            when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
-            newest_log[name] = when.timestamp() if when else None
+        listed.append((ctx, catalog))
     listing = BackupListing(tuple(rows), tuple(refused), tuple(leases))
     if metrics_file:
-        from dbrunbook.metrics import backup_metrics_text, write_metrics
-
-        backups, refusals = [b.as_dict() for b in rows], [r.as_dict() for r in refused]
-        write_metrics(metrics_file, backup_metrics_text(backups, newest_log, time.time(), refusals))
+        _write_backup_metrics(metrics_file, listed)
 
     run.out.result(listing.as_dict(), lambda console: _listing_human(console, listing))
     if refused:
@@ -242,6 +234,24 @@ def _listing_human(console: Any, listing: BackupListing) -> None:
             f"{b.stored_mib:>9} MiB  from {b.source_host}  {b.what()}",
             markup=False,
         )
+
+
+def _write_backup_metrics(path: str, listed: list[tuple[ClusterContext, Catalog]]) -> None:
+    """``backup.list --metrics-file``: each listed cluster's backups, refused manifests and newest archived log."""
+    import time
+
+    from dbrunbook.drill.run import newest_point
+    from dbrunbook.metrics import BackupPoint, backup_metrics_text, write_metrics
+
+    points: list[BackupPoint] = []
+    refused: list[str] = []
+    newest_log: dict[str, float | None] = {}
+    for ctx, catalog in listed:
+        points += [BackupPoint.of(m) for m in catalog.manifests]
+        refused += [ctx.name] * len(catalog.refused)
+        when = newest_point(ctx, catalog.manifests[-1] if catalog.manifests else None)
+        newest_log[ctx.name] = when.timestamp() if when else None
+    write_metrics(path, backup_metrics_text(points, newest_log, time.time(), refused))
 
 
 @task(help={"env": ENV, "cluster": CLUSTER, "json": "print JSON"})

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 
 from dbrunbook.errors import DbrunbookError, DrillError, LeaseHeld
 from dbrunbook.tasks.common import CLUSTERS, ENV, LIMIT, TaskRun, guarded, task
+
+if TYPE_CHECKING:
+    from dbrunbook.drill.plan import DrillAsk
+    from dbrunbook.drill.result import DrillPick, DrillResult, ReportCluster
+    from dbrunbook.inventory.model import Cluster
+    from dbrunbook.repository.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Busy:
+    """A cluster drill.run did not drill: another drill (or a prune) holds its repository."""
+
+    cluster: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "reason": self.reason}
 
 
 def heartbeat(url: str) -> str | None:
@@ -57,6 +75,7 @@ def run(
     RTO and RPO against the targets, tear it down, and store the result in the repository."""
     import signal
 
+    from dbrunbook.drill.plan import DrillAsk
     from dbrunbook.metrics import metrics_text, write_metrics
 
     def interrupted(_sig: int, _frame: object) -> None:
@@ -66,27 +85,26 @@ def run(
 
     signal.signal(signal.SIGTERM, interrupted)
     task_run = TaskRun.start("drill.run", env=env, json_mode=json)
-    results: list[dict[str, Any]] = []
+    results: list[DrillResult] = []
     failures: list[DbrunbookError] = []
-    busy: list[dict[str, str]] = []
+    busy: list[Busy] = []
     try:
         clusters = task_run.loaded.inventory.clusters
         names = [n for n in task_run.select(cluster, limit) if clusters[n].repository is not None]
         if not names:
             raise DrillError("no cluster with a repository to drill")
         for name in names:
-            ask = {"backup": backup, "target": target, "kind": kind, "keep": keep, "seed": seed}
-            _drill_one(task_run, name, results, failures, busy, ask)
+            _drill_one(task_run, name, results, failures, busy, DrillAsk(backup, target, kind, seed), keep)
     finally:
         task_run.close()
     if metrics_file:
         write_metrics(metrics_file, metrics_text(results))
     if heartbeat_url and not failures:
         problem = heartbeat(heartbeat_url)
-        for r in results:
-            r["heartbeat"] = problem or "sent"
+        results = [replace(r, heartbeat=problem or "sent") for r in results]
 
-    task_run.out.result({"ok": not failures, "drills": results, "busy": busy}, _drill_human(results, busy))
+    doc = {"ok": not failures, "drills": [r.as_dict() for r in results], "busy": [b.as_dict() for b in busy]}
+    task_run.out.result(doc, _drill_human(results, busy))
     if failures:
         worst = max(failures, key=lambda e: e.exit_code)  # the first of the most severe
         worst.reported = True
@@ -96,10 +114,11 @@ def run(
 def _drill_one(
     task_run: TaskRun,
     name: str,
-    results: list[dict[str, Any]],
+    results: list[DrillResult],
     failures: list[DbrunbookError],
-    busy: list[dict[str, str]],
-    ask: dict[str, Any],
+    busy: list[Busy],
+    ask: DrillAsk,
+    keep: bool,
 ) -> None:
     """One cluster's drill, its result and failure appended; a busy cluster is not a failed drill."""
     from dbrunbook.drill.run import run_drill
@@ -109,9 +128,18 @@ def _drill_one(
         # One drill per cluster at a time (a second one would tear down the first one's server), and no prune
         # under it. A busy cluster gets no result and no metrics.
         with ctx.lease("drill"), task_run.out.steps(f"drill.run {name}") as step:
-            result, failure = run_drill(ctx, task_run.find_host, step=step, **ask)
+            result, failure = run_drill(
+                ctx,
+                task_run.find_host,
+                backup=ask.backup,
+                target=ask.target,
+                kind=ask.kind,
+                keep=keep,
+                seed=ask.seed,
+                step=step,
+            )
     except LeaseHeld as exc:
-        busy.append({"cluster": name, "reason": exc.one_line()})
+        busy.append(Busy(name, exc.one_line()))
         failures.append(exc)
         return
     results.append(result)
@@ -119,30 +147,32 @@ def _drill_one(
         failures.append(failure)
 
 
-def _drill_human(results: list[dict[str, Any]], busy: list[dict[str, str]]) -> Callable[[Any], None]:
+def _drill_human(results: Sequence[DrillResult], busy: Sequence[Busy]) -> Callable[[Any], None]:
     def human(console: Any) -> None:
         for b in busy:
-            console.print(f"{b['cluster']}: drill NOT RUN: {b['reason']}", markup=False)
+            console.print(f"{b.cluster}: drill NOT RUN: {b.reason}", markup=False)
         for r in results:
-            state = "PASSED" if r["ok"] else "FAILED"
-            console.print(f"{r['cluster']}: drill {state}: {r['reason']}", markup=False)
-            if r.get("backup"):
-                rpo = f"{r['rpo_seconds']:.0f}s" if r.get("rpo_seconds") is not None else "unknown"
-                console.print(
-                    f"  backup {r['backup']} ({r['kind']}) to {r['target_time']} on {r['host']}:{r['port']}; "
-                    f"RTO {r.get('rto_seconds', '-')}s (target {r['rto_target'] or 'none'}), "
-                    f"RPO {rpo} (target {r['rpo_target'] or 'none'})",
-                    markup=False,
-                )
-            for check in r["checks"]:
-                console.print(f"  {'ok ' if check['ok'] else 'BAD'} {check['name']}: {check['detail']}", markup=False)
-            console.print(
-                f"  {'torn down' if r.get('torn_down') else 'left running: ' + str(r.get('data_dir'))}; "
-                f"result stored as {r['stored_as']}",
-                markup=False,
-            )
+            console.print(f"{r.cluster}: drill {'PASSED' if r.ok else 'FAILED'}: {r.reason}", markup=False)
+            if r.pick is not None and r.pick.backup:
+                console.print(_pick_line(r, r.pick), markup=False)
+            for check in r.checks:
+                console.print(f"  {'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}", markup=False)
+            where = "torn down" if r.torn_down else f"left running: {r.place.data_dir if r.place else None}"
+            console.print(f"  {where}; result stored as {r.stored_as}", markup=False)
 
     return human
+
+
+def _pick_line(r: DrillResult, pick: DrillPick) -> str:
+    """The chosen backup, where it was restored, and the RTO and RPO against their targets."""
+    place = r.place
+    rpo = f"{pick.rpo_seconds:.0f}s" if pick.rpo_seconds is not None else "unknown"
+    on = f"{place.host}:{place.port}" if place else "?"  # a drill chooses only once it has a place
+    return (
+        f"  backup {pick.backup} ({pick.kind}) to {pick.target} on {on}; "
+        f"RTO {r.recovery.rto_seconds if r.recovery else '-'}s (target {r.rto_target or 'none'}), "
+        f"RPO {rpo} (target {r.rpo_target or 'none'})"
+    )
 
 
 @task(
@@ -167,7 +197,7 @@ def history(
     from dbrunbook.drill.run import history as load_history
 
     task_run = TaskRun.start("drill.history", env=env, json_mode=json)
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[DrillResult]] = {}
     try:
         clusters = task_run.loaded.inventory.clusters
         for name in task_run.select(cluster, limit):
@@ -176,40 +206,44 @@ def history(
     finally:
         task_run.close()
 
+    doc = {"clusters": {name: [r.as_dict() for r in rows] for name, rows in out.items()}}
+    task_run.out.result(doc, _history_human(out))
+
+
+def _history_human(out: dict[str, list[DrillResult]]) -> Callable[[Any], None]:
     def human(console: Any) -> None:
         for name, rows in out.items():
             console.print(f"{name}: {len(rows)} drills", markup=False)
             for r in rows:
+                pick = r.pick
+                rto = r.recovery.rto_seconds if r.recovery else "-"
+                rpo = pick.rpo_seconds if pick else "-"
                 console.print(
-                    f"  {r['started'][:19]}  {'PASSED' if r['ok'] else 'FAILED'}  RTO {r.get('rto_seconds', '-')}s  "
-                    f"RPO {r.get('rpo_seconds', '-')}s  {r.get('backup', '-')}  {r['reason']}",
+                    f"  {r.started.isoformat()[:19]}  {'PASSED' if r.ok else 'FAILED'}  RTO {rto}s  "
+                    f"RPO {rpo}s  {pick.backup if pick else '-'}  {r.reason}",
                     markup=False,
                 )
 
-    task_run.out.result({"clusters": out}, human)
+    return human
 
 
-def report_data(clusters: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What the report page draws: per cluster, its drill results and its backups' sizes over time."""
+def report_cluster(
+    name: str, cluster: Cluster, drills: Sequence[DrillResult], backups: Sequence[Manifest]
+) -> ReportCluster:
+    """What the report page draws for one cluster: its targets in seconds, its drill results, its backups."""
     from dbrunbook.drill.plan import parse_duration
+    from dbrunbook.drill.result import ReportCluster
 
-    out = []
-    for name, c in clusters.items():
-        keep = ("started", "ok", "backup", "target_time", "rto_seconds", "rpo_seconds", "reason")
-        out.append(
-            {
-                "name": name,
-                "engine": c["engine"],
-                "rto_target": parse_duration(c["rto_target"]).total_seconds() if c.get("rto_target") else None,
-                "rpo_target": parse_duration(c["rpo_target"]).total_seconds() if c.get("rpo_target") else None,
-                "drills": [{k: d.get(k) for k in keep} for d in c["drills"]],
-                "backups": [
-                    {"backup_id": b["backup_id"], "stop_time": b["stop_time"], "stored_bytes": b["stored_bytes"]}
-                    for b in c["backups"]
-                ],
-            }
-        )
-    return {"clusters": out}
+    settings = cluster.drill
+    rto, rpo = (settings.rto_target, settings.rpo_target) if settings else (None, None)
+    return ReportCluster(
+        name=name,
+        engine=cluster.engine.value,
+        rto_target=parse_duration(rto).total_seconds() if rto else None,
+        rpo_target=parse_duration(rpo).total_seconds() if rpo else None,
+        drills=drills,
+        backups=backups,
+    )
 
 
 @task(
@@ -240,26 +274,18 @@ def report(
     import jinja2
 
     from dbrunbook import __version__
-    from dbrunbook.backup.summary import summary as _summary
     from dbrunbook.drill.run import history as load_history
     from dbrunbook.tasks.schedule_tasks import TEMPLATES
 
     task_run = TaskRun.start("drill.report", env=env, json_mode=json)
-    clusters: dict[str, dict[str, Any]] = {}
+    clusters: list[ReportCluster] = []
     try:
         for name in task_run.select(cluster, limit):
             cl = task_run.loaded.inventory.clusters[name]
             if cl.repository is None:
                 continue
             ctx = task_run.cluster_context(name)
-            settings = cl.drill
-            clusters[name] = {
-                "engine": cl.engine.value,
-                "rto_target": settings.rto_target if settings else None,
-                "rpo_target": settings.rpo_target if settings else None,
-                "drills": load_history(ctx, last),
-                "backups": [_summary(m).as_dict() for m in ctx.catalog().manifests],
-            }
+            clusters.append(report_cluster(name, cl, load_history(ctx, last), ctx.catalog().manifests))
     finally:
         task_run.close()
     folder = Path(templates) if templates else TEMPLATES
@@ -270,11 +296,11 @@ def report(
         env=task_run.env,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
-        data=report_data(clusters),
+        data={"clusters": [c.as_dict() for c in clusters]},
     )
     Path(out).write_text(html)
-    drills = sum(len(c["drills"]) for c in clusters.values())
+    drills = sum(len(c.drills) for c in clusters)
     task_run.out.result(
-        {"out": out, "clusters": list(clusters), "drills": drills},
+        {"out": out, "clusters": [c.name for c in clusters], "drills": drills},
         lambda console: console.print(f"wrote {out}: {drills} drills of {len(clusters)} clusters", markup=False),
     )
