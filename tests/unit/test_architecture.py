@@ -147,3 +147,31 @@ def test_the_branch_finder_sees_each_form(line: str) -> None:
 
 def test_the_branch_finder_leaves_data_alone() -> None:
     assert engine_branches('{"engine": "postgresql", "port": 5432}\nget_engine("mariadb")') == []
+
+
+# Functions that may return a dict[str, Any]: renderings of a typed value into the --json document, and data that
+# is a document by nature. Everything else passes typed results (issue 13).
+_DOCUMENTS = {
+    "as_dict",  # every typed result's own rendering
+    "recap",  # fleet.FleetResult's rendering of its outcomes
+    "error_document",  # the --json error document
+    "records",  # execution.sql: rows of a SHOW statement by column name (the server's own shape)
+    "arg_opts",  # invoke's Task API
+    "follow",  # the agent's report, printed as JSON on the host and parsed into BinlogFollow on the controller
+}
+_DOCUMENT_MODULES = {"sandbox/inventory_gen.py", "repository/storage_s3.py"}  # a YAML document; boto3 kwargs
+
+
+def test_orchestration_boundaries_pass_typed_results_not_dicts() -> None:
+    import ast
+
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in _DOCUMENT_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+                if "dict[str, Any]" in ast.unparse(node.returns) and node.name not in _DOCUMENTS:
+                    found.append(f"{rel}:{node.lineno} {node.name}")
+    assert found == [], "return a dataclass (with as_dict for --json) instead: " + ", ".join(found)

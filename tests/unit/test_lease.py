@@ -109,7 +109,7 @@ def test_a_killed_holder_blocks_only_until_its_ttl(storage: Storage, tmp_path: P
         old = path.stat().st_mtime - 301
         os.utime(path, (old, old))
     prune = _take(storage, "prune", exclusive=True)
-    assert [h["purpose"] for h in held(storage)] == ["prune"]  # and the dead one was swept away
+    assert [h.purpose for h in held(storage)] == ["prune"]  # and the dead one was swept away
     prune.release()
 
 

@@ -126,7 +126,17 @@ def describe(storage: Storage, state: LeaseState, now: datetime) -> str:
     )
 
 
-def held(storage: Storage, now: datetime | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class LiveLease:
+    """A lease someone holds now, as backup.list shows it."""
+
+    purpose: str
+    mode: str
+    lease_id: str
+    holder: str  # who, since when, renewed when (see describe)
+
+
+def held(storage: Storage, now: datetime | None = None) -> list[LiveLease]:
     """The live leases, for backup.list. It writes nothing, so it has no repository time to go by: ``now``
     defaults to this machine's clock."""
     from datetime import UTC
@@ -136,14 +146,7 @@ def held(storage: Storage, now: datetime | None = None) -> list[dict[str, Any]]:
         return []
     at = now or datetime.now(UTC)
     return [
-        {
-            "purpose": s.name.purpose,
-            "mode": s.name.mode,
-            "lease_id": s.name.lease_id,
-            "holder": describe(storage, s, at),
-        }
-        for s in states
-        if s.alive(at)
+        LiveLease(s.name.purpose, s.name.mode, s.name.lease_id, describe(storage, s, at)) for s in states if s.alive(at)
     ]
 
 

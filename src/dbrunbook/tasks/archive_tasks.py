@@ -37,16 +37,16 @@ def setup(
         result = setup_archiving(ctx, confirm=lambda q: confirm(q, yes=yes, dry_run=dry_run))
     finally:
         run.close()
-    result["plan"] = run.settings.plan
+    plan = list(run.settings.plan)
 
     def human(console: Any) -> None:
         if dry_run:
             console.print("dry run, nothing changed. Plan:")
-            for line in result["plan"]:
+            for line in plan:
                 console.print(f"  {line}", markup=False)
             return
-        console.print(f"{result['cluster']}: archiving from {result['host']} into the repository", markup=False)
-        console.print(f"  archive_command = {result['archive_command']}", markup=False)
-        console.print(f"  verified: {result['verified_segment']} archived", markup=False)
+        console.print(f"{result.cluster}: archiving from {result.host} into the repository", markup=False)
+        console.print(f"  archive_command = {result.archive_command}", markup=False)
+        console.print(f"  verified: {result.verified_segment} archived", markup=False)
 
-    run.out.result(result, human)
+    run.out.result(result.as_dict(plan), human)

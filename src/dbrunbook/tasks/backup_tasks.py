@@ -198,10 +198,7 @@ def list_(
         catalog = ctx.catalog()
         rows += [summary(m) for m in catalog.manifests]
         refused += [RefusedManifest(name, r) for r in catalog.refused]
-        leases += [
-            HeldLease(name, str(h["purpose"]), str(h["mode"]), str(h["lease_id"]), str(h["holder"]))
-            for h in held_leases(ctx.storage)
-        ]
+        leases += [HeldLease(name, h.purpose, h.mode, h.lease_id, h.holder) for h in held_leases(ctx.storage)]
         listed.append((ctx, catalog))
     listing = BackupListing(tuple(rows), tuple(refused), tuple(leases))
     if metrics_file:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbrunbook.engines.access import ClusterAccess
@@ -39,7 +40,33 @@ def plan_statements(mode: str, current: str, wanted: str) -> tuple[list[SqlState
     return stmts, restart
 
 
-def setup_archiving(ctx: ClusterAccess, *, confirm: Confirm, timeout: float = 60) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ArchiveSetup:
+    """What ``archive.setup`` did on the primary (``verified_segment`` is None in a dry run)."""
+
+    cluster: str
+    host: str
+    archive_command: str
+    config: str
+    changed: bool
+    restarted: bool
+    verified_segment: str | None = None
+
+    def as_dict(self, plan: Sequence[str]) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "cluster": self.cluster,
+            "host": self.host,
+            "archive_command": self.archive_command,
+            "config": self.config,
+            "changed": self.changed,
+            "restarted": self.restarted,
+        }
+        if self.verified_segment is not None:
+            doc["verified_segment"] = self.verified_segment
+        return {**doc, "plan": list(plan)}
+
+
+def setup_archiving(ctx: ClusterAccess, *, confirm: Confirm, timeout: float = 60) -> ArchiveSetup:
     primary_name, primary = ctx.cluster.primary()
     ex = ctx.executor(primary_name)
     agent = ctx.agent(primary_name)
@@ -62,18 +89,12 @@ def setup_archiving(ctx: ClusterAccess, *, confirm: Confirm, timeout: float = 60
                 description="restart PostgreSQL",
             )
         )
-    result: dict[str, Any] = {
-        "cluster": ctx.name,
-        "host": primary_name,
-        "archive_command": wanted,
-        "config": config_path,
-        "changed": bool(stmts),
-        "restarted": restart and not ctx.settings.dry_run,
-    }
+    result = ArchiveSetup(
+        ctx.name, primary_name, wanted, config_path, bool(stmts), restart and not ctx.settings.dry_run
+    )
     if ctx.settings.dry_run:
         return result
-    result["verified_segment"] = verify_archiving(ctx, timeout=timeout)
-    return result
+    return replace(result, verified_segment=verify_archiving(ctx, timeout=timeout))
 
 
 def verify_archiving(ctx: ClusterAccess, *, timeout: float = 60, clock: Clock = REAL) -> str:
