@@ -170,8 +170,10 @@ def test_orchestration_boundaries_pass_typed_results_not_dicts() -> None:
         rel = path.relative_to(SRC).as_posix()
         if rel in _DOCUMENT_MODULES:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
-                if "dict[str, Any]" in ast.unparse(node.returns) and node.name not in _DOCUMENTS:
-                    found.append(f"{rel}:{node.lineno} {node.name}")
+        functions = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)]
+        found += [
+            f"{rel}:{f.lineno} {f.name}"
+            for f in functions
+            if f.returns is not None and "dict[str, Any]" in ast.unparse(f.returns) and f.name not in _DOCUMENTS
+        ]
     assert found == [], "return a dataclass (with as_dict for --json) instead: " + ", ".join(found)
