@@ -19,6 +19,8 @@ from dbrunbook.execution import AuditLog, Command, RunSettings
 from dbrunbook.execution.hosts import executor_for
 from dbrunbook.inventory import LoadedInventory, SecretResolver, load_inventory
 
+from . import grouping
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The sandbox's ports move with DBRUNBOOK_SANDBOX_PORT_OFFSET (two checkouts' sandboxes side by side); so
@@ -26,10 +28,37 @@ BIN = Path(sys.executable).parent
 OFFSET = int(os.environ.get("DBRUNBOOK_SANDBOX_PORT_OFFSET", "0"))
 
 
+#: Every test that takes ``mariadb_exclusive`` (directly, through ``my``, or as a parameter marked with this)
+#: runs on one xdist worker, one after the other (``--dist loadgroup`` in pyproject, scheduled by grouping.py):
+#: the other worker goes on with the rest instead of waiting for the lock.
+MARIADB_GROUP = pytest.mark.xdist_group("mariadb")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    grouping.start(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grouping.finish(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    grouping.record(session)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return grouping.GroupScheduling(config, log) if config.getoption("dist") == "loadgroup" else None
+
+
+# First, so that xdist's own hook (which turns the group into the test's scheduling scope) sees the marks.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if "mariadb_exclusive" in getattr(item, "fixturenames", ()):
+            item.add_marker(MARIADB_GROUP)
 
 
 def run_cli(
@@ -219,8 +248,9 @@ def my_ready(sandbox: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def mariadb_exclusive() -> Iterator[None]:
-    """The MariaDB tests share one primary's binlog (they rotate, purge and kill dumps on it): one at a time,
-    whichever xdist worker runs them (pytest-xdist 3.8 does not honour xdist_group marks here)."""
+    """The MariaDB tests share one primary's binlog (they rotate, purge and kill dumps on it): one at a time.
+    Under ``--dist loadgroup`` they already run on one worker (MARIADB_GROUP); the lock keeps them apart in any
+    other run (``--dist load``, two pytest processes on one checkout)."""
     import fcntl
     import tempfile
 

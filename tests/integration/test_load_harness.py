@@ -14,6 +14,7 @@ import pytest
 
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
+from .conftest import MARIADB_GROUP
 from .load import (
     LatencyProbe,
     LedgerWriter,
@@ -42,7 +43,7 @@ def admin_target(dev: LoadedInventory, cluster: str) -> Target:
     return Target("mariadb", host.port, c.credentials.user, password, "")
 
 
-@pytest.fixture(params=["postgresql", "mariadb"])
+@pytest.fixture(params=["postgresql", pytest.param("mariadb", marks=MARIADB_GROUP)])
 def target(request: pytest.FixtureRequest, dev: LoadedInventory) -> Iterator[Target]:
     """A database of this test's own on the sandbox primary; MariaDB tests take the MariaDB lock, since
     their writes move the binlog other tests read."""

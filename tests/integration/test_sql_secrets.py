@@ -15,6 +15,7 @@ from dbrunbook.execution import RunSettings, SqlStatement
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.toolstate import bootstrap, tool_lock
 
+from .conftest import MARIADB_GROUP
 from .sqlstate import Server, fresh_server
 
 # Statements whose server error quotes the parameter's value back.
@@ -22,7 +23,7 @@ QUOTES_VALUE = {"pg-main": "SELECT %s::int", "mariadb-main": "SELECT 1 FROM t WH
 SLEEP = {"pg-main": "SELECT pg_sleep(5), %s", "mariadb-main": "SELECT SLEEP(5), %s"}
 
 
-@pytest.fixture(params=["pg-main", "mariadb-main"])
+@pytest.fixture(params=["pg-main", pytest.param("mariadb-main", marks=MARIADB_GROUP)])
 def server(
     request: pytest.FixtureRequest, dev: LoadedInventory, settings: RunSettings, resolver: SecretResolver
 ) -> Iterator[Server]:

@@ -16,6 +16,7 @@ from dbrunbook.errors import QueryFailed, is_lock_timeout, is_retryable, is_stat
 from dbrunbook.execution import RunSettings, SqlStatement
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 
+from .conftest import MARIADB_GROUP
 from .sqlstate import Server, fresh_server
 
 # What each engine answers, by code: the point of QueryFailed.code.
@@ -30,7 +31,7 @@ SHOW_LIMITS = {
 }
 
 
-@pytest.fixture(params=["pg-main", "mariadb-main"])
+@pytest.fixture(params=["pg-main", pytest.param("mariadb-main", marks=MARIADB_GROUP)])
 def server(
     request: pytest.FixtureRequest, dev: LoadedInventory, settings: RunSettings, resolver: SecretResolver
 ) -> Iterator[Server]:

@@ -17,12 +17,13 @@ from dbrunbook.execution import RunSettings, SqlStatement
 from dbrunbook.inventory import LoadedInventory, SecretResolver
 from dbrunbook.toolstate import bootstrap, current_version, tool_lock
 
+from .conftest import MARIADB_GROUP
 from .sqlstate import Server, fresh_server
 
 VERSION_TABLE = {"pg-main": "dbrunbook.schema_version", "mariadb-main": "_dbrunbook.schema_version"}
 
 
-@pytest.fixture(params=["pg-main", "mariadb-main"])
+@pytest.fixture(params=["pg-main", pytest.param("mariadb-main", marks=MARIADB_GROUP)])
 def server(
     request: pytest.FixtureRequest, dev: LoadedInventory, settings: RunSettings, resolver: SecretResolver
 ) -> Iterator[Server]:
