@@ -10,7 +10,7 @@ from dbrunbook import __version__
 from dbrunbook.engines import Login
 from dbrunbook.engines.access import ClusterAccess, pick_source
 from dbrunbook.engines.postgresql.driver import pgpass_line
-from dbrunbook.engines.postgresql.dump_host import dump_plan, restore_argv
+from dbrunbook.engines.postgresql.dump_host import dump_plan, find_dump, restore_argv
 from dbrunbook.engines.postgresql.restore_result import PgLogicalRestored
 from dbrunbook.errors import BackupError, RestoreError
 from dbrunbook.execution.command import Command, SqlStatement
@@ -53,6 +53,10 @@ def logical_backup(
     if not lines:
         raise BackupError(f"{host_name}: dbrunbook-host logical-push printed no object list")
     objects = [ObjectEntry.model_validate(o) for o in json.loads(lines[-1])]
+    dropped = [d for d in databases if find_dump(objects, d) is None]
+    if dropped:
+        step(f"dropped during the backup, not in it: {', '.join(dropped)}")
+        databases = [d for d in databases if d not in dropped]
     manifest = Manifest(
         backup_id=backup_id,
         kind="logical",

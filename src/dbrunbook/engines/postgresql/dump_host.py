@@ -107,13 +107,24 @@ def push_logical(
     store each tool's output as that object; the entries come back in the plan's order."""
     env = {**os.environ, "PGPASSFILE": passfile}
 
-    def one(item: tuple[str, Sequence[str]]) -> ObjectEntry:
+    def one(item: tuple[str, Sequence[str]]) -> ObjectEntry | None:
         name, argv = item
         what = f"{os.path.basename(argv[0])} of {name}"
-        return store(storage, name, object_key(backup_id, name), _stream(argv, env, what), recipients)
+        try:
+            return store(storage, name, object_key(backup_id, name), _stream(argv, env, what), recipients)
+        except BackupError as exc:
+            # Dropped between the listing and its turn: nothing left to back up, and no reason to lose the
+            # other databases' dumps. The controller leaves it out of the manifest and says so.
+            if name != "globals.sql" and _GONE.search(exc.message):
+                sys.stderr.write(f"dbrunbook-host: {name}: the database was dropped during the backup, skipped\n")
+                return None
+            raise
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, dumps))
+        return [e for e in pool.map(one, dumps) if e is not None]
+
+
+_GONE = re.compile(r'FATAL: +database ".*" does not exist$')
 
 
 def dump_plan(bindir: str, port: int, user: str, databases: Sequence[str]) -> list[tuple[str, list[str]]]:
