@@ -14,8 +14,8 @@ from dbrunbook.repository.crypto import generate_identity
 from dbrunbook.repository.storage_file import FileStorage
 
 GONE = (
-    "echo 'pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: "
-    "FATAL:  database \"x\" does not exist' >&2; exit 1"
+    'echo \'pg_dump: error: connection to server at "127.0.0.1", port 5432 failed: '
+    'FATAL:  database "x" does not exist\' >&2; exit 1'
 )
 
 
