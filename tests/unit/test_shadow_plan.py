@@ -146,3 +146,42 @@ def test_throttle_fails_closed_and_says_why_once() -> None:
     t.wait(said.append)
     assert said == ["paused: a throttle check failed: lost", "paused: busy"]
     assert t.waited == pytest.approx(0.75)
+
+
+def test_disk_pauses_under_min_free_and_aborts_under_half_of_it() -> None:
+    from dbrunbook.migrate.shadow.throttle import DiskGuard, DiskLow, disk_verdict, parse_size
+
+    assert (parse_size("500M", "-x"), parse_size("20G", "-x"), parse_size("1.5k", "-x")) == (500 << 20, 20 << 30, 1536)
+    with pytest.raises(MigrationError, match="--min-free"):
+        parse_size("lots", "--min-free")
+    assert [disk_verdict(f, 100) for f in (150, 100, 99, 50, 49)] == ["go", "go", "pause", "pause", "abort"]
+    assert disk_verdict(None, 100) == "go" and disk_verdict(10, None) == "go"
+    now, reads, free = [0.0], [], [200]
+
+    def read() -> int:
+        reads.append(now[0])
+        return free[0]
+
+    guard = DiskGuard(read, 100, every=5, clock=lambda: now[0])
+    assert guard() is None
+    free[0], now[0] = 80, 1.0
+    assert guard() is None and len(reads) == 1  # read again only every 5 s
+    now[0] = 6.0
+    assert guard() == "80 bytes free, under --min-free (100)"
+    free[0], now[0] = 40, 12.0
+    with pytest.raises(DiskLow, match="under half"):
+        guard()
+
+
+def test_sigterm_during_a_copy_is_only_noted_and_the_handlers_come_back() -> None:
+    import os
+    import signal
+
+    from dbrunbook.migrate.shadow.stop import StopRequests
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as stop:
+        assert stop.requested is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -10,7 +10,7 @@ from dbrunbook.migrate.shadow import manage
 from dbrunbook.migrate.shadow.cutover import LockAttempts
 from dbrunbook.migrate.shadow.plan import seconds
 from dbrunbook.migrate.shadow.run import ShadowOptions, run_shadow
-from dbrunbook.migrate.shadow.throttle import Limits
+from dbrunbook.migrate.shadow.throttle import Limits, parse_size
 from dbrunbook.output import confirm
 from dbrunbook.tasks.common import TaskRun, guarded, task
 
@@ -31,6 +31,8 @@ _RUN = {
     "critical_load": "stop the run when this many sessions are active",
     "throttle_query": "SQL returning one value: the copy pauses while it is true",
     "pause_file": "the copy pauses while this file exists",
+    "min_free": "free space the data directory keeps (500M, 20G): the copy pauses under it; under half of it the "
+    "run removes capture, then the shadow, and stops (exit 100)",
     "lock_timeout": "longest wait for a lock at capture install and cut-over (default 100ms)",
     "cutover_tries": "tries to get the cut-over lock (default 30)",
     "max_xact_age": "refuse to start while a transaction this old holds the table (default 60s)",
@@ -69,6 +71,7 @@ def _options(table: str, alter: str, database: str | None, **kw: Any) -> ShadowO
         postpone_cutover=kw["postpone_cutover"],
         resume=kw["resume"],
         throttle_query=kw["throttle_query"],
+        min_free=parse_size(kw["min_free"], "--min-free") if kw.get("min_free") else None,
     )
 
 
@@ -88,6 +91,7 @@ def run(
     critical_load: int | None = None,
     throttle_query: str | None = None,
     pause_file: str | None = None,
+    min_free: str | None = None,
     lock_timeout: str = "100ms",
     cutover_tries: int = 30,
     max_xact_age: str = "60s",
@@ -110,6 +114,7 @@ def run(
         critical_load=critical_load,
         throttle_query=throttle_query,
         pause_file=pause_file,
+        min_free=min_free,
         lock_timeout=lock_timeout,
         cutover_tries=cutover_tries,
         max_xact_age=max_xact_age,

@@ -39,7 +39,8 @@ from dbrunbook.migrate.shadow.plan import (
     names_for,
     next_chunk_rows,
 )
-from dbrunbook.migrate.shadow.throttle import Limits, Throttle, load_reason
+from dbrunbook.migrate.shadow.stop import StopRequests
+from dbrunbook.migrate.shadow.throttle import DiskGuard, DiskLow, Limits, Throttle, load_reason
 from dbrunbook.toolstate import bootstrap, tool_lock
 
 Step = Callable[[str], None]
@@ -59,6 +60,7 @@ class ShadowOptions:
     postpone_cutover: bool = False
     resume: str | None = None
     throttle_query: str | None = None
+    min_free: int | None = None  # bytes; under it the copy pauses, under half of it the run removes itself
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ def preflight(ctx: ClusterContext, db: DbSession, plan: ShadowPlan, run: RunTabl
     problems = dialect.preflight(
         db, run.info, max_xact_age=options.max_xact_age, replicas=_replicas(ctx), max_lag=options.limits.max_lag
     )
+    if options.min_free is not None and plan.free_bytes is None:
+        problems.append("--min-free needs the data directory's free space, and df could not read it")
     need = disk_needed(plan.total_bytes)
     if plan.free_bytes is not None and plan.free_bytes < need:
         problems.append(f"{plan.free_bytes} bytes free on the data directory's filesystem, {need} needed (2.2x)")
@@ -287,30 +291,22 @@ def _work(
     options: ShadowOptions,
     step: Step,
 ) -> ShadowResult:
-    runs = dialect.runs_table
     progress = _Progress()
     throttle = _throttle(ctx, db, dialect, options)
     try:
-        if phase in (Phase.CAPTURE, Phase.COPY):
-            db.execute(state.set_phase(runs, run.run_id, Phase.COPY))
-            _copy(db, dialect, run, checkpoint, options, throttle, progress, step)
-            phase = Phase.INDEX
-            db.execute(state.set_phase(runs, run.run_id, phase))
-        if phase is Phase.INDEX:
-            dialect.build_indexes(db, run, step)
-            phase = Phase.CHECKSUM
-            db.execute(state.set_phase(runs, run.run_id, phase))
-        if phase is Phase.CHECKSUM:
-            _checksum(db, dialect, run, options, progress, step)
-            phase = Phase.READY
-            db.execute(state.set_phase(runs, run.run_id, phase, checksum_ok=True))
+        with StopRequests() as stop:
+            phase = _phases(db, dialect, run, phase, checkpoint, options, (throttle, stop), progress, step)
     except KeyboardInterrupt:
         step(f"interrupted: go on with invoke migrate.shadow.run --cluster {ctx.name} --resume {run.run_id}")
         raise
+    except DiskLow as exc:
+        _remove(db, dialect, run, str(exc))
+        raise MigrationError(
+            f"{run.info.qualified}: {exc}: capture was removed first, then the shadow; the table is unchanged"
+        ) from None
     except QueryFailed as exc:
         if exc.code and exc.code[:2] in ("22", "23"):  # data the new table refuses: no resume can help
-            dialect.cleanup(db, run)
-            db.execute(state.set_phase(runs, run.run_id, Phase.CLEANED, exc.message))
+            _remove(db, dialect, run, exc.message)
             raise MigrationError(
                 f"{run.info.qualified}: the changed table refuses a row: {exc.message}; "
                 "the run was removed, the table is unchanged"
@@ -320,20 +316,55 @@ def _work(
         tries, seconds = cut_over(db, dialect, run, options, step, lambda: plain_session(ctx, options.database))
         progress.tries, progress.cutover_seconds = tries, seconds
         phase = Phase.SWAPPED
+    p = progress
     return ShadowResult(
         ctx.name,
         run.run_id,
         run.info.qualified,
         phase,
-        progress.rows,
-        progress.chunks,
-        progress.copy_seconds,
-        progress.ranges,
-        progress.recopied,
-        progress.tries,
-        progress.cutover_seconds,
+        p.rows,
+        p.chunks,
+        p.copy_seconds,
+        p.ranges,
+        p.recopied,
+        p.tries,
+        p.cutover_seconds,
         throttle.waited,
     )
+
+
+def _remove(db: DbSession, dialect: ShadowDialect, run: RunTable, why: str) -> None:
+    dialect.cleanup(db, run)  # triggers first: the application's writes never depend on the run
+    db.execute(state.set_phase(dialect.runs_table, run.run_id, Phase.CLEANED, why))
+
+
+def _phases(
+    db: DbSession,
+    dialect: ShadowDialect,
+    run: RunTable,
+    phase: Phase,
+    checkpoint: tuple[str, ...] | None,
+    options: ShadowOptions,
+    pacing: tuple[Throttle, StopRequests],
+    progress: _Progress,
+    step: Step,
+) -> Phase:
+    """Copy, indexes, checksum, each recorded as it completes; returns the phase reached (ready)."""
+    runs = dialect.runs_table
+    if phase in (Phase.CAPTURE, Phase.COPY):
+        db.execute(state.set_phase(runs, run.run_id, Phase.COPY))
+        _copy(db, dialect, run, checkpoint, options, pacing, progress, step)
+        phase = Phase.INDEX
+        db.execute(state.set_phase(runs, run.run_id, phase))
+    if phase is Phase.INDEX:
+        dialect.build_indexes(db, run, step)
+        phase = Phase.CHECKSUM
+        db.execute(state.set_phase(runs, run.run_id, phase))
+    if phase is Phase.CHECKSUM:
+        _checksum(db, dialect, run, options, progress, step)
+        phase = Phase.READY
+        db.execute(state.set_phase(runs, run.run_id, phase, checksum_ok=True))
+    return phase
 
 
 def _throttle(ctx: ClusterContext, db: DbSession, dialect: ShadowDialect, options: ShadowOptions) -> Throttle:
@@ -343,7 +374,9 @@ def _throttle(ctx: ClusterContext, db: DbSession, dialect: ShadowDialect, option
         active, lags = dialect.load(db)
         return load_reason(active, lags, options.limits, replicas)
 
-    checks = [server_load]
+    checks: list[Callable[[], str | None]] = [server_load]
+    if options.min_free is not None:
+        checks.append(DiskGuard(lambda: free_bytes(ctx), options.min_free))
     if options.throttle_query:
         from dbrunbook.execution.command import SqlStatement
 
@@ -362,10 +395,11 @@ def _copy(
     run: RunTable,
     after: tuple[str, ...] | None,
     options: ShadowOptions,
-    throttle: Throttle,
+    pacing: tuple[Throttle, StopRequests],
     progress: _Progress,
     step: Step,
 ) -> None:
+    throttle, stop = pacing
     rows, said = 1000, 0.0
     started = time.monotonic()
 
@@ -373,6 +407,9 @@ def _copy(
         db.execute(state.checkpoint(dialect.runs_table, run.run_id, chunk))
 
     while True:
+        if stop.requested:
+            step(f"{stop.requested}: stopping at a chunk's edge, {progress.rows} rows copied in this session")
+            raise KeyboardInterrupt
         throttle.wait(step)
         begun = time.monotonic()
         chunk = dialect.copy_chunk(db, run, after, rows, record)

@@ -68,3 +68,50 @@ class Throttle:
             self.sleep(self.interval)
             self.waited += self.clock() - start
         self.last_reason = None
+
+
+class DiskLow(Exception):
+    """Free space fell under half of ``--min-free``: the run removes capture, then the shadow, and stops."""
+
+
+_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """``500M``, ``20G``, ``1T`` or a number of bytes."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise MigrationError(f"{flag} {text!r}: give a size like 500M, 20G or 1T")
+    return int(float(m.group(1)) * _SIZES[m.group(2)])
+
+
+def disk_verdict(free: int | None, min_free: int | None) -> str:
+    """``go``, ``pause`` (under ``min_free``: the copy waits, capture goes on) or ``abort`` (under half of it:
+    the application's writes must never fail because the tool filled the disk)."""
+    if min_free is None or free is None:
+        return "go"
+    if free < min_free // 2:
+        return "abort"
+    return "pause" if free < min_free else "go"
+
+
+@dataclass
+class DiskGuard:
+    """Free space of the data directory's filesystem, read at most every ``every`` seconds (through the seam)."""
+
+    read: Callable[[], int | None]
+    min_free: int
+    every: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    _at: float = field(default=-1e9)
+    _free: int | None = field(default=None)
+
+    def __call__(self) -> str | None:
+        if self.clock() - self._at >= self.every:
+            self._free, self._at = self.read(), self.clock()
+        verdict = disk_verdict(self._free, self.min_free)
+        if verdict == "abort":
+            raise DiskLow(f"{self._free} bytes free, under half of --min-free ({self.min_free})")
+        return f"{self._free} bytes free, under --min-free ({self.min_free})" if verdict == "pause" else None
