@@ -217,15 +217,9 @@ class PgShadow:
         self, db: DbSession, run: RunTable, after: tuple[str, ...] | None, rows: int, record: Callable[[Chunk], None]
     ) -> Chunk:
         with db.transaction():
-            end = db.execute(S.chunk_end(run, after, rows))
-            upto = tuple(str(v) for v in end[0]) if end else None
-            copy = S.copy_range(run, after, upto)
-            counted = SqlStatement(
-                f"WITH c AS ({copy.text} RETURNING 1) SELECT count(*) FROM c",
-                params=copy.params,
-                description=copy.description,
-            )
-            chunk = Chunk(int(db.scalar(counted) or 0), upto)
+            read, written, last = db.execute(S.copy_chunk(run, after, rows))[0]
+            # Fewer rows than asked for: the end of the table (rows inserted later are the capture's).
+            chunk = Chunk(int(written), tuple(str(v) for v in last) if last and int(read) >= rows else None)
             record(chunk)
         return chunk
 

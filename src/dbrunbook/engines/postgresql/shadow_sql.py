@@ -67,12 +67,16 @@ def _targets(run: RunTable) -> str:
     return ", ".join(qi(m.target) for m in run.columns.mapped)
 
 
-def _sources(run: RunTable, alias: str) -> str:
+def _source_list(run: RunTable, alias: str) -> list[str]:
     """The original's columns as the shadow's types, in the map's order."""
-    return ", ".join(
+    return [
         f"CAST({alias}.{qi(m.source)} AS {m.target_type})" if m.cast else f"{alias}.{qi(m.source)}"
         for m in run.columns.mapped
-    )
+    ]
+
+
+def _sources(run: RunTable, alias: str) -> str:
+    return ", ".join(_source_list(run, alias))
 
 
 def _overriding(run: RunTable) -> str:
@@ -229,4 +233,26 @@ def checksum_sql(
             description="checksum a range of the shadow",
             mutating=False,
         ),
+    )
+
+
+def copy_chunk(run: RunTable, after: Sequence[str] | None, rows: int) -> SqlStatement:
+    """One chunk in one statement and one scan of the key's index: the next ``rows`` rows after ``after``, written
+    to the shadow; answers (rows read, rows written, the last key read as text[], NULL when none)."""
+    where, params = _range(run, "s", after, None, False)
+    keys = run.info.key
+    picked = ", ".join(f"{e} AS c{i}" for i, e in enumerate(_source_list(run, "s")))
+    key_out = ", ".join(f"s.{qi(k)} AS k{i}" for i, k in enumerate(keys))
+    c_cols = ", ".join(f"c{i}" for i in range(len(run.columns.mapped)))
+    last = "ARRAY[" + ", ".join(f"k{i}::text" for i in range(len(keys))) + "]"
+    order_desc = ", ".join(f"k{i} DESC" for i in range(len(keys)))
+    return SqlStatement(
+        f"WITH src AS MATERIALIZED (SELECT {picked}, {key_out} FROM {table(run)} s WHERE {where} "
+        f"ORDER BY {key_cols(run, 's')} LIMIT %s), "
+        f"ins AS (INSERT INTO {shadow(run)} ({_targets(run)}){_overriding(run)} SELECT {c_cols} FROM src "
+        f"ON CONFLICT ({shadow_key_cols(run)}) DO NOTHING RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins), "
+        f"(SELECT {last} FROM src ORDER BY {order_desc} LIMIT 1)",
+        params=(*params, rows),
+        description="copy a chunk",
     )
