@@ -206,12 +206,15 @@ def backlog_sql(run: RunTable) -> SqlStatement:
     return SqlStatement(f"SELECT count(*) FROM {log(run)}", description="count captured changes", mutating=False)
 
 
-def _hash(columns: str) -> str:
-    return f"count(*), coalesce(sum(hashtextextended(ROW({columns})::text, 0)), 0)::text"
+def _hash(columns: str, binary: bool) -> str:
+    # Binary: the types' own 64-bit hash functions over the record (no text rendering, about twice as fast);
+    # a type with no hash function (json, point) falls back to hashing the row's text.
+    row = f"hash_record_extended(ROW({columns}), 0)" if binary else f"hashtextextended(ROW({columns})::text, 0)"
+    return f"count(*), coalesce(sum({row}), 0)::text"
 
 
 def checksum_sql(
-    run: RunTable, after: Sequence[str] | None, upto: Sequence[str] | None
+    run: RunTable, after: Sequence[str] | None, upto: Sequence[str] | None, *, binary: bool = True
 ) -> tuple[SqlStatement, SqlStatement]:
     """Row count and hash sum of one range on each side, the original's columns cast to the shadow's types; keys
     with a pending log row are left out on both sides (the apply loop has not caught up with them yet)."""
@@ -222,13 +225,13 @@ def checksum_sql(
     shadow_cols = ", ".join(f"t.{qi(m.target)}" for m in run.columns.mapped)
     return (
         SqlStatement(
-            f"SELECT {_hash(_sources(run, 's'))} FROM {table(run)} s WHERE {src_where} AND {pending_s}",
+            f"SELECT {_hash(_sources(run, 's'), binary)} FROM {table(run)} s WHERE {src_where} AND {pending_s}",
             params=src_params,
             description="checksum a range of the table",
             mutating=False,
         ),
         SqlStatement(
-            f"SELECT {_hash(shadow_cols)} FROM {shadow(run)} t WHERE {sh_where} AND {pending_t}",
+            f"SELECT {_hash(shadow_cols, binary)} FROM {shadow(run)} t WHERE {sh_where} AND {pending_t}",
             params=sh_params,
             description="checksum a range of the shadow",
             mutating=False,
