@@ -134,6 +134,9 @@ CREATE TRIGGER audit_insert AFTER INSERT ON "Sales Ops"."Orders ""2026"" é"
   FOR EACH ROW EXECUTE FUNCTION "Sales Ops".audit_it();
 CREATE VIEW "Sales Ops".big AS SELECT id, qty FROM "Sales Ops"."Orders ""2026"" é" WHERE qty > 5;
 CREATE VIEW "Sales Ops".bigger AS SELECT id FROM "Sales Ops".big WHERE qty > 8;
+CREATE MATERIALIZED VIEW "Sales Ops".totals AS
+  SELECT qty, count(*) AS n FROM "Sales Ops"."Orders ""2026"" é" GROUP BY qty;
+CREATE UNIQUE INDEX totals_qty ON "Sales Ops".totals (qty);
 GRANT SELECT ON "Sales Ops"."Orders ""2026"" é" TO dbr_shadow_reader;
 ALTER TABLE "Sales Ops"."Orders ""2026"" é" ENABLE ROW LEVEL SECURITY;
 CREATE POLICY mine ON "Sales Ops"."Orders ""2026"" é" FOR SELECT TO dbr_shadow_reader USING (owner_name = current_user);
@@ -156,6 +159,11 @@ def _props(db: Target) -> dict[str, object]:
         "fk_points_here": db.execute(
             f"SELECT confrelid = {oid} FROM pg_constraint WHERE conname = 'lines_order_id_fkey'"
         )[0][0],
+        "matview_reads_table": db.execute(
+            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            f"WHERE r.ev_class = '\"Sales Ops\".totals'::regclass AND d.refobjid = {oid}"
+        )[0][0],
+        "matview_index": db.execute("SELECT to_regclass('\"Sales Ops\".totals_qty') IS NOT NULL")[0][0],
         "indexes": sorted(
             r[0]
             for r in db.execute(

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 
 from dbrunbook.engines.postgresql import shadow_catalog as cat
+from dbrunbook.engines.postgresql import shadow_matview as matview
 from dbrunbook.engines.postgresql import shadow_sql as S
 from dbrunbook.engines.postgresql.shadow_swap import ddl, index_pairs, reverse_sync, swap
 from dbrunbook.engines.shadow_base import (
@@ -130,6 +131,7 @@ class PgShadow:
         return active, [float(lag) for _name, lag in db.execute(cat.q(STREAMING))]
 
     def after_cutover(self, db: DbSession, run: RunTable) -> None:
+        matview.rebuild(db, run)
         oid = int(db.scalar(cat.q("SELECT %s::regclass::oid", S.table(run))))
         with db.transaction():
             incoming = cat.read(db, cat.INCOMING_FKS, oid)
@@ -168,9 +170,12 @@ class PgShadow:
         refusals += ["a temporary table"] if rel.persistence == "t" else []
         refusals += ["a table with inheritance children or parents"] if rel.inherited else []
         refusals += [] if key else ["a table without a primary key or NOT NULL unique key"]
-        refusals += [f"materialized view {v[2]} depends on it (not supported yet)" for v in views if v[1] == "m"]
+        refusals += matview.refusals(db, rel.oid)
         refusals += [f"foreign key {f[0]} references the table itself (not supported yet)" for f in outgoing if f[2]]
         dependents = [f"view {v[2]}: re-created after the swap" for v in views if v[1] == "v"]
+        dependents += [
+            f"materialized view {v[2]}: rebuilt aside after the swap, then swapped in" for v in views if v[1] == "m"
+        ]
         dependents += [f"foreign key {f[1]} of {f[0]}: re-pointed NOT VALID, then validated" for f in incoming]
         dependents += [f"trigger {t[0]}: moved to the new table" for t in triggers]
         dependents += [f"foreign key {f[0]}: added to the new table" for f in outgoing if not f[2]]
@@ -275,6 +280,7 @@ class PgShadow:
                     ddl(f"LOCK TABLE {S.table(run)}, {S.shadow(run)} IN ACCESS EXCLUSIVE MODE", "lock the table")
                 )
             _apply(db, run, None)  # nothing writes now: drain the log completely
+            matview.capture(db, run)
             db.execute(ddl(f"DROP TRIGGER {S.qi(run.names.capture)} ON {S.table(run)}", "stop the capture"))
             swap(db, run, forward=True)
             for stmt in reverse_sync(run):
@@ -286,6 +292,7 @@ class PgShadow:
             with db.limits(lock_timeout=lock_timeout):
                 db.execute(ddl(f"LOCK TABLE {S.table(run)}, {S.old(run)} IN ACCESS EXCLUSIVE MODE", "lock both tables"))
             db.execute(ddl(f"DROP TRIGGER {S.qi(run.names.reverse)} ON {S.table(run)}", "stop the reverse sync"))
+            matview.capture(db, run)
             swap(db, run, forward=False)
             record(db)
 
