@@ -342,3 +342,35 @@ def test_twenty_cutovers_under_load_each_hold_the_lock_under_a_second(
     assert done.errors == 0 and done.transactions > 100, done.output[-500:]
     assert db.execute("SELECT count(*) FROM pgbench_accounts") == [(100_000,)]
     assert leftovers(db) == []
+
+
+def test_kill_blockers_idle_ends_an_idle_transaction_and_the_cutover_goes_through(db: Target) -> None:
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL)",
+        "INSERT INTO t SELECT g, g FROM generate_series(1, 500) g",
+    )
+    idle = db.connect(autocommit=False)
+    try:
+        idle.execute("SELECT count(*) FROM t")  # idle in transaction, holding ACCESS SHARE
+        pid = idle.info.backend_pid
+        code, doc, err = shadow(
+            "run",
+            db,
+            "--table",
+            "t",
+            "--yes",
+            "--alter",
+            "ADD COLUMN x int",
+            "--cutover-tries",
+            "4",
+            "--kill-blockers",
+            "idle",
+            "--max-xact-age",
+            "1h",
+        )
+        assert code == 0 and doc["phase"] == "swapped", err
+        assert db.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", params=(pid,)) == [(0,)]
+    finally:
+        idle.close()
+    shadow("cleanup", db, "--run", doc["run"], "--yes")
+    assert leftovers(db) == []

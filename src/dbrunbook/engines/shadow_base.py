@@ -128,6 +128,7 @@ class Blocker:
     application: str
     xact_age_seconds: float | None
     state: str
+    idle: bool = False  # holds a transaction open and runs nothing: what --kill-blockers idle ends
 
     def describe(self) -> str:
         age = "no transaction" if self.xact_age_seconds is None else f"transaction {self.xact_age_seconds:.0f}s old"
@@ -258,6 +259,10 @@ class ShadowDialect(Protocol):
 
     def after_cutover(self, db: DbSession, run: RunTable) -> None:
         """Work outside the cut-over's lock: validate the foreign keys re-pointed NOT VALID."""
+        ...
+
+    def terminate(self, db: DbSession, pid: int) -> None:
+        """End a blocking session (``--kill-blockers idle``)."""
         ...
 
     def blockers(self, db: DbSession, run: RunTable) -> list[Blocker]:

@@ -35,6 +35,8 @@ _RUN = {
     "run removes capture, then the shadow, and stops (exit 100)",
     "lock_timeout": "longest wait for a lock at capture install and cut-over (default 100ms)",
     "cutover_tries": "tries to get the cut-over lock (default 30)",
+    "kill_blockers": "none (default) or idle: halfway through the tries, end sessions that hold the table in an "
+    "idle transaction",
     "max_xact_age": "refuse to start while a transaction this old holds the table (default 60s)",
     "max_backlog": "captured changes drained under the cut-over lock at most (default 1000)",
     "postpone_cutover": "stop once ready; cut over later with migrate.shadow.cutover RUN",
@@ -65,7 +67,11 @@ def _options(table: str, alter: str, database: str | None, **kw: Any) -> ShadowO
             critical_active=kw["critical_load"],
             pause_file=kw["pause_file"],
         ),
-        locks=LockAttempts(tries=kw["cutover_tries"], timeout=seconds(kw["lock_timeout"], "--lock-timeout")),
+        locks=LockAttempts(
+            tries=kw["cutover_tries"],
+            timeout=seconds(kw["lock_timeout"], "--lock-timeout"),
+            kill_idle=_kill_idle(kw.get("kill_blockers") or "none"),
+        ),
         max_xact_age=seconds(kw["max_xact_age"], "--max-xact-age"),
         max_backlog=kw["max_backlog"],
         postpone_cutover=kw["postpone_cutover"],
@@ -94,6 +100,7 @@ def run(
     min_free: str | None = None,
     lock_timeout: str = "100ms",
     cutover_tries: int = 30,
+    kill_blockers: str = "none",
     max_xact_age: str = "60s",
     max_backlog: int = 1000,
     postpone_cutover: bool = False,
@@ -117,6 +124,7 @@ def run(
         min_free=min_free,
         lock_timeout=lock_timeout,
         cutover_tries=cutover_tries,
+        kill_blockers=kill_blockers,
         max_xact_age=max_xact_age,
         max_backlog=max_backlog,
         postpone_cutover=postpone_cutover,
@@ -217,12 +225,15 @@ def _lifecycle(
     json: bool,
     lock_timeout: str,
     tries: int,
+    kill_blockers: str = "none",
 ) -> None:
     task_run = TaskRun.start(f"migrate.shadow.{name}", env=env, json_mode=json, dry_run=dry_run)
     try:
         ctx = task_run.cluster_context(cluster)
         confirm(f"{verb} run {run_id} on {ctx.name}", yes=yes, dry_run=dry_run)
-        locks = LockAttempts(tries=tries, timeout=seconds(lock_timeout, "--lock-timeout"))
+        locks = LockAttempts(
+            tries=tries, timeout=seconds(lock_timeout, "--lock-timeout"), kill_idle=_kill_idle(kill_blockers)
+        )
         with task_run.out.steps(f"migrate.shadow.{name}") as step:
             done: manage.StepResult = getattr(manage, name)(ctx, database, run_id, locks, step)
         task_run.out.result(done.as_dict(), _lines([f"run {run_id}: {done.phase.value}"]))
@@ -240,7 +251,7 @@ _LIFE = {
 }
 
 
-@task(help=_LIFE)
+@task(help={**_LIFE, "kill_blockers": "none (default) or idle: end sessions holding the table in an idle transaction"})
 @guarded
 def cutover(
     c: Context,
@@ -253,9 +264,12 @@ def cutover(
     json: bool = False,
     lock_timeout: str = "100ms",
     tries: int = 30,
+    kill_blockers: str = "none",
 ) -> None:
     """Cut over a run that is ready (after --postpone-cutover, or a cut-over that did not get its lock)."""
-    _lifecycle("cutover", "cut over", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
+    _lifecycle(
+        "cutover", "cut over", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries, kill_blockers
+    )
 
 
 @task(help=_LIFE)
@@ -292,6 +306,14 @@ def cleanup(
 ) -> None:
     """Remove a run's triggers, then its tables (the shadow, or the old table after a cut-over: no rollback after)."""
     _lifecycle("cleanup", "clean up", c, run, env, cluster, database, yes, dry_run, json, lock_timeout, tries)
+
+
+def _kill_idle(value: str) -> bool:
+    if value not in ("none", "idle"):
+        from dbrunbook.errors import PreflightFailed
+
+        raise PreflightFailed(f"--kill-blockers {value!r}: give none or idle")
+    return value == "idle"
 
 
 def _lines(lines: list[str]) -> Any:

@@ -337,9 +337,19 @@ class MyShadow:
 
     def blockers(self, db: DbSession, run: RunTable) -> list[Blocker]:
         return [
-            Blocker(int(pid), f"{user}@{host}", "", None if age is None else float(age), str(state))
+            Blocker(
+                int(pid),
+                f"{user}@{host}",
+                "",
+                None if age is None else float(age),
+                str(state),
+                str(state) == "Sleep in a transaction",
+            )
             for pid, user, host, age, state in db.execute(q(BLOCKERS))
         ]
+
+    def terminate(self, db: DbSession, pid: int) -> None:
+        db.execute(SqlStatement(f"KILL CONNECTION {int(pid)}", description=f"end session {pid}"))
 
 
 @contextmanager

@@ -327,9 +327,12 @@ class PgShadow:
         if oid is None:
             return []
         return [
-            Blocker(int(p), str(u), str(a), None if age is None else float(age), str(st))
+            Blocker(int(p), str(u), str(a), None if age is None else float(age), str(st), str(st).startswith("idle in"))
             for p, u, a, age, st in db.execute(cat.q(cat.LOCKERS, int(oid)))
         ]
+
+    def terminate(self, db: DbSession, pid: int) -> None:
+        db.execute(SqlStatement("SELECT pg_terminate_backend(%s)", params=(pid,), description=f"end session {pid}"))
 
 
 def _range_sum(
