@@ -46,6 +46,27 @@ _RUN = {
 }
 
 
+_OPTION_FLAGS = frozenset(
+    {
+        "rename_column",
+        "chunk_time",
+        "max_lag",
+        "max_active",
+        "critical_load",
+        "throttle_query",
+        "pause_file",
+        "min_free",
+        "lock_timeout",
+        "cutover_tries",
+        "kill_blockers",
+        "max_xact_age",
+        "max_backlog",
+        "postpone_cutover",
+        "resume",
+    }
+)
+
+
 def _options(table: str, alter: str, database: str | None, **kw: Any) -> ShadowOptions:
     renames = {}
     for item in kw["rename_column"] or ():
@@ -110,26 +131,8 @@ def run(
     json: bool = False,
 ) -> None:
     """Change a table online: shadow copy, capture, checksum, atomic cut-over (keeps the old table in sync)."""
-    options = _options(
-        table,
-        alter,
-        database,
-        rename_column=rename_column,
-        chunk_time=chunk_time,
-        max_lag=max_lag,
-        max_active=max_active,
-        critical_load=critical_load,
-        throttle_query=throttle_query,
-        pause_file=pause_file,
-        min_free=min_free,
-        lock_timeout=lock_timeout,
-        cutover_tries=cutover_tries,
-        kill_blockers=kill_blockers,
-        max_xact_age=max_xact_age,
-        max_backlog=max_backlog,
-        postpone_cutover=postpone_cutover,
-        resume=resume,
-    )
+    flags = dict(locals())  # every flag of the task, by name: what _options reads
+    options = _options(table, alter, database, **{k: v for k, v in flags.items() if k in _OPTION_FLAGS})
     task_run = TaskRun.start("migrate.shadow.run", env=env, json_mode=json, dry_run=dry_run)
     try:
         ctx = task_run.cluster_context(cluster)
