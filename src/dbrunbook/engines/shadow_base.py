@@ -5,13 +5,11 @@ The run (``migrate/shadow/``) decides; the engine's :class:`ShadowDialect` knows
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dbrunbook.execution.command import SqlStatement
 from dbrunbook.execution.sql import DbSession
 
 
@@ -147,19 +145,6 @@ class RunTable:
     run_id: str
     runs_table: str  # the tool state's runs table, qualified
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def key_ranges(
-    db: DbSession, run: RunTable, ranges: int, next_end: Callable[[tuple[str, ...] | None, int], SqlStatement]
-) -> list[tuple[tuple[str, ...] | None, tuple[str, ...] | None]]:
-    """About ``ranges`` consecutive key ranges covering the whole table, open at both ends: the boundaries come from
-    walking the key (``next_end(after, rows)``: the key ``rows`` rows after ``after``, as text). A COUNT(*) or a
-    window over a table under writes can take half a minute; this reads the key's index once."""
-    step = max(1, run.info.rows_estimate // max(ranges, 1))
-    edges: list[tuple[str, ...] | None] = [None]
-    while end := db.execute(next_end(edges[-1], step)):
-        edges.append(tuple(str(v) for v in end[0]))
-    return list(itertools.pairwise([*edges, None]))
 
 
 Record = Callable[[DbSession], None]

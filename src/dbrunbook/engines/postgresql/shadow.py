@@ -3,6 +3,7 @@ keyset copy in short transactions, checksums under one snapshot per range, a swa
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 
@@ -20,7 +21,6 @@ from dbrunbook.engines.shadow_base import (
     Record,
     RunTable,
     TableInfo,
-    key_ranges,
 )
 from dbrunbook.errors import DbrunbookError, PreflightFailed, QueryFailed
 from dbrunbook.execution.command import SqlStatement
@@ -253,9 +253,11 @@ class PgShadow:
         db.execute(ddl(f"ANALYZE {S.shadow(run)}", "analyze the shadow"))
 
     def checksum(self, db: DbSession, run: RunTable, ranges: int) -> list[RangeSum]:
+        bounds = _boundaries(db, run, ranges)
+        edges: list[tuple[str, ...] | None] = [None, *bounds, None]
         out: list[RangeSum] = []
         binary = True
-        for after, upto in key_ranges(db, run, ranges, lambda after, rows: S.chunk_end(run, after, rows)):
+        for after, upto in itertools.pairwise(edges):
             try:
                 out.append(_range_sum(db, run, after, upto, binary))
             except QueryFailed as exc:
@@ -400,6 +402,24 @@ def _drop_secondary(run: RunTable) -> list[SqlStatement]:
         )
         out.append(ddl(what, "drop a proven index until the copy is done"))
     return out
+
+
+def _boundaries(db: DbSession, run: RunTable, ranges: int) -> list[tuple[str, ...]]:
+    rows = int(
+        db.scalar(SqlStatement(f"SELECT count(*) FROM {S.table(run)}", description="count rows", mutating=False)) or 0
+    )
+    step = max(1, rows // max(ranges, 1))
+    texts = ", ".join(f"{S.qi(k)}::text" for k in run.info.key)
+    found = db.execute(
+        SqlStatement(
+            f"SELECT {texts} FROM (SELECT {S.key_cols(run)}, row_number() OVER (ORDER BY {S.key_cols(run)}) AS rn "
+            f"FROM {S.table(run)}) k WHERE rn %% %s = 0 ORDER BY {S.key_cols(run)}",
+            params=(step,),
+            description="split the table into checksum ranges",
+            mutating=False,
+        )
+    )
+    return [tuple(str(v) for v in r) for r in found]
 
 
 def _trigger_exists(db: DbSession, schema: str, rel: str, trigger: str) -> bool:

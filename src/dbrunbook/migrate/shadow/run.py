@@ -35,11 +35,9 @@ from dbrunbook.migrate.shadow.plan import (
     ShadowPlan,
     column_map,
     cutover_readiness,
-    derive_phase,
     disk_needed,
     names_for,
     next_chunk_rows,
-    resumable,
 )
 from dbrunbook.migrate.shadow.stop import StopRequests
 from dbrunbook.migrate.shadow.throttle import DiskGuard, DiskLow, Limits, Throttle, load_reason
@@ -213,15 +211,9 @@ def run_shadow(ctx: ClusterContext, options: ShadowOptions, step: Step) -> Shado
     with primary_session(ctx, options.database) as db:
         if options.resume:
             record = _load(db, dialect, options.resume)
-            phase = derive_phase(record.phase, dialect.catalog_facts(db, record.run))
-            if not resumable(phase):
-                raise MigrationError(
-                    f"run {record.run_id} is in phase {phase}: nothing to resume",
-                    hint="migrate.shadow.status shows it; after a swap: rollback or cleanup",
-                )
             with table_lock(db, ctx, dialect, record.schema, record.table):
                 db.execute(state.claim(dialect.runs_table, record.run_id))
-                return _work(ctx, db, dialect, record.run, phase, record.checkpoint, options, step)
+                return _work(ctx, db, dialect, record.run, record.phase, record.checkpoint, options, step)
         schema, table = dialect.split_name(options.table)
         schema = schema or dialect.default_schema(db)
         with table_lock(db, ctx, dialect, schema, table):
